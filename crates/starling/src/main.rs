@@ -1,0 +1,117 @@
+//! `starling`: the command-line entry point. Parses flags, wires the library
+//! crates together, runs, and maps errors to exit codes. Nothing else lives
+//! here.
+
+mod eval_adapter;
+mod fingerprint_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use starling_fingerprint::{Floors, Key, MatchRule, Settings};
+
+/// Collaborative spam filtering for the mail servers organisations run themselves.
+#[derive(Parser)]
+#[command(name = "starling", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the fingerprints that would be sent for each message (no content is printed).
+    Fingerprint(fingerprint_cmd::FingerprintArgs),
+    /// Speak the evaluation harness's line protocol on stdin/stdout (../shared/eval/PROTOCOL.md).
+    EvalAdapter(eval_adapter::EvalAdapterArgs),
+}
+
+/// Options shared by every command that fingerprints mail.
+#[derive(Args, Clone)]
+struct FingerprintOptions {
+    /// File holding the network's 32-byte fingerprint key as 64 hex digits.
+    /// Without it the public development key is used.
+    #[arg(long, env = "STARLING_KEY_FILE", value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Ignore lines quoted with `>` when fingerprinting text.
+    #[arg(long)]
+    drop_quoted_lines: bool,
+    /// Normalised words a text needs for a text digest.
+    #[arg(long, default_value_t = Floors::default().text_words)]
+    floor_text_words: usize,
+    /// Normalised words a text needs for a fuzzy signature.
+    #[arg(long, default_value_t = Floors::default().fuzzy_words)]
+    floor_fuzzy_words: usize,
+    /// Distinct words a text needs for any text fingerprint.
+    #[arg(long, default_value_t = Floors::default().distinct_words)]
+    floor_distinct_words: usize,
+    /// Decoded bytes an attachment needs for a digest.
+    #[arg(long, default_value_t = Floors::default().attachment_bytes)]
+    floor_attachment_bytes: usize,
+}
+
+impl FingerprintOptions {
+    fn key(&self) -> anyhow::Result<Key> {
+        let Some(path) = &self.key_file else { return Ok(Key::DEVELOPMENT) };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read the key file {}", path.display()))?;
+        text.parse().with_context(|| format!("the key file {} is not a valid key", path.display()))
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            floors: Floors {
+                text_words: self.floor_text_words,
+                distinct_words: self.floor_distinct_words,
+                fuzzy_words: self.floor_fuzzy_words,
+                attachment_bytes: self.floor_attachment_bytes,
+            },
+            drop_quoted_lines: self.drop_quoted_lines,
+        }
+    }
+}
+
+/// Options of the fuzzy match rule.
+#[derive(Args, Clone)]
+struct RuleOptions {
+    /// Estimated Jaccard similarity at or above which a signature matches.
+    #[arg(long, default_value_t = MatchRule::default().jaccard)]
+    match_jaccard: f32,
+    /// Estimated containment at or above which a signature matches (with the Jaccard floor below).
+    #[arg(long, default_value_t = MatchRule::default().containment)]
+    match_containment: f32,
+    /// The Jaccard floor of a containment match.
+    #[arg(long, default_value_t = MatchRule::default().containment_jaccard)]
+    match_containment_jaccard: f32,
+    /// Do not let an attachment digest alone decide a match.
+    #[arg(long)]
+    no_attachment_match: bool,
+}
+
+impl RuleOptions {
+    fn rule(&self) -> MatchRule {
+        MatchRule {
+            jaccard: self.match_jaccard,
+            containment: self.match_containment,
+            containment_jaccard: self.match_containment_jaccard,
+            attachments: !self.no_attachment_match,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Fingerprint(args) => fingerprint_cmd::run(&args),
+        Command::EvalAdapter(args) => eval_adapter::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("starling: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
