@@ -64,6 +64,18 @@ fn parse_all(parser: &MessageParser, corpus: &[Vec<u8>]) -> usize {
     corpus.iter().map(|raw| parser.parse(black_box(raw)).map_or(0, |m| m.parts.len())).sum()
 }
 
+/// Parsing plus what any consumer of the parser does next: the decoded text
+/// of every text body part (HTML converted to text by mail-parser).
+fn parse_and_text_all(parser: &MessageParser, corpus: &[Vec<u8>]) -> usize {
+    corpus
+        .iter()
+        .map(|raw| {
+            let Some(message) = parser.parse(black_box(raw)) else { return 0 };
+            (0..message.text_body.len()).filter_map(|i| message.body_text(i)).map(|t| t.len()).sum::<usize>()
+        })
+        .sum()
+}
+
 fn bench(c: &mut Criterion) {
     let corpus = load_corpus();
     let bytes: usize = corpus.iter().map(Vec::len).sum();
@@ -82,6 +94,7 @@ fn bench(c: &mut Criterion) {
         group.throughput(throughput).sample_size(10).measurement_time(Duration::from_secs(8));
         group.bench_function("fingerprint", |b| b.iter(|| fingerprint_all(&fingerprinter, &corpus)));
         group.bench_function("parse-only (mail-parser)", |b| b.iter(|| parse_all(&parser, &corpus)));
+        group.bench_function("parse+text (mail-parser)", |b| b.iter(|| parse_and_text_all(&parser, &corpus)));
         group.finish();
     }
 }

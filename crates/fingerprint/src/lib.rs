@@ -294,8 +294,6 @@ pub struct Stats {
     pub parts: usize,
     /// Normalised words of the fingerprinted text.
     pub words: usize,
-    /// Distinct normalised words.
-    pub distinct_words: usize,
     /// Attachments seen.
     pub attachments: usize,
 }
@@ -411,9 +409,12 @@ impl Fingerprinter {
         let mut skipped = Vec::new();
 
         let words = self.body_words(&message, &deep, &personal, &mut problems);
-        let distinct = count_distinct(&words.hashes);
+        // Counting stops once no floor can fail: the count is exact whenever
+        // it is reported in a "too short" reason.
+        let floors = &self.settings.floors;
+        let enough = floors.distinct_words.max(floors.fuzzy_words).max(floors.text_words);
+        let distinct = count_distinct(&words.hashes, enough);
         stats.words = words.hashes.len();
-        stats.distinct_words = distinct;
         let (text, fuzzy) = self.text_kinds(&words, distinct, &mut skipped);
 
         let (urls, domains, links_cut) = links::collect(words.urls.iter().map(String::as_str));
@@ -459,8 +460,8 @@ impl Fingerprinter {
         let mut hashes = Vec::new();
         let seed = self.keys.word_seed;
         let options = normalize::Options { drop_quoted: self.settings.drop_quoted_lines };
-        let mut normalizer = Normalizer::new(personal, options, |word: &str| {
-            hashes.push(xxh3_64_with_seed(word.as_bytes(), seed));
+        let mut normalizer = Normalizer::new(personal, options, |word: &[u8]| {
+            hashes.push(xxh3_64_with_seed(word, seed));
         });
         let mut visible = String::new();
         let mut html_links = Vec::new();
@@ -559,10 +560,10 @@ impl Fingerprinter {
 }
 
 /// The number of distinct values in `hashes` (which are well-mixed hashes),
-/// counted with a small open-addressing table of their top 32 bits: linear
-/// time, one allocation. Two different hashes count as one with probability
-/// 2⁻³², which only matters for statistics.
-pub(crate) fn count_distinct(hashes: &[u64]) -> usize {
+/// or `limit` if there are at least that many, counted with a small
+/// open-addressing table of their top 32 bits: linear time, one allocation.
+/// Two different hashes count as one with probability 2⁻³².
+pub(crate) fn count_distinct(hashes: &[u64], limit: usize) -> usize {
     let capacity = (hashes.len() * 2).next_power_of_two().max(16);
     let mut table = vec![0u32; capacity];
     let mask = capacity - 1;
@@ -576,6 +577,9 @@ pub(crate) fn count_distinct(hashes: &[u64]) -> usize {
             if cell == 0 {
                 table[i] = key;
                 distinct += 1;
+                if distinct >= limit {
+                    return distinct;
+                }
                 break;
             }
             if cell == key {

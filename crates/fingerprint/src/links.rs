@@ -23,7 +23,52 @@ pub(crate) struct NormalizedUrl {
 /// Normalises a URL found in text or in an `href`; `None` for anything that
 /// is not an http(s) URL with a host.
 pub(crate) fn normalize(raw: &str) -> Option<NormalizedUrl> {
-    let raw: String = raw.trim().chars().take(MAX_URL_CHARS).collect();
+    let raw = raw.trim();
+    simple(raw).or_else(|| by_whatwg(raw))
+}
+
+/// The common case without a full WHATWG parse: a plain ASCII `http(s)://`
+/// or `www.` URL whose host is a lower-case-able DNS name and whose path
+/// needs no normalisation. Anything else (IP addresses, IDNs, escapes, dot
+/// segments, ports, credentials) returns `None` and takes the full parse; a
+/// test checks that both agree wherever this one answers.
+fn simple(raw: &str) -> Option<NormalizedUrl> {
+    let lower_start = raw.get(..8)?.to_ascii_lowercase();
+    let rest = if lower_start.starts_with("http://") {
+        &raw[7..]
+    } else if lower_start.starts_with("https://") {
+        &raw[8..]
+    } else if lower_start.starts_with("www.") {
+        raw
+    } else {
+        return None;
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (host, tail) = rest.split_at(end);
+    let host = host.trim_end_matches('.');
+    let last_label = host.rsplit('.').next()?;
+    let dns_name = !host.is_empty()
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && !host.starts_with('.')
+        && !host.contains("..")
+        && !last_label.bytes().all(|b| b.is_ascii_digit());
+    let path = tail.split(['?', '#']).next().unwrap_or("");
+    let plain_path = path.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_~/".contains(&b) || b == b'.')
+        && !path.contains("/.")
+        && path.len() + host.len() < MAX_URL_CHARS;
+    if !dns_name || !plain_path {
+        return None;
+    }
+    let name = host.to_ascii_lowercase();
+    let host = name.strip_prefix("www.").unwrap_or(&name).to_owned();
+    let domain = psl::domain_str(&name).unwrap_or(&host).to_owned();
+    let host_path = format!("{host}{}", path.trim_end_matches('/'));
+    Some(NormalizedUrl { host_path, domain })
+}
+
+/// The general case, through the WHATWG URL parser.
+fn by_whatwg(raw: &str) -> Option<NormalizedUrl> {
+    let raw: String = raw.chars().take(MAX_URL_CHARS).collect();
     let parsed = if raw.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("www.")) {
         Url::parse(&format!("http://{raw}")).ok()?
     } else {
@@ -55,6 +100,10 @@ pub(crate) fn collect<'a>(raw: impl IntoIterator<Item = &'a str>) -> (BTreeSet<S
     let mut urls = BTreeSet::new();
     let mut domains = BTreeSet::new();
     let mut truncated = false;
+    // Links repeat (the same "click here" URL five times): parse each once.
+    let mut raw: Vec<&str> = raw.into_iter().collect();
+    raw.sort_unstable();
+    raw.dedup();
     for url in raw.into_iter().filter_map(normalize) {
         if urls.len() < MAX_URLS {
             urls.insert(url.host_path);
@@ -96,6 +145,34 @@ mod tests {
         assert_eq!(normalize("mailto:a@b.example"), None);
         assert_eq!(normalize("javascript:alert(1)"), None);
         assert_eq!(normalize("not a url"), None);
+    }
+
+    #[test]
+    fn the_shortcut_agrees_with_the_full_parser() {
+        let hosts = [
+            "www.Example.COM",
+            "a.b.example.co.uk",
+            "x-y.example",
+            "example.com.",
+            "1.2.3.4",
+            "localhost",
+            "a..b",
+            "ex_ample.com",
+        ];
+        let paths = ["", "/", "/Path/To/", "/a/./b", "/a/../b", "/%41b", "/a b", "/ü", "/x.html", "//double"];
+        let tails = ["", "?q=1", "#frag", "?a=1#b"];
+        for scheme in ["http://", "HTTPS://", "", "ftp://"] {
+            for host in hosts {
+                for path in paths {
+                    for tail in tails {
+                        let raw = format!("{scheme}{host}{path}{tail}");
+                        if let Some(fast) = simple(&raw) {
+                            assert_eq!(Some(fast), by_whatwg(&raw), "{raw}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

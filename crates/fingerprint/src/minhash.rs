@@ -192,7 +192,7 @@ pub(crate) fn signature(words: &[u64], densifier: &Densifier, slot_key: (u64, u6
         prf.write_u8(source as u8);
         *out = prf.finish() as u32;
     }
-    Some(MinHash { slots, shingles: crate::count_distinct(&shingles) as u32 })
+    Some(MinHash { slots, shingles: crate::count_distinct(&shingles, usize::MAX) as u32 })
 }
 
 /// The 64-bit finaliser of MurmurHash3: a bijection that mixes every bit.

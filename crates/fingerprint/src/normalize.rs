@@ -23,20 +23,99 @@
 //!   unrelated messages, and spam relayed through a mailing list would
 //!   otherwise match every legitimate post to that list.
 //!
-//! Output goes to a caller-supplied sink, one word at a time, so the hot path
-//! allocates nothing per word.
+//! Output goes to a caller-supplied sink, one word (UTF-8 bytes) at a time,
+//! so the hot path allocates nothing per word; ASCII letters and digits, the
+//! bulk of most mail, take a table-driven path.
+
+/// For each ASCII byte: its lower-case form if it is a letter or digit
+/// (digits with [`DIGIT`] set), else 0.
+const WORD_BYTES: [u8; 128] = {
+    let mut table = [0u8; 128];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        table[b] = if c.is_ascii_alphabetic() {
+            c.to_ascii_lowercase()
+        } else if c.is_ascii_digit() {
+            c | DIGIT
+        } else {
+            0
+        };
+        b += 1;
+    }
+    table
+};
+/// Marks a digit in [`WORD_BYTES`] (ASCII digits never have the top bit set).
+const DIGIT: u8 = 0x80;
+/// In the flags of [`ascii_run`]: the run has an upper-case letter.
+const UPPER: u8 = 0x01;
+
+/// The end of the run of ASCII letters and digits that starts at `start`,
+/// and flags: [`DIGIT`] if it has a digit, [`UPPER`] if an upper-case letter.
+///
+/// Eight bytes are classified at once with SWAR arithmetic on a `u64` (each
+/// byte's top bit answers "is this byte in range?"), so a typical word costs
+/// one or two steps instead of one per letter.
+fn ascii_run(bytes: &[u8], start: usize) -> (usize, u8) {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const fn splat(b: u8) -> u64 {
+        u64::from_le_bytes([b; 8])
+    }
+    let mut end = start;
+    let mut flags = 0u8;
+    while let Some(chunk) = bytes.get(end..end + 8) {
+        let chunk = u64::from_le_bytes(chunk.try_into().expect("an 8-byte slice"));
+        let ascii = !chunk & HIGH;
+        let x = chunk & !HIGH;
+        // x + (0x80 - lo) has its top bit set exactly when x >= lo (x < 0x80).
+        let at_least = |value: u64, lo: u8| value.wrapping_add(splat(0x80 - lo)) & HIGH;
+        let folded = x | splat(0x20);
+        let letters = at_least(folded, b'a') & !at_least(folded, b'z' + 1);
+        let digits = at_least(x, b'0') & !at_least(x, b'9' + 1);
+        let word = (letters | digits) & ascii;
+        let len = ((word ^ HIGH).trailing_zeros() / 8) as usize;
+        let prefix = if len == 8 { u64::MAX } else { (1u64 << (8 * len)) - 1 };
+        if digits & word & prefix != 0 {
+            flags |= DIGIT;
+        }
+        // An upper-case letter has bit 5 clear; shifting by 2 moves it to bit 7.
+        if letters & !(x << 2) & word & prefix != 0 {
+            flags |= UPPER;
+        }
+        end += len;
+        if len < 8 {
+            return (end, flags);
+        }
+    }
+    while let Some(&b) = bytes.get(end) {
+        let c = WORD_BYTES.get(usize::from(b)).copied().unwrap_or(0);
+        if c == 0 {
+            break;
+        }
+        flags |= c & DIGIT;
+        if c != b && c & DIGIT == 0 {
+            flags |= UPPER;
+        }
+        end += 1;
+    }
+    (end, flags)
+}
 
 use linkify::{LinkFinder, LinkKind};
 use unicode_normalization::char::{decompose_compatible, is_combining_mark};
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::limits::{MAX_URL_CHARS, MAX_URLS, MAX_WORD_CHARS, MAX_WORDS};
 
-/// The recipient's identity, removed from the text before hashing. A message
-/// has a handful of recipients, so lists beat hash sets here.
+/// The recipient's identity, removed from the text before hashing. Name
+/// words are kept as a sorted list of local (never sent) hashes, with a
+/// bit set of their lengths in front, because the check runs for every word.
 #[derive(Debug, Default)]
 pub(crate) struct Personal {
     addresses: Vec<String>,
-    words: Vec<String>,
+    word_hashes: Vec<u64>,
+    /// Bit `n` is set when a word of `n` bytes (63: longer) is present.
+    word_lengths: u64,
 }
 
 impl Personal {
@@ -57,13 +136,15 @@ impl Personal {
     fn add_words(&mut self, text: &str) {
         let empty = Personal::default();
         let mut words = Vec::new();
-        let mut normalizer = Normalizer::new(&empty, Options::default(), |w: &str| words.push(w.to_owned()));
+        let mut normalizer = Normalizer::new(&empty, Options::default(), |w: &[u8]| words.push(w.to_vec()));
         normalizer.push_block(text);
         drop(normalizer);
         // Very short name parts ("al", "jo") are too likely to be ordinary words.
-        for word in words.into_iter().filter(|w| w.chars().count() >= 3) {
-            if !self.words.contains(&word) {
-                self.words.push(word);
+        for word in words.into_iter().filter(|w| String::from_utf8_lossy(w).chars().count() >= 3) {
+            let hash = xxh3_64(&word);
+            if let Err(at) = self.word_hashes.binary_search(&hash) {
+                self.word_hashes.insert(at, hash);
+                self.word_lengths |= length_bit(word.len());
             }
         }
     }
@@ -72,9 +153,13 @@ impl Personal {
         self.addresses.iter().any(|a| a.eq_ignore_ascii_case(address))
     }
 
-    fn is_word(&self, word: &str) -> bool {
-        self.words.iter().any(|w| w == word)
+    fn is_word(&self, word: &[u8]) -> bool {
+        self.word_lengths & length_bit(word.len()) != 0 && self.word_hashes.binary_search(&xxh3_64(word)).is_ok()
     }
+}
+
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 /// Choices that change which words are kept.
@@ -129,15 +214,15 @@ fn is_separator(line: &str) -> bool {
 }
 
 /// Greetings that start a personalised first line.
-const GREETINGS: &[&str] =
-    &["dear", "hi", "hello", "hey", "greetings", "attention", "howdy", "hallo", "bonjour", "hola", "ciao"];
+const GREETINGS: &[&[u8]] =
+    &[b"dear", b"hi", b"hello", b"hey", b"greetings", b"attention", b"howdy", b"hallo", b"bonjour", b"hola", b"ciao"];
 /// Words that make "good …" a greeting.
-const GOOD_GREETINGS: &[&str] = &["day", "morning", "afternoon", "evening"];
+const GOOD_GREETINGS: &[&[u8]] = &[b"day", b"morning", b"afternoon", b"evening"];
 /// Words after a greeting that are dropped at most (the name that follows).
 const GREETING_NAME_WORDS: u8 = 5;
 
 /// Streams words out of text blocks; see the module documentation.
-pub(crate) struct Normalizer<'p, F: FnMut(&str)> {
+pub(crate) struct Normalizer<'p, F: FnMut(&[u8])> {
     personal: &'p Personal,
     options: Options,
     sink: F,
@@ -162,7 +247,7 @@ pub(crate) struct Normalizer<'p, F: FnMut(&str)> {
     pub truncated: bool,
 }
 
-impl<'p, F: FnMut(&str)> Normalizer<'p, F> {
+impl<'p, F: FnMut(&[u8])> Normalizer<'p, F> {
     pub(crate) fn new(personal: &'p Personal, options: Options, sink: F) -> Self {
         Normalizer {
             personal,
@@ -206,13 +291,8 @@ impl<'p, F: FnMut(&str)> Normalizer<'p, F> {
             if b.is_ascii() {
                 // The hot path: a run of ASCII letters and digits goes into
                 // the word at once, and a space ends it.
-                if b.is_ascii_alphanumeric() && self.bare_url.is_none() {
-                    let end = bytes[i..].iter().position(|b| !b.is_ascii_alphanumeric()).map_or(bytes.len(), |p| i + p);
-                    let run = &bytes[i..end];
-                    self.word.extend(run.iter().map(u8::to_ascii_lowercase));
-                    self.word_chars += run.len();
-                    self.word_has_digit |= run.iter().any(u8::is_ascii_digit);
-                    i = end;
+                if WORD_BYTES[usize::from(b)] != 0 && self.bare_url.is_none() {
+                    i = self.push_ascii_run(bytes, i);
                 } else if b == b' ' && self.bare_url.is_none() {
                     self.flush_word();
                     i += 1;
@@ -230,6 +310,25 @@ impl<'p, F: FnMut(&str)> Normalizer<'p, F> {
                 }
             });
         }
+    }
+
+    /// Takes the run of ASCII letters and digits that starts at `start` and
+    /// returns where it ends. A run that is a whole lower-case word goes to
+    /// the sink straight from the text, without being copied.
+    fn push_ascii_run(&mut self, bytes: &[u8], start: usize) -> usize {
+        let (end, flags) = ascii_run(bytes, start);
+        let run = &bytes[start..end];
+        let has_digit = flags & DIGIT != 0;
+        let whole = self.word.is_empty() && matches!(bytes.get(end), None | Some(b' ' | b'\n' | b'\t' | b'\r'));
+        if whole && flags & UPPER == 0 {
+            let noise = has_digit || run.len() > MAX_WORD_CHARS;
+            self.word_ready(run, noise);
+            return end;
+        }
+        self.word.extend(run.iter().map(|&b| WORD_BYTES[usize::from(b)] & !DIGIT));
+        self.word_chars += run.len();
+        self.word_has_digit |= has_digit;
+        end
     }
 
     fn push_char(&mut self, c: char) {
@@ -283,7 +382,7 @@ impl<'p, F: FnMut(&str)> Normalizer<'p, F> {
     fn new_line(&mut self) {
         if self.pending_good {
             self.pending_good = false;
-            self.emit_word("good");
+            self.emit_word(b"good");
         }
         self.line_start = true;
         self.quoted_line = false;
@@ -296,10 +395,7 @@ impl<'p, F: FnMut(&str)> Normalizer<'p, F> {
         }
         let word = std::mem::take(&mut self.word);
         let noise = self.word_has_digit || self.word_chars > MAX_WORD_CHARS;
-        // The buffer only ever receives whole UTF-8 sequences.
-        if let Ok(text) = std::str::from_utf8(&word) {
-            self.word_ready(text, noise);
-        }
+        self.word_ready(&word, noise);
         self.word = word;
         self.word.clear();
         self.word_chars = 0;
@@ -307,13 +403,13 @@ impl<'p, F: FnMut(&str)> Normalizer<'p, F> {
     }
 
     /// A complete word; `noise` when it has a digit or is too long.
-    fn word_ready(&mut self, word: &str, noise: bool) {
+    fn word_ready(&mut self, word: &[u8], noise: bool) {
         if std::mem::take(&mut self.line_start) {
             if GREETINGS.contains(&word) {
                 self.greeting = Some(GREETING_NAME_WORDS);
                 return;
             }
-            if word == "good" {
+            if word == b"good" {
                 self.pending_good = true;
                 return;
             }
@@ -323,7 +419,7 @@ impl<'p, F: FnMut(&str)> Normalizer<'p, F> {
                 self.greeting = Some(GREETING_NAME_WORDS);
                 return;
             }
-            self.emit_word("good");
+            self.emit_word(b"good");
         }
         if let Some(left) = self.greeting {
             self.greeting = left.checked_sub(1);
@@ -337,7 +433,7 @@ impl<'p, F: FnMut(&str)> Normalizer<'p, F> {
         self.emit_word(word);
     }
 
-    fn emit_word(&mut self, word: &str) {
+    fn emit_word(&mut self, word: &[u8]) {
         if self.quoted_line && self.options.drop_quoted {
             return;
         }
@@ -372,7 +468,7 @@ impl<'p, F: FnMut(&str)> Normalizer<'p, F> {
         let host = host.to_ascii_lowercase();
         let token = psl::domain_str(&host).unwrap_or(&host).trim_start_matches("www.").to_owned();
         if !token.is_empty() {
-            self.emit_word(&token);
+            self.emit_word(token.as_bytes());
         }
     }
 }
@@ -453,7 +549,7 @@ mod tests {
 
     fn words_with(personal: &Personal, options: Options, text: &str) -> Vec<String> {
         let mut out = Vec::new();
-        let mut n = Normalizer::new(personal, options, |w: &str| out.push(w.to_owned()));
+        let mut n = Normalizer::new(personal, options, |w: &[u8]| out.push(String::from_utf8(w.to_vec()).unwrap()));
         n.push_block(text);
         drop(n);
         out
@@ -494,7 +590,7 @@ mod tests {
     #[test]
     fn urls_are_collected() {
         let personal = Personal::default();
-        let mut n = Normalizer::new(&personal, Options::default(), |_: &str| {});
+        let mut n = Normalizer::new(&personal, Options::default(), |_: &[u8]| {});
         n.push_block("see https://a.example/x and www.b.example/y.");
         assert_eq!(n.urls, ["https://a.example/x", "www.b.example/y"]);
     }
@@ -529,6 +625,38 @@ mod tests {
     }
 
     #[test]
+    fn ascii_runs_are_classified() {
+        fn naive(bytes: &[u8], start: usize) -> (usize, u8) {
+            let end = bytes[start..].iter().position(|b| !b.is_ascii_alphanumeric()).map_or(bytes.len(), |p| start + p);
+            let run = &bytes[start..end];
+            let digit = if run.iter().any(u8::is_ascii_digit) { DIGIT } else { 0 };
+            let upper = if run.iter().any(u8::is_ascii_uppercase) { UPPER } else { 0 };
+            (end, digit | upper)
+        }
+        let samples: &[&[u8]] = &[
+            b"hello world",
+            b"HelloWorldThisIsLong and more",
+            b"abc123xyz_tail",
+            b"@[`{/:09azAZ",
+            b"a\xc3\xa9b",
+            b"zzzzzzzzzzzzzzzzzzzzzzzzz",
+            b"Z",
+            b"0",
+        ];
+        for sample in samples {
+            for start in 0..sample.len() {
+                if sample[start].is_ascii_alphanumeric() {
+                    assert_eq!(ascii_run(sample, start), naive(sample, start), "{sample:?} at {start}");
+                }
+            }
+        }
+        for b in 0..=255u8 {
+            let bytes = [b'a', b, b'a', b'a', b'a', b'a', b'a', b'a', b'a', b'a'];
+            assert_eq!(ascii_run(&bytes, 0), naive(&bytes, 0), "byte {b:#x}");
+        }
+    }
+
+    #[test]
     fn footers_are_stripped() {
         let text = "Real content here.\nMore.\n\n----------------\nSponsored by X\nclick\n\n_____________\nlist mailing list\nhttp://l.example/\n";
         assert_eq!(strip_footers(text), "Real content here.\nMore.\n\n");
@@ -545,7 +673,7 @@ mod tests {
         let text = "word ".repeat(MAX_WORDS + 10);
         let personal = Personal::default();
         let mut count = 0;
-        let mut n = Normalizer::new(&personal, Options::default(), |_: &str| count += 1);
+        let mut n = Normalizer::new(&personal, Options::default(), |_: &[u8]| count += 1);
         n.push_block(&text);
         assert!(n.truncated);
         drop(n);

@@ -108,7 +108,7 @@ fn write_summary(out: &mut impl Write, file: &Path, key: &Key, fp: &Fingerprints
         let line = match kind {
             Kind::Text => {
                 let digest = fp.text.map(|d| d.to_string()).unwrap_or_default();
-                format!("{digest}  ({} words, {} distinct)", fp.stats.words, fp.stats.distinct_words)
+                format!("{digest}  ({} words)", fp.stats.words)
             }
             Kind::Fuzzy => match &fp.fuzzy {
                 Some(f) => format!(
