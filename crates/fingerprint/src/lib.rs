@@ -137,13 +137,19 @@ impl Default for Floors {
 }
 
 /// How a [`Fingerprinter`] normalises and which floors it applies.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
     /// Minimum sizes for each kind.
     pub floors: Floors,
-    /// Ignore lines quoted with `>`, so a reply that quotes a spam does not
-    /// inherit its fingerprint.
+    /// Ignore lines quoted with `>` (default on), so that a reply inherits
+    /// neither the fingerprint of the mail it quotes nor a report against it.
     pub drop_quoted_lines: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings { floors: Floors::default(), drop_quoted_lines: true }
+    }
 }
 
 /// Why a kind of fingerprint was not produced.

@@ -35,9 +35,9 @@ struct FingerprintOptions {
     /// Without it the public development key is used.
     #[arg(long, env = "STARLING_KEY_FILE", value_name = "FILE")]
     key_file: Option<PathBuf>,
-    /// Ignore lines quoted with `>` when fingerprinting text.
+    /// Keep lines quoted with `>` in the text (by default a reply's quotes are ignored).
     #[arg(long)]
-    drop_quoted_lines: bool,
+    keep_quoted_lines: bool,
     /// Normalised words a text needs for a text digest.
     #[arg(long, default_value_t = Floors::default().text_words)]
     floor_text_words: usize,
@@ -68,7 +68,7 @@ impl FingerprintOptions {
                 fuzzy_words: self.floor_fuzzy_words,
                 attachment_bytes: self.floor_attachment_bytes,
             },
-            drop_quoted_lines: self.drop_quoted_lines,
+            drop_quoted_lines: !self.keep_quoted_lines,
         }
     }
 }

@@ -1,0 +1,70 @@
+//! Architecture invariants from ARCHITECTURE.md, checked against the real
+//! dependency graph (`cargo metadata`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Every package `package` depends on, transitively (normal dependencies).
+fn dependencies_of(package: &str) -> BTreeSet<String> {
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let metadata: Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
+    let names: HashMap<&str, &str> = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
+        .collect();
+    let nodes: HashMap<&str, Vec<&str>> = metadata["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let normal = n["deps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"].is_null()))
+                .map(|d| d["pkg"].as_str().unwrap())
+                .collect();
+            (n["id"].as_str().unwrap(), normal)
+        })
+        .collect();
+    let root = names.iter().find(|(_, name)| **name == package).map(|(id, _)| *id).expect("package exists");
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![root];
+    while let Some(id) = stack.pop() {
+        for &dep in &nodes[id] {
+            if seen.insert(names[dep].to_owned()) {
+                stack.push(dep);
+            }
+        }
+    }
+    seen
+}
+
+/// The fingerprint engine is pure: no async runtime, no network, no storage.
+#[test]
+fn fingerprint_has_no_runtime_network_or_storage() {
+    let deps = dependencies_of("starling-fingerprint");
+    for forbidden in
+        ["tokio", "mio", "hyper", "tonic", "reqwest", "redb", "rusqlite", "redis", "axum", "starling-proto"]
+    {
+        assert!(!deps.contains(forbidden), "starling-fingerprint depends on {forbidden}");
+    }
+}
+
+/// One TLS stack (rustls with ring): no OpenSSL and no aws-lc C build.
+#[test]
+fn no_openssl_or_aws_lc_anywhere() {
+    let deps = dependencies_of("starling");
+    for forbidden in ["openssl-sys", "aws-lc-sys", "aws-lc-rs", "native-tls"] {
+        assert!(!deps.contains(forbidden), "the starling binary depends on {forbidden}");
+    }
+}
