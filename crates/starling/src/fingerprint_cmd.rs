@@ -57,7 +57,7 @@ pub(crate) fn run(args: &FingerprintArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Regular files under `path` (or `path` itself), in name order.
-fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> io::Result<()> {
+pub(crate) fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> io::Result<()> {
     let meta = std::fs::metadata(path)?;
     if !meta.is_dir() {
         files.push(path.to_path_buf());

@@ -2,8 +2,11 @@
 //! crates together, runs, and maps errors to exit codes. Nothing else lives
 //! here.
 
+mod check_cmd;
 mod eval_adapter;
 mod fingerprint_cmd;
+mod network_bench;
+mod network_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,8 +27,12 @@ struct Cli {
 enum Command {
     /// Print the fingerprints that would be sent for each message (no content is printed).
     Fingerprint(fingerprint_cmd::FingerprintArgs),
+    /// Ask a network for the verdict on messages.
+    Check(check_cmd::CheckArgs),
     /// Speak the evaluation harness's line protocol on stdin/stdout (../shared/eval/PROTOCOL.md).
     EvalAdapter(eval_adapter::EvalAdapterArgs),
+    /// Run and administer a network node.
+    Network(network_cmd::NetworkArgs),
 }
 
 /// Options shared by every command that fingerprints mail.
@@ -101,11 +108,40 @@ impl RuleOptions {
     }
 }
 
+/// A multi-threaded Tokio runtime for the commands that need one.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+/// Logs go to stderr; `STARLING_LOG` filters them (e.g. `debug`,
+/// `starling_network=trace`), `STARLING_LOG_FORMAT=json` makes them JSON.
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STARLING_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("STARLING_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Fingerprint(args) => fingerprint_cmd::run(&args),
-        Command::EvalAdapter(args) => eval_adapter::run(&args),
+        Command::Check(args) => {
+            init_logging("warn");
+            check_cmd::run(args)
+        }
+        Command::EvalAdapter(args) => {
+            init_logging("warn");
+            eval_adapter::run(&args)
+        }
+        Command::Network(args) => {
+            init_logging("info");
+            network_cmd::run(args)
+        }
     };
     match result {
         Ok(code) => code,

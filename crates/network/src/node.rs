@@ -1,0 +1,216 @@
+//! Starting and stopping a node: the data directory, the network key, the
+//! operator token, the engine, the writer, the listener and the periodic
+//! tasks, with an orderly shutdown.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::NodeConfig;
+use crate::engine::{Engine, EngineConfig};
+use crate::server::{self, Shared};
+use crate::store::embedded::Embedded;
+use crate::store::{Reads, Store, StoreError, Writes};
+use crate::writer::{self, Command, credential_hash, new_secret};
+
+/// The store file in the data directory.
+pub const STORE_FILE: &str = "network.redb";
+/// The operator token file in the data directory.
+pub const OPERATOR_TOKEN_FILE: &str = "operator.token";
+/// How often expired entries are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration is invalid.
+    #[error("invalid configuration:\n  {}", .0.join("\n  "))]
+    Config(Vec<String>),
+    /// A file or directory problem.
+    #[error("{path}: {error}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        error: std::io::Error,
+    },
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {error} (is another process using the port?)")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        error: std::io::Error,
+    },
+    /// The TLS files are unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
+    move |error| NodeError::Io { path: path.to_path_buf(), error }
+}
+
+/// A node that has started: its address and how to stop it.
+pub struct Running {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    /// Cancel to stop.
+    pub shutdown: CancellationToken,
+    /// Completes when the node has stopped.
+    pub stopped: oneshot::Receiver<()>,
+}
+
+/// Reads the operator token of a data directory.
+pub fn operator_token(data_dir: &Path) -> Result<String, NodeError> {
+    let path = data_dir.join(OPERATOR_TOKEN_FILE);
+    let token = std::fs::read_to_string(&path).map_err(io(&path))?;
+    Ok(token.trim().to_owned())
+}
+
+/// Starts a node; returns once it listens.
+pub async fn start(config: NodeConfig) -> Result<Running, NodeError> {
+    let problems = config.problems();
+    if !problems.is_empty() {
+        return Err(NodeError::Config(problems));
+    }
+    let data = &config.data_dir;
+    create_private_dir(data)?;
+    let store = Embedded::open(&data.join(STORE_FILE), config.store.cache_mb << 20)?;
+    let network_key = network_key(&store)?;
+    let operator_hash = credential_hash(&ensure_operator_token(data)?);
+    let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
+    let engine_config =
+        EngineConfig { rule: config.match_rule, trust: config.trust.clone(), store: config.store.clone() };
+    let engine = Arc::new(Engine::new(store, engine_config)?);
+    let (writer, writer_thread) = writer::spawn(engine.clone());
+    let listener =
+        TcpListener::bind(config.listen).await.map_err(|error| NodeError::Bind { addr: config.listen, error })?;
+    let addr = listener.local_addr().map_err(|error| NodeError::Bind { addr: config.listen, error })?;
+    let shared = Arc::new(Shared::new(
+        engine,
+        writer.clone(),
+        config.limits.clone(),
+        network_key,
+        operator_hash,
+        config.latest_agent_version.clone(),
+    ));
+    let shutdown = CancellationToken::new();
+    let (stopped_tx, stopped) = oneshot::channel();
+    let router = server::router(shared.clone());
+    let sweeper = tokio::spawn(sweep(writer.clone(), shutdown.clone()));
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        server::serve(listener, router, tls, token, Duration::from_secs(10)).await;
+        sweeper.abort();
+        // The writer stops after the commands already queued.
+        drop(writer);
+        drop(shared);
+        let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+        tracing::info!("network node stopped");
+        let _ = stopped_tx.send(());
+    });
+    tracing::info!(%addr, tls = config.tls.is_some(), "network node listening");
+    Ok(Running { addr, shutdown, stopped })
+}
+
+async fn sweep(writer: writer::WriterHandle, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let (reply, answer) = oneshot::channel();
+        if writer.send(Command::Expire { now: crate::model::now(), reply }).await.is_err() {
+            return;
+        }
+        match answer.await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(entries = n, "expired entries forgotten"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "expiry sweep failed"),
+            _ => {}
+        }
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), NodeError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    }
+    Ok(())
+}
+
+/// The network's fingerprint key, created at the first start.
+fn network_key(store: &Embedded) -> Result<[u8; 32], NodeError> {
+    if let Some(bytes) = store.reader()?.meta("network_key")?
+        && let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice())
+    {
+        return Ok(key);
+    }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).expect("the operating system's random source works");
+    let mut w = store.writer()?;
+    w.set_meta("network_key", &key)?;
+    w.commit()?;
+    Ok(key)
+}
+
+/// The operator token, created (mode 0600) at the first start.
+fn ensure_operator_token(data: &Path) -> Result<String, NodeError> {
+    let path = data.join(OPERATOR_TOKEN_FILE);
+    if path.exists() {
+        return operator_token(data);
+    }
+    let token = new_secret("starling_op_");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&path).map_err(io(&path))?;
+    writeln!(file, "{token}").map_err(io(&path))?;
+    file.sync_all().map_err(io(&path))?;
+    tracing::info!(path = %path.display(), "created the operator token");
+    Ok(token)
+}
+
+fn tls_acceptor(tls: &crate::config::TlsConfig) -> Result<tokio_rustls::TlsAcceptor, NodeError> {
+    let read = |path: &Path| std::fs::read(path).map_err(|e| NodeError::Tls(format!("{}: {e}", path.display())));
+    let certs: Vec<_> = rustls_pemfile::certs(&mut read(&tls.certificate)?.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| NodeError::Tls(format!("{}: {e}", tls.certificate.display())))?;
+    if certs.is_empty() {
+        return Err(NodeError::Tls(format!("{}: no certificate found", tls.certificate.display())));
+    }
+    let key = rustls_pemfile::private_key(&mut read(&tls.private_key)?.as_slice())
+        .map_err(|e| NodeError::Tls(format!("{}: {e}", tls.private_key.display())))?
+        .ok_or_else(|| NodeError::Tls(format!("{}: no private key found", tls.private_key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| NodeError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| NodeError::Tls(format!("certificate and key do not fit: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The store behind a running engine (for tools that open a data directory
+/// directly while no node runs).
+pub fn open_store(data: &Path, cache_mb: usize) -> Result<impl Store, NodeError> {
+    Ok(Embedded::open(&data.join(STORE_FILE), cache_mb << 20)?)
+}

@@ -1,0 +1,687 @@
+//! The gRPC services (Network for agents, Admin for operators), `/metrics`
+//! and `/health`, on one listener, with TLS when configured.
+//!
+//! Every request is authenticated, bounded and rate-limited before it touches
+//! the engine; every refusal says what was wrong and what to do.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use starling_fingerprint::{ALGORITHM_VERSION, Kind};
+use starling_proto::v1::{self, admin_server::Admin, network_server::Network};
+use starling_proto::{MAX_REPORTER_BYTES, PROTOCOL_VERSION, Submitted, parse_bearer};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::config::Limits;
+use crate::engine::{Assessment, Engine, ReportInput, ReportOutcome};
+use crate::metrics::{MethodLabels, Metrics, NameLabels, RequestLabels};
+use crate::model::{Class, Organisation, Plan, Status as OrgStatus, now};
+use crate::store::{Store, StoreError};
+use crate::trust::Outcome;
+use crate::writer::{AdminError, Command, WriterHandle, credential_hash};
+
+/// What the services share.
+pub struct Shared<S: Store> {
+    /// The engine.
+    pub engine: Arc<Engine<S>>,
+    /// The writer.
+    pub writer: WriterHandle,
+    /// Request limits.
+    pub limits: Limits,
+    /// The network's fingerprint key.
+    pub network_key: [u8; 32],
+    /// BLAKE3 of the operator token.
+    pub operator_hash: [u8; 32],
+    /// Announced agent version.
+    pub latest_agent_version: String,
+    /// Metrics.
+    pub metrics: Metrics,
+    buckets: Mutex<HashMap<(u32, bool), Bucket>>,
+}
+
+impl<S: Store> Shared<S> {
+    /// Shared state for the services.
+    pub fn new(
+        engine: Arc<Engine<S>>,
+        writer: WriterHandle,
+        limits: Limits,
+        network_key: [u8; 32],
+        operator_hash: [u8; 32],
+        latest_agent_version: String,
+    ) -> Shared<S> {
+        Shared {
+            engine,
+            writer,
+            limits,
+            network_key,
+            operator_hash,
+            latest_agent_version,
+            metrics: Metrics::default(),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The organisation behind a request's credential. `allow_expired` lets
+    /// `Hello` tell an agent that its subscription ran out.
+    fn organisation<T>(&self, request: &Request<T>, allow_expired: bool) -> Result<Organisation, Status> {
+        let secret = bearer(request)?;
+        let org =
+            self.engine.organisations().read().by_credential(&credential_hash(secret)).cloned().ok_or_else(|| {
+                Status::unauthenticated("unknown credential: check the activation code the agent uses")
+            })?;
+        if org.status == OrgStatus::Disabled {
+            return Err(Status::permission_denied(format!(
+                "organisation {:?} is disabled by the network operator",
+                org.name
+            )));
+        }
+        if !allow_expired && org.expired(now()) {
+            return Err(Status::permission_denied(format!(
+                "the {} of organisation {:?} expired at unix time {}; enter a new activation code",
+                plan_name(org.plan),
+                org.name,
+                org.expires_at
+            )));
+        }
+        Ok(org)
+    }
+
+    fn operator<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let secret = bearer(request)?;
+        if credential_hash(secret) != self.operator_hash {
+            return Err(Status::unauthenticated(
+                "wrong operator token (see operator.token in the node's data directory)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Spends `n` units of an organisation's check or report rate.
+    fn spend(&self, org: &Organisation, reports: bool, n: usize) -> Result<(), Status> {
+        let rate = if reports { self.limits.reports_per_second } else { self.limits.checks_per_second };
+        let mut buckets = self.buckets.lock();
+        let bucket = buckets.entry((org.id, reports)).or_insert_with(|| Bucket::new(rate, self.limits.burst_seconds));
+        bucket.take(n as f64).map_err(|wait| {
+            Status::resource_exhausted(format!(
+                "organisation {:?} exceeded its rate of {rate} {} per second; retry in {} ms",
+                org.name,
+                if reports { "reports" } else { "checked messages" },
+                wait.as_millis().max(1)
+            ))
+        })
+    }
+
+    fn observe(&self, method: &'static str, started: Instant, result: &Result<impl Sized, Status>) {
+        let code = match result {
+            Ok(_) => "ok",
+            Err(status) => code_name(status.code()),
+        };
+        self.metrics.requests.get_or_create(&RequestLabels { method, code }).inc();
+        self.metrics.latency.get_or_create(&MethodLabels { method }).observe(started.elapsed().as_secs_f64());
+    }
+}
+
+fn bearer<T>(request: &Request<T>) -> Result<&str, Status> {
+    let value = request.metadata().get(starling_proto::AUTHORIZATION).ok_or_else(|| {
+        Status::unauthenticated("missing credential: send `authorization: Bearer <credential>` metadata")
+    })?;
+    let value = value.to_str().map_err(|_| Status::unauthenticated("the authorization metadata is not text"))?;
+    parse_bearer(value)
+        .ok_or_else(|| Status::unauthenticated("the authorization metadata is not `Bearer <credential>`"))
+}
+
+/// A token bucket.
+struct Bucket {
+    rate: f64,
+    capacity: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: f64, burst_seconds: f64) -> Bucket {
+        let capacity = (rate * burst_seconds).max(1.0);
+        Bucket { rate, capacity, tokens: capacity, at: Instant::now() }
+    }
+
+    /// Takes `n` tokens, or says how long until there are enough.
+    fn take(&mut self, n: f64) -> Result<(), Duration> {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.capacity);
+        self.at = now;
+        if n <= self.tokens {
+            self.tokens -= n;
+            return Ok(());
+        }
+        Err(Duration::from_secs_f64((n.min(self.capacity) - self.tokens) / self.rate))
+    }
+}
+
+fn code_name(code: tonic::Code) -> &'static str {
+    match code {
+        tonic::Code::Ok => "ok",
+        tonic::Code::InvalidArgument => "invalid_argument",
+        tonic::Code::Unauthenticated => "unauthenticated",
+        tonic::Code::PermissionDenied => "permission_denied",
+        tonic::Code::ResourceExhausted => "resource_exhausted",
+        tonic::Code::Unavailable => "unavailable",
+        tonic::Code::NotFound => "not_found",
+        tonic::Code::AlreadyExists => "already_exists",
+        _ => "internal",
+    }
+}
+
+fn plan_name(plan: Plan) -> &'static str {
+    match plan {
+        Plan::Trial => "trial",
+        Plan::Subscription => "subscription",
+        Plan::Feed => "feed",
+    }
+}
+
+fn store_status(e: StoreError) -> Status {
+    if e.is_transient() { Status::unavailable(e.to_string()) } else { Status::internal(e.to_string()) }
+}
+
+fn admin_status(e: AdminError) -> Status {
+    match e {
+        AdminError::NameTaken(_) => Status::already_exists(e.to_string()),
+        AdminError::UnknownName(_) => Status::not_found(e.to_string()),
+        AdminError::BadName(_) => Status::invalid_argument(e.to_string()),
+        AdminError::Store(e) => store_status(e),
+    }
+}
+
+fn batch_bound(len: usize, max: u32, what: &str) -> Result<(), Status> {
+    if len > max as usize {
+        return Err(Status::invalid_argument(format!("{len} {what} in one request; at most {max} are accepted")));
+    }
+    Ok(())
+}
+
+fn submitted(index: usize, set: Option<&v1::FingerprintSet>) -> Result<Submitted, Status> {
+    let set = set.ok_or_else(|| Status::invalid_argument(format!("item {index}: no fingerprints")))?;
+    Submitted::from_wire(set).map_err(|e| Status::invalid_argument(format!("item {index}: {e}")))
+}
+
+fn report_class(index: usize, class: i32) -> Result<Class, Status> {
+    match v1::ReportClass::try_from(class) {
+        Ok(v1::ReportClass::Spam) => Ok(Class::Spam),
+        Ok(v1::ReportClass::Phish) => Ok(Class::Phish),
+        Ok(v1::ReportClass::Ham) => Ok(Class::Ham),
+        _ => Err(Status::invalid_argument(format!("item {index}: the report class must be spam, phish or ham"))),
+    }
+}
+
+fn reporter(index: usize, pseudonym: &str) -> Result<String, Status> {
+    if pseudonym.is_empty() || pseudonym.len() > MAX_REPORTER_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "item {index}: the reporter pseudonym must be 1 to {MAX_REPORTER_BYTES} bytes"
+        )));
+    }
+    Ok(pseudonym.to_owned())
+}
+
+/// The wire form of a verdict.
+pub fn verdict(assessment: &Assessment) -> v1::Verdict {
+    let class = match assessment.outcome {
+        Outcome::Spam => v1::Class::Spam,
+        Outcome::Phish => v1::Class::Phish,
+        Outcome::Clean | Outcome::Unblocked => v1::Class::Clean,
+    };
+    let t = &assessment.tally;
+    v1::Verdict {
+        class: class.into(),
+        confidence: assessment.confidence,
+        matched_kind: assessment.kind.map_or(v1::Kind::Unspecified, wire_kind).into(),
+        evidence: Some(v1::Evidence {
+            spam: t.spam,
+            phish: t.phish,
+            ham: t.ham,
+            reporters: t.reporters,
+            organisations: t.organisations,
+            first_seen: assessment.first_seen,
+            last_seen: assessment.last_seen,
+            similarity: assessment.similarity.map_or(0.0, |s| s.jaccard),
+            containment: assessment.similarity.map_or(0.0, |s| s.containment),
+            matched_entries: assessment.matched.len() as u32,
+            unblocked: assessment.outcome == Outcome::Unblocked,
+        }),
+    }
+}
+
+fn wire_kind(kind: Kind) -> v1::Kind {
+    match kind {
+        Kind::Text => v1::Kind::Text,
+        Kind::Fuzzy => v1::Kind::Fuzzy,
+        Kind::Url => v1::Kind::Url,
+        Kind::Domain => v1::Kind::Domain,
+        Kind::Attachment => v1::Kind::Attachment,
+    }
+}
+
+fn wire_org(org: &Organisation) -> v1::Organisation {
+    v1::Organisation {
+        id: org.id,
+        name: org.name.clone(),
+        status: match org.status {
+            OrgStatus::Active => v1::OrganisationStatus::Active,
+            OrgStatus::Disabled => v1::OrganisationStatus::Disabled,
+        }
+        .into(),
+        plan: match org.plan {
+            Plan::Trial => v1::Plan::Trial,
+            Plan::Subscription => v1::Plan::Subscription,
+            Plan::Feed => v1::Plan::Feed,
+        }
+        .into(),
+        expires_at: org.expires_at,
+        created_at: org.created_at,
+    }
+}
+
+fn wire_class(class: Class) -> v1::ReportClass {
+    match class {
+        Class::Spam => v1::ReportClass::Spam,
+        Class::Phish => v1::ReportClass::Phish,
+        Class::Ham => v1::ReportClass::Ham,
+    }
+}
+
+/// The agents' service.
+pub struct NetworkService<S: Store>(pub Arc<Shared<S>>);
+
+#[tonic::async_trait]
+impl<S: Store> Network for NetworkService<S> {
+    async fn hello(&self, request: Request<v1::HelloRequest>) -> Result<Response<v1::HelloResponse>, Status> {
+        let started = Instant::now();
+        let result = self.hello_inner(&request);
+        self.0.observe("hello", started, &result);
+        result.map(Response::new)
+    }
+
+    async fn check(&self, request: Request<v1::CheckRequest>) -> Result<Response<v1::CheckResponse>, Status> {
+        let started = Instant::now();
+        let result = self.check_inner(&request);
+        self.0.observe("check", started, &result);
+        result.map(Response::new)
+    }
+
+    async fn report(&self, request: Request<v1::ReportRequest>) -> Result<Response<v1::ReportResponse>, Status> {
+        let started = Instant::now();
+        let result = self.report_inner(&request).await;
+        self.0.observe("report", started, &result);
+        result.map(Response::new)
+    }
+
+    async fn revoke(&self, request: Request<v1::RevokeRequest>) -> Result<Response<v1::RevokeResponse>, Status> {
+        let started = Instant::now();
+        let result = self.revoke_inner(&request).await;
+        self.0.observe("revoke", started, &result);
+        result.map(Response::new)
+    }
+}
+
+impl<S: Store> NetworkService<S> {
+    fn hello_inner(&self, request: &Request<v1::HelloRequest>) -> Result<v1::HelloResponse, Status> {
+        let shared = &self.0;
+        let org = shared.organisation(request, true)?;
+        Ok(v1::HelloResponse {
+            protocol_version: PROTOCOL_VERSION,
+            node_version: env!("CARGO_PKG_VERSION").to_owned(),
+            latest_agent_version: shared.latest_agent_version.clone(),
+            organisation: Some(wire_org(&org)),
+            fingerprint_key: shared.network_key.to_vec(),
+            algorithm_version: u32::from(ALGORITHM_VERSION),
+            limits: Some(v1::Limits {
+                max_check_batch: shared.limits.max_check_batch,
+                max_report_batch: shared.limits.max_report_batch,
+                checks_per_second: shared.limits.checks_per_second,
+                reports_per_second: shared.limits.reports_per_second,
+            }),
+        })
+    }
+
+    fn check_inner(&self, request: &Request<v1::CheckRequest>) -> Result<v1::CheckResponse, Status> {
+        let shared = &self.0;
+        let org = shared.organisation(request, false)?;
+        let messages = &request.get_ref().messages;
+        batch_bound(messages.len(), shared.limits.max_check_batch, "messages")?;
+        let sets: Vec<Submitted> =
+            messages.iter().enumerate().map(|(i, m)| submitted(i, Some(m))).collect::<Result<_, _>>()?;
+        shared.spend(&org, false, sets.len())?;
+        let assessments = shared.engine.check(&sets, now()).map_err(store_status)?;
+        shared.metrics.checked.inc_by(sets.len() as u64);
+        let verdicts: Vec<v1::Verdict> = assessments
+            .iter()
+            .map(|a| {
+                let name = match a.outcome {
+                    Outcome::Spam => "spam",
+                    Outcome::Phish => "phish",
+                    Outcome::Unblocked => "unblocked",
+                    Outcome::Clean => "clean",
+                };
+                shared.metrics.verdicts.get_or_create(&NameLabels { name }).inc();
+                if matches!(a.outcome, Outcome::Spam | Outcome::Phish)
+                    && let Some(kind) = a.kind
+                {
+                    shared.metrics.matches.get_or_create(&NameLabels { name: kind.as_str() }).inc();
+                }
+                verdict(a)
+            })
+            .collect();
+        Ok(v1::CheckResponse { verdicts })
+    }
+
+    async fn report_inner(&self, request: &Request<v1::ReportRequest>) -> Result<v1::ReportResponse, Status> {
+        let shared = &self.0;
+        let org = shared.organisation(request, false)?;
+        let reports = &request.get_ref().reports;
+        batch_bound(reports.len(), shared.limits.max_report_batch, "reports")?;
+        let inputs: Vec<ReportInput> = reports
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                Ok(ReportInput {
+                    set: submitted(i, r.fingerprints.as_ref())?,
+                    class: report_class(i, r.class)?,
+                    reporter: reporter(i, &r.reporter)?,
+                })
+            })
+            .collect::<Result<_, Status>>()?;
+        shared.spend(&org, true, inputs.len())?;
+        for input in &inputs {
+            let name = match input.class {
+                Class::Spam => "spam",
+                Class::Phish => "phish",
+                Class::Ham => "ham",
+            };
+            shared.metrics.reports.get_or_create(&NameLabels { name }).inc();
+        }
+        let (reply, answer) = oneshot::channel();
+        shared.writer.send(Command::Report { org, reports: inputs, reply }).await.map_err(store_status)?;
+        let outcomes =
+            answer.await.map_err(|_| Status::unavailable("the node is shutting down"))?.map_err(store_status)?;
+        Ok(v1::ReportResponse {
+            outcomes: outcomes
+                .into_iter()
+                .map(|o| match o {
+                    ReportOutcome::Recorded => v1::ReportOutcome { recorded: true, reason: String::new() },
+                    ReportOutcome::Ignored(why) => v1::ReportOutcome { recorded: false, reason: why.to_owned() },
+                })
+                .collect(),
+        })
+    }
+
+    async fn revoke_inner(&self, request: &Request<v1::RevokeRequest>) -> Result<v1::RevokeResponse, Status> {
+        let shared = &self.0;
+        let org = shared.organisation(request, false)?;
+        let revocations = &request.get_ref().revocations;
+        batch_bound(revocations.len(), shared.limits.max_report_batch, "revocations")?;
+        let items: Vec<(Submitted, String)> = revocations
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Ok((submitted(i, r.fingerprints.as_ref())?, reporter(i, &r.reporter)?)))
+            .collect::<Result<_, Status>>()?;
+        shared.spend(&org, true, items.len())?;
+        let (reply, answer) = oneshot::channel();
+        shared.writer.send(Command::Revoke { org, revocations: items, reply }).await.map_err(store_status)?;
+        let removed =
+            answer.await.map_err(|_| Status::unavailable("the node is shutting down"))?.map_err(store_status)?;
+        Ok(v1::RevokeResponse { removed })
+    }
+}
+
+/// The operators' service.
+pub struct AdminService<S: Store>(pub Arc<Shared<S>>);
+
+#[tonic::async_trait]
+impl<S: Store> Admin for AdminService<S> {
+    async fn create_organisation(
+        &self,
+        request: Request<v1::CreateOrganisationRequest>,
+    ) -> Result<Response<v1::CreateOrganisationResponse>, Status> {
+        self.0.operator(&request)?;
+        let r = request.into_inner();
+        let plan = match v1::Plan::try_from(r.plan) {
+            Ok(v1::Plan::Trial) => Plan::Trial,
+            Ok(v1::Plan::Feed) => Plan::Feed,
+            Ok(v1::Plan::Subscription | v1::Plan::Unspecified) | Err(_) => Plan::Subscription,
+        };
+        if plan == Plan::Trial && r.expires_at == 0 {
+            return Err(Status::invalid_argument("a trial needs an expiry"));
+        }
+        let (reply, answer) = oneshot::channel();
+        let command = Command::CreateOrganisation { name: r.name, plan, expires_at: r.expires_at, reply };
+        self.0.writer.send(command).await.map_err(store_status)?;
+        let (org, credential) =
+            answer.await.map_err(|_| Status::unavailable("the node is shutting down"))?.map_err(admin_status)?;
+        Ok(Response::new(v1::CreateOrganisationResponse { organisation: Some(wire_org(&org)), credential }))
+    }
+
+    async fn list_organisations(
+        &self,
+        request: Request<v1::ListOrganisationsRequest>,
+    ) -> Result<Response<v1::ListOrganisationsResponse>, Status> {
+        self.0.operator(&request)?;
+        let organisations = self.0.engine.organisations().read().all().iter().map(wire_org).collect();
+        Ok(Response::new(v1::ListOrganisationsResponse { organisations }))
+    }
+
+    async fn set_organisation_status(
+        &self,
+        request: Request<v1::SetOrganisationStatusRequest>,
+    ) -> Result<Response<v1::Organisation>, Status> {
+        self.0.operator(&request)?;
+        let r = request.into_inner();
+        let status = match v1::OrganisationStatus::try_from(r.status) {
+            Ok(v1::OrganisationStatus::Active) => OrgStatus::Active,
+            Ok(v1::OrganisationStatus::Disabled) => OrgStatus::Disabled,
+            _ => return Err(Status::invalid_argument("status must be active or disabled")),
+        };
+        let (reply, answer) = oneshot::channel();
+        self.0.writer.send(Command::SetStatus { name: r.name, status, reply }).await.map_err(store_status)?;
+        let org = answer.await.map_err(|_| Status::unavailable("the node is shutting down"))?.map_err(admin_status)?;
+        Ok(Response::new(wire_org(&org)))
+    }
+
+    async fn explain(&self, request: Request<v1::ExplainRequest>) -> Result<Response<v1::ExplainResponse>, Status> {
+        self.0.operator(&request)?;
+        let set = submitted(0, request.get_ref().fingerprints.as_ref())?;
+        let assessment = self.0.engine.explain(&set, now()).map_err(store_status)?;
+        let organisations = self.0.engine.organisations().read();
+        let org_name = |id: u32| organisations.get(id).map_or_else(|| format!("#{id}"), |o| o.name.clone());
+        let reports = assessment
+            .votes
+            .iter()
+            .map(|(vote, record, trust)| v1::ReportDetail {
+                organisation: org_name(vote.org),
+                reporter: vote.reporter.short(),
+                class: wire_class(vote.class).into(),
+                at: record.at,
+                trust: *trust,
+                weight: vote.weight,
+            })
+            .collect();
+        let entries = assessment
+            .matched
+            .iter()
+            .map(|m| v1::MatchedEntry {
+                id: m.id.0.to_vec(),
+                kind: wire_kind(m.kind).into(),
+                similarity: m.similarity.map_or(1.0, |s| s.jaccard),
+                containment: m.similarity.map_or(1.0, |s| s.containment),
+                first_seen: m.entry.first_seen,
+                last_seen: m.entry.last_seen,
+            })
+            .collect();
+        Ok(Response::new(v1::ExplainResponse { verdict: Some(verdict(&assessment)), entries, reports }))
+    }
+
+    async fn stats(&self, request: Request<v1::StatsRequest>) -> Result<Response<v1::StatsResponse>, Status> {
+        self.0.operator(&request)?;
+        let stats = stats(&self.0).map_err(store_status)?;
+        Ok(Response::new(stats))
+    }
+}
+
+fn stats<S: Store>(shared: &Shared<S>) -> Result<v1::StatsResponse, StoreError> {
+    use crate::store::Reads;
+    let stats = shared.engine.store().reader()?.stats()?;
+    Ok(v1::StatsResponse {
+        entries: stats.entries,
+        reporters: stats.reporters,
+        organisations: stats.organisations,
+        index_keys: stats.index_keys,
+        store_bytes: stats.bytes,
+        fingerprint_key: shared.network_key.to_vec(),
+        filter_bytes: shared.engine.filter_bytes() as u64,
+        reports: stats.reports,
+    })
+}
+
+/// Refreshes the size gauges.
+pub fn refresh_gauges<S: Store>(shared: &Shared<S>) {
+    if let Ok(stats) = stats(shared) {
+        let m = &shared.metrics;
+        m.entries.set(stats.entries as i64);
+        m.reporters.set(stats.reporters as i64);
+        m.index_keys.set(stats.index_keys as i64);
+        m.store_bytes.set(stats.store_bytes as i64);
+    }
+    shared.metrics.filter_bytes.set(shared.engine.filter_bytes() as i64);
+}
+
+/// The HTTP router: both gRPC services, `/metrics` and `/health`.
+pub fn router<S: Store>(shared: Arc<Shared<S>>) -> axum::Router {
+    let max = shared.limits.max_request_bytes;
+    let network = v1::network_server::NetworkServer::new(NetworkService(shared.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max * 4);
+    let admin = v1::admin_server::AdminServer::new(AdminService(shared.clone())).max_decoding_message_size(max);
+    let metrics = shared.clone();
+    tonic::service::Routes::new(network)
+        .add_service(admin)
+        .into_axum_router()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let shared = metrics.clone();
+                async move {
+                    refresh_gauges(&shared);
+                    (
+                        [(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                        shared.metrics.encode(),
+                    )
+                }
+            }),
+        )
+        .route("/health", axum::routing::get(|| async { "ok\n" }))
+}
+
+/// Serves `router` on `listener` (TLS when `tls` is given) until `shutdown`
+/// is cancelled, then lets open requests finish (at most `grace`).
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let builder = connection_builder();
+            let result = match tls {
+                None => {
+                    // A client that connects and says nothing holds no
+                    // connection for long.
+                    let mut first = [0u8; 1];
+                    let spoke = tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)).await;
+                    if !matches!(spoke, Ok(Ok(n)) if n > 0) {
+                        return tracing::debug!(%peer, "closed a connection that sent nothing");
+                    }
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    watcher.watch(builder.serve_connection(io, service).into_owned()).await
+                }
+                Some(acceptor) => {
+                    let stream = match tokio::time::timeout(FIRST_BYTE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                    };
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    watcher.watch(builder.serve_connection(io, service).into_owned()).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("open connections did not finish within {grace:?}; closing them");
+    }
+}
+
+/// How long a new connection may stay silent.
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// HTTP/1 and HTTP/2 on one port, with timeouts against idle or slow peers.
+fn connection_builder() -> hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor> {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(60)))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .max_concurrent_streams(256);
+    builder
+}
+
+/// The local address a listener is bound to.
+pub fn local_addr(listener: &TcpListener) -> std::io::Result<SocketAddr> {
+    listener.local_addr()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_refill_over_time_and_say_how_long_to_wait() {
+        let mut bucket = Bucket::new(10.0, 1.0);
+        assert!(bucket.take(10.0).is_ok());
+        let wait = bucket.take(5.0).unwrap_err();
+        assert!(wait > Duration::from_millis(400) && wait <= Duration::from_millis(500), "{wait:?}");
+    }
+
+    #[test]
+    fn timestamps_are_plausible() {
+        let t: crate::model::Timestamp = now();
+        assert!(t > 1_700_000_000);
+    }
+}

@@ -1,0 +1,143 @@
+//! Persistent state of a node, behind the [`Store`] trait.
+//!
+//! Every operation touches one key, or the keys under one prefix (the reports
+//! of one entry): a Redis Cluster backend maps an entry to a hash, a posting
+//! list to a list, a reporter or an organisation to a hash, and needs neither
+//! scans nor multi-key transactions for any request. Two maintenance
+//! operations do iterate — warming the in-memory filter and reporter cache at
+//! start-up — and are marked as such.
+//!
+//! Writes happen in a [`Writes`] batch owned by the node's single writer; the
+//! embedded backend commits a batch as one durable transaction (a report is
+//! acknowledged only after its batch is on disk). A backend without
+//! transactions applies a batch's single-key operations in order; the engine
+//! orders them so that any prefix of a batch leaves a consistent state
+//! (entry before postings, postings removed before the entry).
+
+pub mod embedded;
+
+use std::fmt;
+
+use crate::model::{Entry, EntryId, IndexKey, Organisation, ReportRecord, Reporter, ReporterId};
+
+/// An error of the store.
+#[derive(Debug)]
+pub struct StoreError {
+    message: String,
+    transient: bool,
+}
+
+impl StoreError {
+    /// An error that retrying can fix (a busy or momentarily failing disk).
+    pub fn transient(message: impl Into<String>) -> StoreError {
+        StoreError { message: message.into(), transient: true }
+    }
+
+    /// An error that retrying will not fix (corruption, a full disk).
+    pub fn permanent(message: impl Into<String>) -> StoreError {
+        StoreError { message: message.into(), transient: false }
+    }
+
+    /// Whether retrying the operation can help.
+    pub fn is_transient(&self) -> bool {
+        self.transient
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hint = if self.transient { " (temporary; retrying may help)" } else { "" };
+        write!(f, "store: {}{hint}", self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// A result of the store.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Sizes of the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Entries (reported messages).
+    pub entries: u64,
+    /// Reports.
+    pub reports: u64,
+    /// Known reporters.
+    pub reporters: u64,
+    /// Index keys (posting lists).
+    pub index_keys: u64,
+    /// Organisations.
+    pub organisations: u64,
+    /// Bytes on disk.
+    pub bytes: u64,
+}
+
+/// A persistent store.
+pub trait Store: Send + Sync + 'static {
+    /// A consistent read view.
+    type Reader<'a>: Reads
+    where
+        Self: 'a;
+    /// A write batch; it also reads its own writes.
+    type Writer<'a>: Reads + Writes
+    where
+        Self: 'a;
+
+    /// Opens a read view.
+    fn reader(&self) -> Result<Self::Reader<'_>>;
+    /// Opens a write batch. Only one is open at a time (the node's writer).
+    fn writer(&self) -> Result<Self::Writer<'_>>;
+}
+
+/// Reads.
+pub trait Reads {
+    /// The entries that have an index key, oldest first.
+    fn postings(&self, key: IndexKey) -> Result<Vec<EntryId>>;
+    /// An entry.
+    fn entry(&self, id: EntryId) -> Result<Option<Entry>>;
+    /// The reports about an entry, one per reporter.
+    fn reports(&self, id: EntryId) -> Result<Vec<(ReporterId, ReportRecord)>>;
+    /// A reporter.
+    fn reporter(&self, id: ReporterId) -> Result<Option<Reporter>>;
+    /// An organisation.
+    fn organisation(&self, id: u32) -> Result<Option<Organisation>>;
+    /// Every organisation (a small table).
+    fn organisations(&self) -> Result<Vec<Organisation>>;
+    /// A metadata value.
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Sizes.
+    fn stats(&self) -> Result<StoreStats>;
+    /// Maintenance: every index key, to warm the in-memory filter at start-up.
+    fn each_index_key(&self, f: &mut dyn FnMut(&[u8])) -> Result<()>;
+    /// Maintenance: every reporter, to warm the trust cache at start-up.
+    fn each_reporter(&self, f: &mut dyn FnMut(ReporterId, Reporter)) -> Result<()>;
+}
+
+/// Writes, applied in order.
+pub trait Writes {
+    /// Creates or replaces an entry.
+    fn put_entry(&mut self, id: EntryId, entry: &Entry) -> Result<()>;
+    /// Deletes an entry and its reports.
+    fn delete_entry(&mut self, id: EntryId) -> Result<()>;
+    /// Creates or replaces a reporter's report about an entry.
+    fn put_report(&mut self, id: EntryId, reporter: ReporterId, report: &ReportRecord) -> Result<()>;
+    /// Deletes a reporter's report about an entry; whether there was one.
+    fn delete_report(&mut self, id: EntryId, reporter: ReporterId) -> Result<bool>;
+    /// Adds an entry to a posting list (kept to the newest `max`).
+    fn add_posting(&mut self, key: IndexKey, id: EntryId, max: usize) -> Result<()>;
+    /// Removes an entry from a posting list.
+    fn remove_posting(&mut self, key: IndexKey, id: EntryId) -> Result<()>;
+    /// Creates or replaces a reporter.
+    fn put_reporter(&mut self, id: ReporterId, reporter: &Reporter) -> Result<()>;
+    /// Creates or replaces an organisation.
+    fn put_organisation(&mut self, organisation: &Organisation) -> Result<()>;
+    /// Sets a metadata value.
+    fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<()>;
+    /// Schedules an expiry check of an entry on a day (days since the epoch).
+    fn schedule_expiry(&mut self, day: u32, id: EntryId) -> Result<()>;
+    /// Takes up to `limit` scheduled expiry checks due on or before `day`.
+    fn take_due_expiries(&mut self, day: u32, limit: usize) -> Result<Vec<EntryId>>;
+    /// Makes the batch durable.
+    fn commit(self) -> Result<()>;
+}

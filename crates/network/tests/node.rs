@@ -1,0 +1,411 @@
+//! A real node on loopback, driven through its gRPC API like an agent and an
+//! operator would.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use starling_fingerprint::{Fingerprinter, Key};
+use starling_network::NodeConfig;
+use starling_proto::v1::admin_client::AdminClient;
+use starling_proto::v1::network_client::NetworkClient;
+use starling_proto::v1::{self, Class, ReportClass};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+type Authed = InterceptedService<Channel, Auth>;
+
+#[derive(Clone)]
+struct Auth(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+fn auth(secret: &str) -> Auth {
+    Auth(starling_proto::bearer(secret).parse().unwrap())
+}
+
+struct TestNode {
+    dir: tempfile::TempDir,
+    running: Option<starling_network::Running>,
+    addr: std::net::SocketAddr,
+}
+
+impl TestNode {
+    async fn start() -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        let running = start_in(dir.path(), |_| {}).await;
+        TestNode { addr: running.addr, dir, running: Some(running) }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown.cancel();
+            tokio::time::timeout(Duration::from_secs(20), running.stopped).await.unwrap().unwrap();
+        }
+    }
+
+    async fn restart(&mut self) {
+        self.stop().await;
+        let running = start_in(self.dir.path(), |_| {}).await;
+        self.addr = running.addr;
+        self.running = Some(running);
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.unwrap()
+    }
+
+    async fn admin(&self) -> AdminClient<Authed> {
+        let token = starling_network::node::operator_token(self.dir.path()).unwrap();
+        AdminClient::with_interceptor(self.channel().await, auth(&token))
+    }
+
+    async fn agent(&self, credential: &str) -> NetworkClient<Authed> {
+        NetworkClient::with_interceptor(self.channel().await, auth(credential))
+    }
+
+    async fn organisation(&self, name: &str) -> String {
+        self.organisation_with(name, v1::Plan::Subscription, 0).await
+    }
+
+    async fn organisation_with(&self, name: &str, plan: v1::Plan, expires_at: i64) -> String {
+        let request = v1::CreateOrganisationRequest { name: name.into(), plan: plan.into(), expires_at };
+        self.admin().await.create_organisation(request).await.unwrap().into_inner().credential
+    }
+}
+
+async fn start_in(dir: &Path, adjust: impl FnOnce(&mut NodeConfig)) -> starling_network::Running {
+    let mut config =
+        NodeConfig { listen: "127.0.0.1:0".parse().unwrap(), data_dir: dir.to_path_buf(), ..Default::default() };
+    adjust(&mut config);
+    starling_network::start(config).await.unwrap()
+}
+
+fn corpus(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fingerprint/testdata/corpus").join(name)
+}
+
+/// The wire fingerprints of a corpus message under the network's key.
+async fn fingerprints(client: &mut NetworkClient<Authed>, name: &str) -> v1::FingerprintSet {
+    let hello = client.hello(v1::HelloRequest::default()).await.unwrap().into_inner();
+    let key = Key::from_bytes(hello.fingerprint_key.try_into().unwrap());
+    let raw = std::fs::read(corpus(name)).unwrap();
+    starling_proto::to_wire(&Fingerprinter::new(&key).fingerprint(&raw))
+}
+
+async fn report(client: &mut NetworkClient<Authed>, set: &v1::FingerprintSet, class: ReportClass, reporter: &str) {
+    let request = v1::ReportRequest {
+        reports: vec![v1::Report { fingerprints: Some(set.clone()), class: class.into(), reporter: reporter.into() }],
+    };
+    let outcomes = client.report(request).await.unwrap().into_inner().outcomes;
+    assert!(outcomes[0].recorded, "{:?}", outcomes[0]);
+}
+
+async fn verdict(client: &mut NetworkClient<Authed>, set: &v1::FingerprintSet) -> v1::Verdict {
+    let request = v1::CheckRequest { messages: vec![set.clone()] };
+    client.check(request).await.unwrap().into_inner().verdicts.remove(0)
+}
+
+fn class(verdict: &v1::Verdict) -> Class {
+    Class::try_from(verdict.class).unwrap()
+}
+
+const MESSAGES: [&str; 8] = [
+    "spam-1-00001.eml",
+    "spam-1-00002.eml",
+    "spam-1-00022.eml",
+    "spam-1-00024.eml",
+    "spam-1-00035.eml",
+    "spam-1-00040.eml",
+    "spam-1-00074.eml",
+    "spam-1-00116.eml",
+];
+
+/// Makes `reporter` of `org_a` trusted: four messages reported by them and
+/// by a second organisation form four consensuses.
+async fn build_trust(a: &mut NetworkClient<Authed>, b: &mut NetworkClient<Authed>, reporter: &str) {
+    for name in &MESSAGES[..4] {
+        let set = fingerprints(a, name).await;
+        report(a, &set, ReportClass::Spam, reporter).await;
+        report(b, &set, ReportClass::Spam, "b-user").await;
+        assert_eq!(class(&verdict(a, &set).await), Class::Spam);
+    }
+}
+
+#[tokio::test]
+async fn a_report_is_visible_to_the_next_check_with_its_evidence() {
+    let node = TestNode::start().await;
+    let (a, b) = (node.organisation("a").await, node.organisation("b").await);
+    let (mut a, mut b) = (node.agent(&a).await, node.agent(&b).await);
+    let spam = fingerprints(&mut a, MESSAGES[0]).await;
+    let ham = fingerprints(&mut a, "easy-ham-1-00001.eml").await;
+    assert_eq!(class(&verdict(&mut a, &spam).await), Class::Clean);
+    report(&mut a, &spam, ReportClass::Spam, "alice").await;
+    report(&mut b, &spam, ReportClass::Spam, "bob").await;
+    let v = verdict(&mut a, &spam).await;
+    assert_eq!(class(&v), Class::Spam);
+    assert_eq!(v1::Kind::try_from(v.matched_kind).unwrap(), v1::Kind::Text);
+    let evidence = v.evidence.unwrap();
+    assert_eq!((evidence.reporters, evidence.organisations), (2, 2));
+    assert!(evidence.spam >= 2.0 && evidence.first_seen > 0);
+    assert_eq!(class(&verdict(&mut a, &ham).await), Class::Clean);
+}
+
+#[tokio::test]
+async fn a_trusted_reporters_single_report_blocks() {
+    let node = TestNode::start().await;
+    let (mut a, mut b) =
+        (node.agent(&node.organisation("a").await).await, node.agent(&node.organisation("b").await).await);
+    build_trust(&mut a, &mut b, "trusted").await;
+    let set = fingerprints(&mut a, MESSAGES[5]).await;
+    report(&mut a, &set, ReportClass::Spam, "trusted").await;
+    assert_eq!(class(&verdict(&mut a, &set).await), Class::Spam);
+    // A fresh colleague's single report does not.
+    let other = fingerprints(&mut a, MESSAGES[6]).await;
+    report(&mut a, &other, ReportClass::Spam, "fresh").await;
+    assert_eq!(class(&verdict(&mut a, &other).await), Class::Clean);
+}
+
+#[tokio::test]
+async fn fifty_fresh_reporters_of_one_organisation_do_not_block() {
+    let node = TestNode::start().await;
+    let mut sybil = node.agent(&node.organisation("sybil").await).await;
+    let ham = fingerprints(&mut sybil, "easy-ham-1-00001.eml").await;
+    for i in 0..50 {
+        report(&mut sybil, &ham, ReportClass::Spam, &format!("sock-{i}")).await;
+    }
+    let v = verdict(&mut sybil, &ham).await;
+    assert_eq!(class(&v), Class::Clean);
+    assert_eq!(v.evidence.unwrap().reporters, 50);
+}
+
+#[tokio::test]
+async fn a_not_spam_consensus_unblocks() {
+    let node = TestNode::start().await;
+    let (mut a, mut b) =
+        (node.agent(&node.organisation("a").await).await, node.agent(&node.organisation("b").await).await);
+    let (mut c, mut d) =
+        (node.agent(&node.organisation("c").await).await, node.agent(&node.organisation("d").await).await);
+    let set = fingerprints(&mut a, MESSAGES[0]).await;
+    report(&mut a, &set, ReportClass::Spam, "x").await;
+    report(&mut b, &set, ReportClass::Spam, "y").await;
+    assert_eq!(class(&verdict(&mut a, &set).await), Class::Spam);
+    report(&mut c, &set, ReportClass::Ham, "z").await;
+    report(&mut d, &set, ReportClass::Ham, "w").await;
+    let v = verdict(&mut a, &set).await;
+    assert_eq!(class(&v), Class::Clean);
+    assert!(v.evidence.unwrap().unblocked);
+}
+
+#[tokio::test]
+async fn a_revoked_report_stops_counting() {
+    let node = TestNode::start().await;
+    let (mut a, mut b) =
+        (node.agent(&node.organisation("a").await).await, node.agent(&node.organisation("b").await).await);
+    build_trust(&mut a, &mut b, "trusted").await;
+    let set = fingerprints(&mut a, MESSAGES[5]).await;
+    report(&mut a, &set, ReportClass::Spam, "trusted").await;
+    assert_eq!(class(&verdict(&mut a, &set).await), Class::Spam);
+    let revocation = v1::Revocation { fingerprints: Some(set.clone()), reporter: "trusted".into() };
+    let removed = a.revoke(v1::RevokeRequest { revocations: vec![revocation] }).await.unwrap().into_inner().removed;
+    assert_eq!(removed, vec![1]);
+    assert_eq!(class(&verdict(&mut a, &set).await), Class::Clean);
+}
+
+#[tokio::test]
+async fn a_mutated_copy_matches_through_the_fuzzy_index() {
+    let node = TestNode::start().await;
+    let (mut a, mut b) =
+        (node.agent(&node.organisation("a").await).await, node.agent(&node.organisation("b").await).await);
+    let hello = a.hello(v1::HelloRequest::default()).await.unwrap().into_inner();
+    let fingerprinter = Fingerprinter::new(&Key::from_bytes(hello.fingerprint_key.try_into().unwrap()));
+    let raw = String::from_utf8_lossy(&std::fs::read(corpus(MESSAGES[1])).unwrap()).into_owned();
+    let mutated =
+        raw.replacen("\n\n", "\n\nDear Jane Doe,\nlemon river castle jelly window forest quiet orange\n\n", 1);
+    let original = starling_proto::to_wire(&fingerprinter.fingerprint(raw.as_bytes()));
+    let copy = starling_proto::to_wire(&fingerprinter.fingerprint(mutated.as_bytes()));
+    assert_ne!(original.text, copy.text);
+    report(&mut a, &original, ReportClass::Spam, "x").await;
+    report(&mut b, &original, ReportClass::Spam, "y").await;
+    let v = verdict(&mut a, &copy).await;
+    assert_eq!(class(&v), Class::Spam);
+    assert_eq!(v1::Kind::try_from(v.matched_kind).unwrap(), v1::Kind::Fuzzy);
+    assert!(v.evidence.unwrap().similarity > 0.2);
+}
+
+#[tokio::test]
+async fn credentials_are_checked_with_clear_errors() {
+    let node = TestNode::start().await;
+    let good = node.organisation("good").await;
+    let trial = node.organisation_with("trial", v1::Plan::Trial, 1).await;
+    let set = fingerprints(&mut node.agent(&good).await, MESSAGES[0]).await;
+    let check = |set: v1::FingerprintSet| v1::CheckRequest { messages: vec![set] };
+
+    let unknown = node.agent("starling_nonsense").await.check(check(set.clone())).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::Unauthenticated);
+    assert!(unknown.message().contains("unknown credential"));
+
+    let mut bare = NetworkClient::new(node.channel().await);
+    let missing = bare.check(check(set.clone())).await.unwrap_err();
+    assert!(missing.message().contains("missing credential"), "{missing:?}");
+
+    let expired = node.agent(&trial).await.check(check(set.clone())).await.unwrap_err();
+    assert_eq!(expired.code(), tonic::Code::PermissionDenied);
+    assert!(expired.message().contains("expired"), "{expired:?}");
+    // Hello still answers, so the agent can tell its administrator.
+    let hello = node.agent(&trial).await.hello(v1::HelloRequest::default()).await.unwrap().into_inner();
+    assert_eq!(hello.organisation.unwrap().expires_at, 1);
+
+    let request =
+        v1::SetOrganisationStatusRequest { name: "good".into(), status: v1::OrganisationStatus::Disabled.into() };
+    node.admin().await.set_organisation_status(request).await.unwrap();
+    let disabled = node.agent(&good).await.check(check(set.clone())).await.unwrap_err();
+    assert_eq!(disabled.code(), tonic::Code::PermissionDenied);
+    assert!(disabled.message().contains("disabled"));
+
+    let wrong_operator = AdminClient::with_interceptor(node.channel().await, auth("nope"))
+        .list_organisations(v1::ListOrganisationsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(wrong_operator.code(), tonic::Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_requests_are_refused() {
+    let node = TestNode::start().await;
+    let mut agent = node.agent(&node.organisation("a").await).await;
+    let set = fingerprints(&mut agent, MESSAGES[0]).await;
+
+    let too_many = v1::CheckRequest { messages: vec![set.clone(); 1025] };
+    let error = agent.check(too_many).await.unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert!(error.message().contains("at most 1024"), "{error:?}");
+
+    let mut bad = set.clone();
+    bad.text = vec![1, 2, 3];
+    let error = agent.check(v1::CheckRequest { messages: vec![set.clone(), bad] }).await.unwrap_err();
+    assert_eq!(error.message(), "item 1: text: a digest is 16 bytes, got 3");
+
+    let no_class = v1::ReportRequest {
+        reports: vec![v1::Report { fingerprints: Some(set.clone()), class: 0, reporter: "x".into() }],
+    };
+    let error = agent.report(no_class).await.unwrap_err();
+    assert!(error.message().contains("report class"), "{error:?}");
+
+    let huge = v1::CheckRequest { messages: vec![v1::FingerprintSet { text: vec![0; 5 << 20], ..set.clone() }] };
+    let error = agent.check(huge).await.unwrap_err();
+    assert!(matches!(error.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted), "{error:?}");
+
+    // The node still answers.
+    assert_eq!(class(&verdict(&mut agent, &set).await), Class::Clean);
+}
+
+#[tokio::test]
+async fn garbage_on_the_port_closes_that_connection_only() {
+    let node = TestNode::start().await;
+    let mut agent = node.agent(&node.organisation("a").await).await;
+    for garbage in [
+        &b"\x00\x01\x02garbage\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        &[0xffu8; 4096][..],
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+        stream.write_all(garbage).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf))
+            .await
+            .expect("the node closes or answers");
+    }
+    let set = fingerprints(&mut agent, MESSAGES[0]).await;
+    assert_eq!(class(&verdict(&mut agent, &set).await), Class::Clean);
+}
+
+#[tokio::test]
+async fn data_and_credentials_survive_a_restart() {
+    let mut node = TestNode::start().await;
+    let (a, b) = (node.organisation("a").await, node.organisation("b").await);
+    let set = {
+        let (mut a, mut b) = (node.agent(&a).await, node.agent(&b).await);
+        let set = fingerprints(&mut a, MESSAGES[0]).await;
+        report(&mut a, &set, ReportClass::Spam, "x").await;
+        report(&mut b, &set, ReportClass::Spam, "y").await;
+        set
+    };
+    node.restart().await;
+    let mut a = node.agent(&a).await;
+    assert_eq!(class(&verdict(&mut a, &set).await), Class::Spam);
+    assert_eq!(fingerprints(&mut a, MESSAGES[0]).await, set, "the network key is kept");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_and_health_are_served() {
+    let node = TestNode::start().await;
+    let mut agent = node.agent(&node.organisation("a").await).await;
+    let set = fingerprints(&mut agent, MESSAGES[0]).await;
+    verdict(&mut agent, &set).await;
+    let body = http_get(node.addr, "/metrics").await;
+    assert!(body.contains("starling_network_requests_total{method=\"check\",code=\"ok\"} 1"), "{body}");
+    assert!(body.contains("starling_network_checked_messages_total 1"), "{body}");
+    assert!(http_get(node.addr, "/health").await.ends_with("ok\n"));
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = String::new();
+    stream.read_to_string(&mut buf).await.unwrap();
+    buf
+}
+
+#[tokio::test]
+async fn a_public_address_without_tls_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = NodeConfig { listen: "0.0.0.0:0".parse().unwrap(), data_dir: dir.path().into(), ..Default::default() };
+    let error = starling_network::start(config).await.err().unwrap();
+    assert!(error.to_string().contains("not a loopback address"), "{error}");
+}
+
+#[tokio::test]
+async fn tls_serves_agents_and_refuses_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let data = dir.path().join("data");
+    let running = start_in(&data, |c| {
+        c.tls = Some(starling_network::config::TlsConfig { certificate: cert.clone(), private_key: key.clone() });
+    })
+    .await;
+    let token = starling_network::node::operator_token(&data).unwrap();
+    let mut target = starling_proto::client::Target::new(&format!("https://127.0.0.1:{}", running.addr.port()));
+    target.ca_pem = Some(certified.cert.pem().into_bytes());
+    let channel = target.connect().await.unwrap();
+    let mut admin =
+        starling_proto::client::admin(channel.clone(), starling_proto::client::Credential::new(&token).unwrap());
+    let request =
+        v1::CreateOrganisationRequest { name: "a".into(), plan: v1::Plan::Subscription.into(), expires_at: 0 };
+    let credential = admin.create_organisation(request).await.unwrap().into_inner().credential;
+    let mut agent =
+        starling_proto::client::network(channel, starling_proto::client::Credential::new(&credential).unwrap());
+    let hello = agent.hello(v1::HelloRequest::default()).await.unwrap().into_inner();
+    assert_eq!(hello.fingerprint_key.len(), 32);
+
+    // A plain-text client gets nowhere.
+    let plain = tonic::transport::Channel::from_shared(format!("http://{}", running.addr)).unwrap().connect().await;
+    if let Ok(channel) = plain {
+        let error = NetworkClient::with_interceptor(channel, auth(&credential))
+            .hello(v1::HelloRequest::default())
+            .await
+            .unwrap_err();
+        assert_ne!(error.code(), tonic::Code::Ok);
+    }
+    running.shutdown.cancel();
+    running.stopped.await.unwrap();
+}
