@@ -17,6 +17,10 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Directory of the store, the operator token and the network key.
     pub data_dir: PathBuf,
+    /// A file with the network's fingerprint key (64 hex digits), for nodes
+    /// that must share one (several API nodes of a network, a migration);
+    /// without it a node creates a key at its first start.
+    pub network_key_file: Option<PathBuf>,
     /// Listen beyond loopback without TLS (credentials would cross the
     /// network in clear text).
     pub allow_plaintext_public: bool,
@@ -40,6 +44,7 @@ impl Default for NodeConfig {
         NodeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7890)),
             data_dir: PathBuf::from("starling-network"),
+            network_key_file: None,
             allow_plaintext_public: false,
             latest_agent_version: String::new(),
             tls: None,
@@ -117,7 +122,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> StoreConfig {
         StoreConfig {
-            cache_mb: 64,
+            cache_mb: 32,
             expected_entries: 100_000,
             expire_after_days: 90,
             max_postings_per_key: 64,
@@ -148,6 +153,11 @@ impl NodeConfig {
         }
         if self.data_dir.as_os_str().is_empty() {
             problems.push("data_dir: must not be empty".into());
+        }
+        if let Some(path) = &self.network_key_file
+            && !path.is_file()
+        {
+            problems.push(format!("network_key_file: {} is not a readable file", path.display()));
         }
         if let Some(tls) = &self.tls {
             for (key, path) in [("tls.certificate", &tls.certificate), ("tls.private_key", &tls.private_key)] {

@@ -181,9 +181,9 @@ impl<S: Store> Engine<S> {
         let filter;
         {
             let reader = store.reader()?;
-            // Room for the keys there are and a quarter more, or for the
+            // Room for the keys there are and a tenth more, or for the
             // expected number of entries, in one layer.
-            let keys = reader.stats()?.index_keys as usize * 5 / 4;
+            let keys = reader.stats()?.index_keys as usize * 11 / 10;
             let expected = config.store.expected_entries.saturating_mul(2 + starling_fingerprint::BANDS);
             filter = Filter::with_capacity(keys.max(expected));
             reader.each_index_key(&mut |key| filter.insert(key_hash(key)))?;
@@ -580,5 +580,63 @@ mod tests {
         for key in keys {
             assert_eq!(key_hash(&key.to_bytes()), key.filter_hash());
         }
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+    use crate::config::StoreConfig;
+    use crate::model::{Plan, Status};
+    use crate::store::embedded::Embedded;
+
+    fn set(seed: u8) -> Submitted {
+        let slots = std::array::from_fn(|i| u32::from(seed) * 1000 + i as u32);
+        Submitted {
+            version: 1,
+            text: Some(starling_fingerprint::Digest([seed; 16])),
+            fuzzy: Some(starling_fingerprint::MinHash { slots, shingles: 100 }),
+            urls: vec![],
+            domains: vec![],
+            attachments: vec![],
+        }
+    }
+
+    #[test]
+    fn entries_are_forgotten_with_their_postings_after_the_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Embedded::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
+        let config =
+            EngineConfig { rule: MatchRule::default(), trust: TrustConfig::default(), store: StoreConfig::default() };
+        let engine = Engine::new(store, config).unwrap();
+        let org = Organisation {
+            id: 1,
+            name: "a".into(),
+            status: Status::Active,
+            plan: Plan::Feed,
+            expires_at: 0,
+            created_at: 0,
+            credential_hash: [0; 32],
+        };
+        engine.organisations().write().put(org.clone());
+        let day = 86_400;
+        let mut pending = Pending::default();
+        let mut w = engine.store().writer().unwrap();
+        for (seed, at) in [(1u8, 0), (2u8, 60 * day)] {
+            let input = ReportInput { set: set(seed), class: Class::Spam, reporter: "trap".into() };
+            assert_eq!(engine.apply_report(&mut w, &org, &input, at, &mut pending).unwrap(), ReportOutcome::Recorded);
+        }
+        w.commit().unwrap();
+        engine.publish(&pending);
+        let text1 = IndexKey::Text(starling_fingerprint::Digest([1; 16]));
+        assert_eq!(engine.store().reader().unwrap().postings(text1).unwrap().len(), 1);
+
+        let mut w = engine.store().writer().unwrap();
+        assert_eq!(engine.expire(&mut w, 95 * day, 100).unwrap(), 1, "only the first is 90 days old");
+        w.commit().unwrap();
+        let after = engine.check(&[set(1), set(2)], 95 * day).unwrap();
+        assert!(after[0].matched.is_empty(), "the expired entry no longer matches");
+        assert_eq!(after[1].outcome, Outcome::Spam, "the younger one is kept");
+        assert!(engine.store().reader().unwrap().postings(text1).unwrap().is_empty());
     }
 }

@@ -4,7 +4,7 @@
 //! A *blocked* Bloom filter: each key sets 8 bits inside one 512-bit block
 //! (one cache line), so a lookup costs one memory access. It is *scalable*:
 //! when a layer holds its capacity, a layer twice as large is added, so
-//! memory follows the number of keys (about 12 bits per key, 1 % false
+//! memory follows the number of keys (about 11 bits per key, 1.5 % false
 //! positives) instead of a configured maximum. Bits are atomics: the writer
 //! sets them while checks read them, without locks. Keys are never removed;
 //! entries that expire leave bits behind until the next start rebuilds the
@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
 
-/// Bits per key in the first layer (about 1 % false positives for a blocked
-/// filter); each further layer adds [`BITS_PER_LAYER`].
-const BITS_PER_KEY: usize = 12;
+/// Bits per key in the first layer (about 1.5 % false positives for a
+/// blocked filter); each further layer adds [`BITS_PER_LAYER`].
+const BITS_PER_KEY: usize = 11;
 /// Extra bits per key of each further layer.
 const BITS_PER_LAYER: usize = 2;
 /// Words of a block (512 bits).

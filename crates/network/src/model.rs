@@ -45,7 +45,7 @@ fn truncate(hash: &[u8; 32]) -> [u8; 16] {
 }
 
 /// What a report says about a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Class {
     /// Spam.
     Spam,

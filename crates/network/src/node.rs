@@ -86,7 +86,7 @@ pub async fn start(config: NodeConfig) -> Result<Running, NodeError> {
     let data = &config.data_dir;
     create_private_dir(data)?;
     let store = Embedded::open(&data.join(STORE_FILE), config.store.cache_mb << 20)?;
-    let network_key = network_key(&store)?;
+    let network_key = network_key(&store, config.network_key_file.as_deref())?;
     let operator_hash = credential_hash(&ensure_operator_token(data)?);
     let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
     let engine_config =
@@ -151,15 +151,35 @@ fn create_private_dir(dir: &Path) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// The network's fingerprint key, created at the first start.
-fn network_key(store: &Embedded) -> Result<[u8; 32], NodeError> {
-    if let Some(bytes) = store.reader()?.meta("network_key")?
-        && let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice())
-    {
-        return Ok(key);
+/// The network's fingerprint key: the configured one, or the one created at
+/// the first start. A store keyed differently from the configured key is an
+/// error (its fingerprints would never match).
+fn network_key(store: &Embedded, file: Option<&Path>) -> Result<[u8; 32], NodeError> {
+    let configured = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(io(path))?;
+            let key: starling_fingerprint::Key = text
+                .parse()
+                .map_err(|e| NodeError::Config(vec![format!("network_key_file: {}: {e}", path.display())]))?;
+            Some(*key.as_bytes())
+        }
+        None => None,
+    };
+    let stored = store.reader()?.meta("network_key")?.and_then(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok());
+    match (stored, configured) {
+        (Some(stored), Some(configured)) if stored != configured => {
+            return Err(NodeError::Config(vec![
+                "network_key_file: the store was built with another key; its fingerprints would never match".into(),
+            ]));
+        }
+        (Some(stored), _) => return Ok(stored),
+        _ => {}
     }
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key).expect("the operating system's random source works");
+    let key = configured.unwrap_or_else(|| {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).expect("the operating system's random source works");
+        key
+    });
     let mut w = store.writer()?;
     w.set_meta("network_key", &key)?;
     w.commit()?;

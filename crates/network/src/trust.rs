@@ -17,7 +17,7 @@
 //! only for reports made before consensus, so agreeing with what is already
 //! known earns nothing.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -196,9 +196,11 @@ impl Tally {
     /// per-organisation cap.
     pub fn of(votes: &[Vote], config: &TrustConfig) -> Tally {
         let mut tally = Tally::default();
-        // (org, class) -> weights of its reporters
-        let mut groups: HashMap<(u32, Class), Vec<f64>> = HashMap::new();
-        let mut orgs: HashMap<u32, (bool, bool)> = HashMap::new();
+        // (org, class) -> weights of its reporters. Ordered maps: the sums
+        // must not depend on iteration order, or a tally at exactly the
+        // threshold would flip between runs.
+        let mut groups: BTreeMap<(u32, Class), Vec<f64>> = BTreeMap::new();
+        let mut orgs: BTreeMap<u32, (bool, bool)> = BTreeMap::new();
         for vote in votes {
             groups.entry((vote.org, vote.class)).or_default().push(vote.weight);
             let seen = orgs.entry(vote.org).or_default();
@@ -235,10 +237,10 @@ impl Tally {
 
     /// The verdict.
     pub fn outcome(&self, config: &TrustConfig) -> Outcome {
-        if self.ham >= config.ham_threshold && self.ham * 2.0 >= self.bad() {
+        if at_least(self.ham, config.ham_threshold) && at_least(self.ham * 2.0, self.bad()) {
             return if self.bad() > 0.0 { Outcome::Unblocked } else { Outcome::Clean };
         }
-        if self.bad() >= config.threshold {
+        if at_least(self.bad(), config.threshold) {
             return if self.phish > self.spam { Outcome::Phish } else { Outcome::Spam };
         }
         Outcome::Clean
@@ -255,7 +257,7 @@ impl Tally {
     /// `consensus_organisations` organisations or a feed.
     pub fn bad_consensus(&self, config: &TrustConfig) -> bool {
         self.outcome(config) != Outcome::Unblocked
-            && self.bad() >= config.threshold
+            && at_least(self.bad(), config.threshold)
             && (self.bad_organisations >= config.consensus_organisations || self.bad_feed)
     }
 
@@ -263,6 +265,11 @@ impl Tally {
     pub fn ham_consensus(&self, config: &TrustConfig) -> bool {
         self.ham >= config.ham_threshold && (self.ham_organisations >= config.consensus_organisations || self.ham_feed)
     }
+}
+
+/// `value >= threshold`, forgiving the rounding of sums of weights.
+fn at_least(value: f64, threshold: f64) -> bool {
+    value >= threshold - 1e-9
 }
 
 /// One organisation's evidence for one class: its most trusted reporter

@@ -44,8 +44,9 @@ fn every_option_is_documented_with_its_default() {
     let mut config = NodeConfig::default();
     let mut actual = BTreeMap::new();
     flatten("", &toml::Value::try_from(&config).unwrap(), &mut actual);
-    // TLS has no default; its keys come from a configured value.
+    // Options without a default appear once configured.
     config.tls = Some(TlsConfig { certificate: "c".into(), private_key: "k".into() });
+    config.network_key_file = Some("key".into());
     let mut with_tls = BTreeMap::new();
     flatten("", &toml::Value::try_from(&config).unwrap(), &mut with_tls);
     let docs = documented();

@@ -3,15 +3,18 @@
 //! - an in-memory index that applies the network's match rule with no
 //!   reporter trust (the default; measures the fingerprints), or
 //! - a network node (`--node local` starts a private one on a loopback port
-//!   with a temporary store; `--node ADDR` uses a running one): reports and
-//!   checks go through the gRPC API, with reputation.
+//!   with a temporary store; `--node ADDR` (alias `--network`) uses a
+//!   running one): reports and checks go through the gRPC API, with
+//!   reputation.
 //!
 //! Through a node, the reporter field `ORG:USER` maps to organisation `ORG`
 //! (created through the Admin service on first sight, as an operator would
 //! onboard a tenant) and reporter pseudonym `USER`. A report without a
 //! reporter field is sent by an automated feed (a spam trap), which is what
 //! the reporter-less `mutation` scenario models. Checks are made by an
-//! organisation of their own that never reports.
+//! organisation of their own that never reports. With `--credential-file`
+//! instead of an operator token, everything goes through that one
+//! organisation and the whole reporter field is the pseudonym.
 //!
 //! One command per line on stdin, exactly one reply line per command on
 //! stdout, flushed at once; diagnostics go to stderr. A failing command is
@@ -42,15 +45,20 @@ pub(crate) struct EvalAdapterArgs {
     explain: bool,
     /// Go through a network node: `local` (a private node on a loopback port
     /// with a temporary store) or the ADDR of a running node.
-    #[arg(long, value_name = "local|ADDR")]
+    #[arg(long, alias = "network", value_name = "local|ADDR")]
     node: Option<String>,
     /// Configuration (TOML) of the `local` node, e.g. to try other trust
     /// parameters.
     #[arg(long, value_name = "FILE", requires = "node")]
     node_config: Option<PathBuf>,
-    /// Operator token file of a running node (with --node ADDR).
-    #[arg(long, value_name = "FILE", requires = "node")]
+    /// Operator token file of a running node (with --node ADDR): each
+    /// reporter organisation gets an organisation of its own.
+    #[arg(long, value_name = "FILE", requires = "node", conflicts_with = "credential_file")]
     operator_token_file: Option<PathBuf>,
+    /// One organisation's credential file (with --node ADDR): every report
+    /// comes from that organisation, the reporter field is the pseudonym.
+    #[arg(long, value_name = "FILE", requires = "node")]
+    credential_file: Option<PathBuf>,
 }
 
 /// One parsed protocol line.
@@ -176,7 +184,8 @@ const CHECKER: &str = "eval-checker";
 struct NodeBackend {
     runtime: tokio::runtime::Runtime,
     channel: tonic::transport::Channel,
-    admin: v1::admin_client::AdminClient<Authorised>,
+    /// Creates organisations as reporters appear; `None` in single-credential mode.
+    admin: Option<v1::admin_client::AdminClient<Authorised>>,
     checker: v1::network_client::NetworkClient<Authorised>,
     organisations: HashMap<String, v1::network_client::NetworkClient<Authorised>>,
     explain: bool,
@@ -200,6 +209,11 @@ impl NodeBackend {
             };
             config.listen = "127.0.0.1:0".parse().expect("a valid address");
             config.data_dir = dir.path().to_path_buf();
+            // The key shapes the min-hash estimates: a fixed key makes runs
+            // reproducible (and comparable with the in-memory adapter).
+            let key_file = dir.path().join("network.key");
+            std::fs::write(&key_file, hex::encode(args.fingerprint.key()?.as_bytes()))?;
+            config.network_key_file = Some(key_file);
             // A private node serving one harness: no rate limits.
             config.limits.checks_per_second = 1e12;
             config.limits.reports_per_second = 1e12;
@@ -207,16 +221,28 @@ impl NodeBackend {
             let address = running.addr.to_string();
             let token = starling_network::node::operator_token(dir.path())?;
             (Some((running, dir)), address, token)
+        } else if let Some(path) = &args.credential_file {
+            let credential =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            (None, node.to_owned(), credential)
         } else {
-            let path = args.operator_token_file.clone().context("--node ADDR needs --operator-token-file")?;
+            let path = args
+                .operator_token_file
+                .clone()
+                .context("--node ADDR needs --operator-token-file or --credential-file")?;
             let token = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
             (None, node.to_owned(), token)
         };
         let channel =
             runtime.block_on(Target::new(&address).connect()).with_context(|| format!("cannot reach {address}"))?;
-        let mut admin = client::admin(channel.clone(), Credential::new(&token).map_err(anyhow::Error::msg)?);
-        let checker_credential = runtime.block_on(create(&mut admin, CHECKER, v1::Plan::Subscription))?;
-        let mut checker = client::network(channel.clone(), checker_credential);
+        let secret = Credential::new(&token).map_err(anyhow::Error::msg)?;
+        let (admin, mut checker) = if args.credential_file.is_some() && local.is_none() {
+            (None, client::network(channel.clone(), secret))
+        } else {
+            let mut admin = client::admin(channel.clone(), secret);
+            let checker_credential = runtime.block_on(create(&mut admin, CHECKER, v1::Plan::Subscription))?;
+            (Some(admin), client::network(channel.clone(), checker_credential))
+        };
         let hello = runtime.block_on(checker.hello(v1::HelloRequest::default()))?.into_inner();
         let key: [u8; 32] = hello.fingerprint_key.try_into().map_err(|_| anyhow::anyhow!("the node sent no key"))?;
         let backend = NodeBackend {
@@ -237,24 +263,19 @@ impl NodeBackend {
         class: ReportClass,
         reporter: Option<&str>,
     ) -> Result<(), String> {
+        let Some(admin) = self.admin.as_mut() else {
+            // One organisation: the whole reporter field is the pseudonym.
+            let pseudonym = reporter.unwrap_or("harness").to_owned();
+            return send_report(&self.runtime, &mut self.checker, fingerprints, class, pseudonym);
+        };
         let (org, user) = reporter.and_then(|r| r.split_once(':')).unwrap_or((FEED, "trap"));
         if !self.organisations.contains_key(org) {
             let plan = if org == FEED { v1::Plan::Feed } else { v1::Plan::Subscription };
-            let credential = self.runtime.block_on(create(&mut self.admin, org, plan)).map_err(|e| format!("{e:#}"))?;
+            let credential = self.runtime.block_on(create(admin, org, plan)).map_err(|e| format!("{e:#}"))?;
             self.organisations.insert(org.to_owned(), client::network(self.channel.clone(), credential));
         }
         let client = self.organisations.get_mut(org).expect("just inserted");
-        let class = match class {
-            ReportClass::Spam => v1::ReportClass::Spam,
-            ReportClass::Ham => v1::ReportClass::Ham,
-        };
-        let report = v1::Report {
-            fingerprints: Some(starling_proto::to_wire(fingerprints)),
-            class: class.into(),
-            reporter: user.to_owned(),
-        };
-        let reply = self.runtime.block_on(client.report(v1::ReportRequest { reports: vec![report] }));
-        reply.map(drop).map_err(|e| e.message().to_owned())
+        send_report(&self.runtime, client, fingerprints, class, user.to_owned())
     }
 
     fn check(&mut self, fingerprints: &starling_fingerprint::Fingerprints, path: &str) -> Result<f32, String> {
@@ -267,6 +288,23 @@ impl NodeBackend {
         }
         Ok(if bad { verdict.confidence.max(f32::MIN_POSITIVE) } else { 0.0 })
     }
+}
+
+fn send_report(
+    runtime: &tokio::runtime::Runtime,
+    client: &mut v1::network_client::NetworkClient<Authorised>,
+    fingerprints: &starling_fingerprint::Fingerprints,
+    class: ReportClass,
+    reporter: String,
+) -> Result<(), String> {
+    let class = match class {
+        ReportClass::Spam => v1::ReportClass::Spam,
+        ReportClass::Ham => v1::ReportClass::Ham,
+    };
+    let report =
+        v1::Report { fingerprints: Some(starling_proto::to_wire(fingerprints)), class: class.into(), reporter };
+    let reply = runtime.block_on(client.report(v1::ReportRequest { reports: vec![report] }));
+    reply.map(drop).map_err(|e| e.message().to_owned())
 }
 
 async fn create(

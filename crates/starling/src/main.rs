@@ -29,6 +29,8 @@ enum Command {
     Fingerprint(fingerprint_cmd::FingerprintArgs),
     /// Ask a network for the verdict on messages.
     Check(check_cmd::CheckArgs),
+    /// Report messages to a network as spam, phishing or not spam.
+    Report(check_cmd::ReportArgs),
     /// Speak the evaluation harness's line protocol on stdin/stdout (../shared/eval/PROTOCOL.md).
     EvalAdapter(eval_adapter::EvalAdapterArgs),
     /// Run and administer a network node.
@@ -133,6 +135,10 @@ fn main() -> ExitCode {
         Command::Check(args) => {
             init_logging("warn");
             check_cmd::run(args)
+        }
+        Command::Report(args) => {
+            init_logging("warn");
+            check_cmd::report(args)
         }
         Command::EvalAdapter(args) => {
             init_logging("warn");
