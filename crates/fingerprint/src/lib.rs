@@ -302,6 +302,10 @@ pub struct Stats {
     pub words: usize,
     /// Attachments seen.
     pub attachments: usize,
+    /// Whether the body has any visible text at all (before normalisation:
+    /// digits and signatures count). `false` for an empty body.
+    #[serde(default)]
+    pub visible_text: bool,
 }
 
 /// Everything that would be sent to the network for one message.
@@ -360,8 +364,18 @@ impl fmt::Debug for Fingerprinter {
 }
 
 /// The normalised words of a message body, hashed.
+/// Whether `text` has a character a reader would see: not whitespace, not a
+/// zero-width or other invisible format character.
+fn has_visible_char(text: &str) -> bool {
+    text.chars().any(|c| {
+        !c.is_whitespace() && !matches!(c, '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
+    })
+}
+
 struct TextWords {
     hashes: Vec<u64>,
+    /// Some block had a visible character.
+    visible: bool,
     digest: Digest,
     urls: Vec<String>,
 }
@@ -421,6 +435,7 @@ impl Fingerprinter {
         let enough = floors.distinct_words.max(floors.fuzzy_words).max(floors.text_words);
         let distinct = count_distinct(&words.hashes, enough);
         stats.words = words.hashes.len();
+        stats.visible_text = words.visible;
         let (text, fuzzy) = self.text_kinds(&words, distinct, &mut skipped);
 
         let (urls, domains, links_cut) = links::collect(words.urls.iter().map(String::as_str));
@@ -458,8 +473,13 @@ impl Fingerprinter {
             return words;
         }
         let html_blocks = mime::blocks(message, &message.html_body, deep, problems);
-        let html_words = self.words(&html_blocks, personal, problems);
-        if html_words.hashes.len() > words.hashes.len() { html_words } else { words }
+        let mut html_words = self.words(&html_blocks, personal, problems);
+        if html_words.hashes.len() > words.hashes.len() {
+            html_words.visible |= words.visible;
+            html_words
+        } else {
+            TextWords { visible: words.visible || html_words.visible, ..words }
+        }
     }
 
     fn words(&self, blocks: &[Block<'_>], personal: &Personal, problems: &mut Vec<Problem>) -> TextWords {
@@ -471,15 +491,20 @@ impl Fingerprinter {
         });
         let mut visible = String::new();
         let mut html_links = Vec::new();
+        let mut any_visible = false;
         for block in blocks {
             match block {
-                Block::Plain(text) => normalizer.push_block(normalize::strip_footers(text)),
+                Block::Plain(text) => {
+                    any_visible = any_visible || has_visible_char(text);
+                    normalizer.push_block(normalize::strip_footers(text))
+                }
                 Block::Html(source) => {
                     visible.clear();
                     let scan = html::visible_text(source, &mut visible);
                     if scan.too_deep {
                         note(problems, Problem::HtmlTooDeep { limit: limits::MAX_HTML_DEPTH });
                     }
+                    any_visible = any_visible || has_visible_char(&visible);
                     html_links.extend(scan.links);
                     normalizer.push_block(normalize::strip_footers(&visible));
                 }
@@ -494,7 +519,7 @@ impl Fingerprinter {
         // The text digest covers the sequence of (keyed, 64-bit) word hashes:
         // one BLAKE3 call instead of one per word.
         let bytes: Vec<u8> = hashes.iter().flat_map(|h| h.to_le_bytes()).collect();
-        TextWords { digest: key::digest(&self.keys.text, &bytes), hashes, urls }
+        TextWords { digest: key::digest(&self.keys.text, &bytes), hashes, visible: any_visible, urls }
     }
 
     fn text_kinds(

@@ -80,6 +80,7 @@ const VOCABULARY: &[&str] = &[
     "bytes",
     "parts",
     "words",
+    "visible_text",
     "url",
     "domain",
     "attachment",

@@ -299,6 +299,17 @@ pub mod client {
 
         /// Connects.
         pub async fn connect(&self) -> Result<Channel, tonic::transport::Error> {
+            self.endpoint()?.connect().await
+        }
+
+        /// A channel that connects on first use and reconnects after
+        /// failures (for long-running clients that must start while the
+        /// node is down).
+        pub fn connect_lazy(&self) -> Result<Channel, tonic::transport::Error> {
+            Ok(self.endpoint()?.connect_lazy())
+        }
+
+        fn endpoint(&self) -> Result<Endpoint, tonic::transport::Error> {
             let mut endpoint = Endpoint::from_shared(self.url.clone())?
                 .timeout(self.timeout)
                 .connect_timeout(Duration::from_secs(5))
@@ -312,7 +323,7 @@ pub mod client {
                 }
                 endpoint = endpoint.tls_config(tls)?;
             }
-            endpoint.connect().await
+            Ok(endpoint)
         }
     }
 

@@ -2,6 +2,7 @@
 //! crates together, runs, and maps errors to exit codes. Nothing else lives
 //! here.
 
+mod agent_cmd;
 mod check_cmd;
 mod eval_adapter;
 mod fingerprint_cmd;
@@ -25,6 +26,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the agent with its own network node: everything a single organisation needs.
+    Serve(agent_cmd::ServeArgs),
+    /// Run the agent: watch mailboxes, ask a network, file spam.
+    Agent(agent_cmd::AgentArgs),
+    /// Manage the mailboxes the agent filters.
+    Users(agent_cmd::UsersArgs),
+    /// Manage whitelists (server-wide and per mailbox).
+    Whitelist(agent_cmd::WhitelistArgs),
+    /// Show the agent's events, or their catalogue.
+    Events(agent_cmd::EventsArgs),
     /// Print the fingerprints that would be sent for each message (no content is printed).
     Fingerprint(fingerprint_cmd::FingerprintArgs),
     /// Ask a network for the verdict on messages.
@@ -131,6 +142,17 @@ fn init_logging(default: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => {
+            init_logging("info");
+            agent_cmd::serve(args)
+        }
+        Command::Agent(args) => {
+            init_logging("info");
+            agent_cmd::agent(args)
+        }
+        Command::Users(args) => agent_cmd::users(args),
+        Command::Whitelist(args) => agent_cmd::whitelist_cmd(args),
+        Command::Events(args) => agent_cmd::events(args),
         Command::Fingerprint(args) => fingerprint_cmd::run(&args),
         Command::Check(args) => {
             init_logging("warn");

@@ -1,0 +1,709 @@
+//! The agent's configuration: one TOML file, every option with a default
+//! (documented in `docs/configuration.md`), and every problem reported at
+//! once with its key path.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::ActionKind;
+use crate::whitelist::Entry;
+
+/// Everything the agent needs to run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Directory of the state database (`state.sqlite3`) and of files the
+    /// agent keeps (the agent's own secret).
+    pub state_dir: PathBuf,
+    /// Where the mailboxes are: `maildir` or `imap`.
+    pub mail_store: MailStoreKind,
+    /// The network the agent asks.
+    pub network: NetworkConfig,
+    /// Local Maildir++ mailboxes.
+    pub maildir: MaildirConfig,
+    /// An IMAP server.
+    pub imap: ImapConfig,
+    /// Where the list of mailboxes comes from.
+    pub users: UsersConfig,
+    /// What happens to spam and phishing.
+    pub policy: PolicyConfig,
+    /// Rules that need no network.
+    pub rules: RulesConfig,
+    /// Senders never filtered (server-wide; more entries live in the state
+    /// database, per user too).
+    pub whitelist: WhitelistConfig,
+    /// Catching up with mail that arrived while the agent was not running.
+    pub scan: ScanConfig,
+    /// Shared (public) mailboxes, each with its own action.
+    pub shared: Vec<SharedMailbox>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> AgentConfig {
+        AgentConfig {
+            state_dir: PathBuf::from("starling-data"),
+            mail_store: MailStoreKind::Maildir,
+            network: NetworkConfig::default(),
+            maildir: MaildirConfig::default(),
+            imap: ImapConfig::default(),
+            users: UsersConfig::default(),
+            policy: PolicyConfig::default(),
+            rules: RulesConfig::default(),
+            whitelist: WhitelistConfig::default(),
+            scan: ScanConfig::default(),
+            shared: Vec::new(),
+        }
+    }
+}
+
+/// The kind of mail store the agent watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailStoreKind {
+    /// Maildir++ directories on this machine.
+    Maildir,
+    /// An IMAP server, logged into on behalf of each mailbox.
+    Imap,
+}
+
+/// The network the agent asks for verdicts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// The node's address (`http://…` or `https://…`).
+    pub url: String,
+    /// File holding the organisation's credential. Relative paths are
+    /// relative to `state_dir`.
+    pub credential_file: PathBuf,
+    /// CA certificate (PEM) to trust for an `https://` node, besides the
+    /// public roots.
+    pub ca_file: Option<PathBuf>,
+    /// Time allowed for one request.
+    pub timeout_ms: u64,
+    /// Messages per Check request.
+    pub batch_size: usize,
+    /// How long a message may wait for others to fill a batch.
+    pub batch_wait_ms: u64,
+    /// How often the network is probed while it is unreachable.
+    pub retry_seconds: u64,
+    /// Messages waiting for a re-check at most; beyond it they are left for
+    /// the daily rescan.
+    pub recheck_queue_max: u32,
+    /// Queued messages older than this are dropped from the re-check queue.
+    pub recheck_max_age_hours: u32,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> NetworkConfig {
+        NetworkConfig {
+            url: "http://127.0.0.1:7890".into(),
+            credential_file: PathBuf::from("credential"),
+            ca_file: None,
+            timeout_ms: 5_000,
+            batch_size: 64,
+            batch_wait_ms: 10,
+            retry_seconds: 30,
+            recheck_queue_max: 100_000,
+            recheck_max_age_hours: 24,
+        }
+    }
+}
+
+/// Local Maildir++ mailboxes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MaildirConfig {
+    /// The directory holding every user's Maildir.
+    pub root: PathBuf,
+    /// A user's Maildir below the root: `{user}`, `{domain}` and `{local}`
+    /// are replaced (`{domain}/{local}/Maildir` for a virtual-domain layout).
+    pub layout: String,
+}
+
+impl Default for MaildirConfig {
+    fn default() -> MaildirConfig {
+        MaildirConfig { root: PathBuf::from("mail"), layout: "{user}".into() }
+    }
+}
+
+/// How the connection to the IMAP server is protected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImapSecurity {
+    /// TLS from the first byte (port 993).
+    Tls,
+    /// Plain connection upgraded with STARTTLS (port 143).
+    Starttls,
+    /// No encryption: only for a server on this machine (loopback).
+    Plain,
+}
+
+/// How the agent logs in on behalf of a mailbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImapAuth {
+    /// `LOGIN user<separator>admin password` (Dovecot's master users).
+    MasterUser,
+    /// `AUTHENTICATE PLAIN` with the mailbox as authorisation identity and
+    /// the admin as authentication identity (RFC 4616).
+    SaslPlain,
+}
+
+/// An IMAP server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImapConfig {
+    /// Host name or address of the server.
+    pub host: String,
+    /// Port; 0 means 993 with `tls`, 143 otherwise.
+    pub port: u16,
+    /// `tls`, `starttls` or `plain`.
+    pub security: ImapSecurity,
+    /// CA certificate (PEM) to trust besides the public roots.
+    pub ca_file: Option<PathBuf>,
+    /// `master-user` or `sasl-plain`.
+    pub auth: ImapAuth,
+    /// The administrative (master) user the agent authenticates as.
+    pub admin_user: String,
+    /// File holding the admin user's password (never on the command line).
+    pub password_file: PathBuf,
+    /// Separator between mailbox and master user (`master-user` only).
+    pub master_separator: String,
+    /// Time allowed for any one command or connection attempt.
+    pub timeout_seconds: u64,
+    /// IDLE is restarted after this long (servers drop idle clients after 30
+    /// minutes, RFC 3501).
+    pub idle_seconds: u64,
+    /// First wait before reconnecting; doubles up to `reconnect_max_seconds`.
+    pub reconnect_min_seconds: u64,
+    /// Longest wait between reconnection attempts.
+    pub reconnect_max_seconds: u64,
+    /// Logins in progress at once (start-up of many mailboxes).
+    pub max_concurrent_logins: usize,
+    /// Messages are fingerprinted from at most this many bytes.
+    pub max_message_bytes: u64,
+}
+
+impl Default for ImapConfig {
+    fn default() -> ImapConfig {
+        ImapConfig {
+            host: "127.0.0.1".into(),
+            port: 0,
+            security: ImapSecurity::Tls,
+            ca_file: None,
+            auth: ImapAuth::MasterUser,
+            admin_user: "starling".into(),
+            password_file: PathBuf::from("imap-password"),
+            master_separator: "*".into(),
+            timeout_seconds: 30,
+            idle_seconds: 25 * 60,
+            reconnect_min_seconds: 1,
+            reconnect_max_seconds: 300,
+            max_concurrent_logins: 16,
+            max_message_bytes: 10 << 20,
+        }
+    }
+}
+
+impl ImapConfig {
+    /// The port actually used.
+    pub fn port(&self) -> u16 {
+        match (self.port, self.security) {
+            (0, ImapSecurity::Tls) => 993,
+            (0, _) => 143,
+            (port, _) => port,
+        }
+    }
+}
+
+/// Where the list of mailboxes comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserSource {
+    /// The Maildir root's directories (Maildir store only).
+    Maildir,
+    /// The output of `doveadm_command` (one user per line).
+    Doveadm,
+    /// A CSV file (`csv_file`): `user[,enabled]`.
+    Csv,
+    /// Only `users.list` and users added with `starling users add`.
+    List,
+}
+
+/// Where the list of mailboxes comes from, and who is filtered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsersConfig {
+    /// `maildir`, `doveadm`, `csv` or `list`.
+    pub source: UserSource,
+    /// The command listing users, for `doveadm`.
+    pub doveadm_command: Vec<String>,
+    /// The CSV file, for `csv`.
+    pub csv_file: Option<PathBuf>,
+    /// Users always known, whatever the source.
+    pub list: Vec<String>,
+    /// Mailboxes seen for the first time are filtered (set before the first
+    /// start, everyone starts enabled).
+    pub auto_enable: bool,
+    /// How often the source is read again for new mailboxes.
+    pub refresh_minutes: u64,
+}
+
+impl Default for UsersConfig {
+    fn default() -> UsersConfig {
+        UsersConfig {
+            source: UserSource::Maildir,
+            doveadm_command: vec!["doveadm".into(), "user".into(), "*".into()],
+            csv_file: None,
+            list: Vec::new(),
+            auto_enable: true,
+            refresh_minutes: 10,
+        }
+    }
+}
+
+/// What happens to spam and phishing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Action for spam in users' mailboxes.
+    pub spam_action: ActionKind,
+    /// Action for phishing; `same` follows `spam_action`.
+    pub phish_action: PhishAction,
+    /// Action for spam in shared mailboxes (each may override it).
+    pub shared_action: ActionKind,
+    /// Spam folder (created when missing). Empty: the server's `\Junk`
+    /// folder when it has one, otherwise `Spam`.
+    pub spam_folder: String,
+    /// The existing folder of the `folder` action (never created).
+    pub folder: String,
+    /// Trash folder. Empty: the server's `\Trash` folder, otherwise `Trash`.
+    pub trash_folder: String,
+    /// Prefix of the `tag` action.
+    pub tag_prefix: String,
+    /// Also mark filed spam as read.
+    pub mark_read: bool,
+    /// Verdicts below this confidence are treated as clean.
+    pub min_confidence: f32,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> PolicyConfig {
+        PolicyConfig {
+            spam_action: ActionKind::SpamFolder,
+            phish_action: PhishAction::Same,
+            shared_action: ActionKind::SpamFolder,
+            spam_folder: String::new(),
+            folder: String::new(),
+            trash_folder: String::new(),
+            tag_prefix: "[SPAM]".into(),
+            mark_read: false,
+            min_confidence: 0.0,
+        }
+    }
+}
+
+/// The phishing action: its own, or the spam action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PhishAction {
+    /// Whatever `spam_action` says.
+    Same,
+    /// Its own action.
+    #[serde(untagged)]
+    Action(ActionKind),
+}
+
+/// Rules that need no network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesConfig {
+    /// A message with an empty subject and an empty body is spam.
+    pub empty_subject_and_body: bool,
+    /// A message with an empty body is spam, whatever its subject.
+    pub empty_body: bool,
+}
+
+impl Default for RulesConfig {
+    fn default() -> RulesConfig {
+        RulesConfig { empty_subject_and_body: true, empty_body: false }
+    }
+}
+
+/// Server-wide whitelist entries from the configuration file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WhitelistConfig {
+    /// Entries (see `docs/configuration.md` for the forms).
+    pub entries: Vec<String>,
+    /// How many of the newest `Received` headers were written by your own
+    /// servers; host and IP entries are matched against the hosts they name.
+    pub received_headers: usize,
+}
+
+impl Default for WhitelistConfig {
+    fn default() -> WhitelistConfig {
+        WhitelistConfig { entries: Vec::new(), received_headers: 3 }
+    }
+}
+
+/// Catching up with mail that arrived while the agent was not running.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScanConfig {
+    /// A mailbox seen for the first time has its messages younger than this
+    /// checked (0: only mail arriving from now on).
+    pub first_scan_hours: u32,
+}
+
+impl Default for ScanConfig {
+    fn default() -> ScanConfig {
+        ScanConfig { first_scan_hours: 12 }
+    }
+}
+
+/// A shared (public) mailbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedMailbox {
+    /// The account holding it: an IMAP user, or a directory below the
+    /// Maildir root.
+    pub account: String,
+    /// The folder watched in that account.
+    #[serde(default = "inbox")]
+    pub folder: String,
+    /// Its action; absent: `policy.shared_action`.
+    #[serde(default)]
+    pub action: Option<ActionKind>,
+    /// Its spam folder; empty: as `policy.spam_folder`.
+    #[serde(default)]
+    pub spam_folder: String,
+}
+
+fn inbox() -> String {
+    "INBOX".into()
+}
+
+impl AgentConfig {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<AgentConfig, Vec<String>> {
+        let text = std::fs::read_to_string(path).map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?;
+        AgentConfig::from_toml(&text)
+    }
+
+    /// Parses and checks a configuration text: every problem at once.
+    pub fn from_toml(text: &str) -> Result<AgentConfig, Vec<String>> {
+        let config: AgentConfig = parse_all_problems(text)?;
+        let problems = config.problems();
+        if problems.is_empty() { Ok(config) } else { Err(problems) }
+    }
+
+    /// `path` resolved against `state_dir` when relative.
+    pub fn in_state_dir(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_owned() } else { self.state_dir.join(path) }
+    }
+
+    /// Everything wrong with this configuration, each with its key path.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.state_dir.as_os_str().is_empty() {
+            problems.push("state_dir: must not be empty".into());
+        }
+        let n = &self.network;
+        if !(n.url.starts_with("http://") || n.url.starts_with("https://")) && n.url.contains("://") {
+            problems.push(format!("network.url: must be http:// or https://, got {}", n.url));
+        }
+        if n.timeout_ms < 100 {
+            problems.push(format!("network.timeout_ms: must be at least 100, got {}", n.timeout_ms));
+        }
+        if n.batch_size == 0 || n.batch_size > 1024 {
+            problems.push(format!("network.batch_size: must be 1..=1024, got {}", n.batch_size));
+        }
+        if n.retry_seconds == 0 {
+            problems.push("network.retry_seconds: must be at least 1".into());
+        }
+        if self.mail_store == MailStoreKind::Maildir {
+            let layout = &self.maildir.layout;
+            if !(layout.contains("{user}") || (layout.contains("{domain}") && layout.contains("{local}"))) {
+                problems.push(format!(
+                    "maildir.layout: must contain {{user}}, or both {{domain}} and {{local}}, got {layout:?}"
+                ));
+            }
+            if layout.starts_with('/') || layout.split('/').any(|p| p == "..") {
+                problems.push(format!("maildir.layout: must be a relative path without '..', got {layout:?}"));
+            }
+        }
+        let i = &self.imap;
+        if self.mail_store == MailStoreKind::Imap {
+            if i.host.is_empty() {
+                problems.push("imap.host: must not be empty".into());
+            }
+            if i.security == ImapSecurity::Plain && !is_loopback_host(&i.host) {
+                problems.push(format!(
+                    "imap.security: plain is only allowed for a server on this machine, not {}; use tls or starttls",
+                    i.host
+                ));
+            }
+            if i.admin_user.is_empty() {
+                problems.push("imap.admin_user: must not be empty".into());
+            }
+            if i.auth == ImapAuth::MasterUser && i.master_separator.is_empty() {
+                problems.push("imap.master_separator: must not be empty with auth = \"master-user\"".into());
+            }
+            if self.users.source == UserSource::Maildir {
+                problems.push(
+                    "users.source: maildir needs mail_store = \"maildir\"; use doveadm, csv or list with imap".into(),
+                );
+            }
+        }
+        if i.timeout_seconds == 0 {
+            problems.push("imap.timeout_seconds: must be at least 1".into());
+        }
+        if i.idle_seconds < 60 || i.idle_seconds > 29 * 60 {
+            problems.push(format!("imap.idle_seconds: must be 60..=1740, got {}", i.idle_seconds));
+        }
+        if i.reconnect_min_seconds == 0 || i.reconnect_min_seconds > i.reconnect_max_seconds {
+            problems.push(format!(
+                "imap.reconnect_min_seconds: must be at least 1 and at most reconnect_max_seconds ({}), got {}",
+                i.reconnect_max_seconds, i.reconnect_min_seconds
+            ));
+        }
+        if i.max_concurrent_logins == 0 {
+            problems.push("imap.max_concurrent_logins: must be at least 1".into());
+        }
+        if i.max_message_bytes < 64 << 10 {
+            problems.push(format!("imap.max_message_bytes: must be at least 65536, got {}", i.max_message_bytes));
+        }
+        let u = &self.users;
+        match u.source {
+            UserSource::Doveadm if u.doveadm_command.is_empty() => {
+                problems.push("users.doveadm_command: must not be empty with source = \"doveadm\"".into())
+            }
+            UserSource::Csv if u.csv_file.is_none() => {
+                problems.push("users.csv_file: required with source = \"csv\"".into())
+            }
+            _ => {}
+        }
+        for (index, user) in u.list.iter().enumerate() {
+            if let Err(e) = crate::users::check_name(user) {
+                problems.push(format!("users.list[{index}]: {e}"));
+            }
+        }
+        if u.refresh_minutes == 0 {
+            problems.push("users.refresh_minutes: must be at least 1".into());
+        }
+        let p = &self.policy;
+        let actions = [
+            ("policy.spam_action", Some(p.spam_action)),
+            ("policy.phish_action", if let PhishAction::Action(a) = p.phish_action { Some(a) } else { None }),
+            ("policy.shared_action", Some(p.shared_action)),
+        ];
+        for (key, action) in actions {
+            if action == Some(ActionKind::Folder) && p.folder.trim().is_empty() {
+                problems.push(format!("{key}: the folder action needs policy.folder"));
+            }
+        }
+        for (key, name) in [
+            ("policy.spam_folder", &p.spam_folder),
+            ("policy.folder", &p.folder),
+            ("policy.trash_folder", &p.trash_folder),
+        ] {
+            if let Err(e) = check_folder_name(name) {
+                problems.push(format!("{key}: {e}"));
+            }
+        }
+        if p.tag_prefix.contains(['\r', '\n']) {
+            problems.push("policy.tag_prefix: must be one line".into());
+        }
+        if !(0.0..=1.0).contains(&p.min_confidence) {
+            problems.push(format!("policy.min_confidence: must be between 0 and 1, got {}", p.min_confidence));
+        }
+        for (index, entry) in self.whitelist.entries.iter().enumerate() {
+            if let Err(e) = Entry::parse(entry) {
+                problems.push(format!("whitelist.entries[{index}]: {e}"));
+            }
+        }
+        if self.whitelist.received_headers > 20 {
+            problems.push(format!(
+                "whitelist.received_headers: must be at most 20, got {}",
+                self.whitelist.received_headers
+            ));
+        }
+        for (index, shared) in self.shared.iter().enumerate() {
+            if shared.account.is_empty() || shared.account.contains(['/', '\\']) || shared.account == ".." {
+                problems.push(format!("shared[{index}].account: must be an account name, got {:?}", shared.account));
+            }
+            if let Err(e) = check_folder_name(&shared.folder) {
+                problems.push(format!("shared[{index}].folder: {e}"));
+            }
+            if let Err(e) = check_folder_name(&shared.spam_folder) {
+                problems.push(format!("shared[{index}].spam_folder: {e}"));
+            }
+            if shared.action == Some(ActionKind::Folder) && p.folder.trim().is_empty() {
+                problems.push(format!("shared[{index}].action: the folder action needs policy.folder"));
+            }
+        }
+        problems
+    }
+}
+
+/// A folder name must be usable on IMAP and as a Maildir++ folder.
+fn check_folder_name(name: &str) -> Result<(), String> {
+    if name.chars().any(|c| c.is_control()) || name.contains('"') || name.contains('\\') {
+        return Err(format!("{name:?} has control characters, quotes or backslashes"));
+    }
+    if name.split(['/', '.']).any(|p| p == "..") || name.starts_with('/') {
+        return Err(format!("{name:?} must not be absolute or contain '..'"));
+    }
+    Ok(())
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Parses a TOML text into `T`, reporting every key whose value is wrong
+/// (unknown keys, wrong types, unknown variants), each with its key path —
+/// not only the first one serde stops at.
+///
+/// Each key of the text is tried alone on top of `T`'s defaults; a key whose
+/// value fails is narrowed down into its sub-keys the same way.
+pub fn parse_all_problems<T>(text: &str) -> Result<T, Vec<String>>
+where
+    T: serde::de::DeserializeOwned + Serialize + Default,
+{
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| vec![e.to_string().trim().to_owned()])?;
+    let whole = toml::Value::Table(table);
+    let whole_error = match whole.clone().try_into::<T>() {
+        Ok(config) => return Ok(config),
+        Err(e) => e,
+    };
+    let defaults = toml::Value::try_from(T::default()).map_err(|e| vec![format!("internal: {e}")])?;
+    let mut problems = Vec::new();
+    narrow::<T>(&defaults, &mut Vec::new(), &whole, &mut problems);
+    if problems.is_empty() {
+        problems.push(whole_error.message().trim().to_owned());
+    }
+    Err(problems)
+}
+
+fn narrow<T>(defaults: &toml::Value, path: &mut Vec<String>, value: &toml::Value, problems: &mut Vec<String>)
+where
+    T: serde::de::DeserializeOwned,
+{
+    let toml::Value::Table(table) = value else { return };
+    for (key, sub) in table {
+        path.push(key.clone());
+        let mut trial = defaults.clone();
+        if place(&mut trial, path, sub.clone())
+            && let Err(error) = trial.try_into::<T>()
+        {
+            let before = problems.len();
+            if sub.is_table() && lookup(defaults, path).is_some_and(toml::Value::is_table) {
+                narrow::<T>(defaults, path, sub, problems);
+            }
+            if problems.len() == before {
+                problems.push(format!("{}: {}", path.join("."), error.message().trim()));
+            }
+        }
+        path.pop();
+    }
+}
+
+/// Puts `value` at `path` in `root`; false when a parent is not a table.
+fn place(root: &mut toml::Value, path: &[String], value: toml::Value) -> bool {
+    let Some((last, parents)) = path.split_last() else { return false };
+    let mut node = root;
+    for key in parents {
+        let toml::Value::Table(table) = node else { return false };
+        node = table.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    }
+    let toml::Value::Table(table) = node else { return false };
+    table.insert(last.clone(), value);
+    true
+}
+
+fn lookup<'v>(root: &'v toml::Value, path: &[String]) -> Option<&'v toml::Value> {
+    path.iter().try_fold(root, |node, key| node.get(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(AgentConfig::default().problems(), Vec::<String>::new());
+        assert_eq!(AgentConfig::from_toml("").unwrap(), AgentConfig::default());
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once_with_their_keys() {
+        let text = r#"
+            mail_store = "imap"
+            [imap]
+            host = "mail.example.com"
+            security = "plain"
+            idle_seconds = 5
+            [network]
+            batch_size = 0
+            [policy]
+            spam_action = "folder"
+            min_confidence = 2.0
+            [whitelist]
+            entries = ["/(unclosed/"]
+        "#;
+        let problems = AgentConfig::from_toml(text).unwrap_err();
+        for key in [
+            "imap.security",
+            "imap.idle_seconds",
+            "network.batch_size",
+            "policy.spam_action",
+            "policy.min_confidence",
+            "whitelist.entries[0]",
+            "users.source",
+        ] {
+            assert!(problems.iter().any(|p| p.starts_with(key)), "{key} missing from {problems:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_all_reported_with_their_key() {
+        let text = "mail_stor = 1\n[policy]\nspam_folder_name = \"x\"\nspam_action = \"shred\"\n[imap]\nport = \"x\"\n";
+        let problems = AgentConfig::from_toml(text).unwrap_err();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        for (key, word) in [
+            ("mail_stor:", "mail_stor"),
+            ("policy.spam_folder_name:", "spam_folder_name"),
+            ("policy.spam_action:", "shred"),
+            ("imap.port:", "string"),
+        ] {
+            assert!(problems.iter().any(|p| p.starts_with(key) && p.contains(word)), "{key} missing from {problems:?}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_say_where() {
+        let problems = AgentConfig::from_toml("[policy\n").unwrap_err();
+        assert!(problems[0].contains("line 1"), "{problems:?}");
+    }
+
+    #[test]
+    fn phish_action_is_same_or_an_action() {
+        let c = AgentConfig::from_toml("[policy]\nphish_action = \"delete\"\n").unwrap();
+        assert_eq!(c.policy.phish_action, PhishAction::Action(ActionKind::Delete));
+        let c = AgentConfig::from_toml("[policy]\nphish_action = \"same\"\n").unwrap();
+        assert_eq!(c.policy.phish_action, PhishAction::Same);
+    }
+
+    #[test]
+    fn imap_port_follows_security() {
+        let mut imap = ImapConfig::default();
+        assert_eq!(imap.port(), 993);
+        imap.security = ImapSecurity::Starttls;
+        assert_eq!(imap.port(), 143);
+        imap.port = 10143;
+        assert_eq!(imap.port(), 10143);
+    }
+}

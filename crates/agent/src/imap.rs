@@ -1,0 +1,1043 @@
+//! Mailboxes on an IMAP server.
+//!
+//! One task per watched folder keeps its own connection, logged in on
+//! behalf of the mailbox (a master user, or SASL PLAIN with an
+//! authorisation identity). It catches up from its cursor (the highest UID
+//! handled, under the folder's UIDVALIDITY), then waits in IDLE and handles
+//! new messages as they arrive. Messages are read with `BODY.PEEK[]` (never
+//! marked read) up to a size limit. Every command has a timeout; a lost
+//! connection is reopened with exponential backoff.
+//!
+//! A move is `UID MOVE`, or `UID COPY` + `UID STORE +FLAGS (\Deleted)` +
+//! `UID EXPUNGE` of exactly that UID when the server lacks MOVE. A tag
+//! appends the rewritten message and removes the original only after the
+//! append succeeded; a journal entry (written first, with the tag mark)
+//! lets a restart finish or undo it.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_imap::extensions::idle::IdleResponse;
+use async_imap::types::{Fetch, Flag, NameAttribute, UnsolicitedResponse};
+use futures::TryStreamExt as _;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::client::TlsStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::Work;
+use crate::config::{ImapAuth, ImapConfig, ImapSecurity};
+use crate::events::{self, Events};
+use crate::pipeline::MailboxContext;
+use crate::policy::{Action, Destination};
+use crate::process::{ActionError, Applied, Folder, Item, Processor};
+use crate::state::{self, Cursor};
+use crate::tagging::Marker;
+
+/// Messages fetched per FETCH command, at most.
+const FETCH_BATCH: usize = 64;
+
+/// Bytes fetched per FETCH command, about (sizes are known beforehand).
+const FETCH_BYTES: u64 = 16 << 20;
+
+/// A connection: plain TCP or TLS.
+pub enum Stream {
+    /// Plain TCP (loopback only).
+    Plain(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stream::Plain(_) => "Stream::Plain",
+            Stream::Tls(_) => "Stream::Tls",
+        })
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A logged-in session.
+pub type Session = async_imap::Session<Stream>;
+
+/// How to reach and log into the server, shared by every mailbox task.
+pub struct Server {
+    /// The configuration.
+    pub config: ImapConfig,
+    /// The admin password.
+    pub password: String,
+    /// TLS set-up (for `tls` and `starttls`).
+    pub tls: Option<tokio_rustls::TlsConnector>,
+    /// Logins in progress at once.
+    pub logins: Semaphore,
+}
+
+impl Server {
+    /// Reads the password file and prepares TLS.
+    pub fn new(config: ImapConfig, password_file: &std::path::Path) -> anyhow::Result<Server> {
+        let password = std::fs::read_to_string(password_file)
+            .map_err(|e| anyhow::anyhow!("cannot read the IMAP password file {}: {e}", password_file.display()))?;
+        let password = password.trim_end_matches(['\r', '\n']).to_owned();
+        let tls = match config.security {
+            ImapSecurity::Plain => None,
+            ImapSecurity::Tls | ImapSecurity::Starttls => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                if let Some(path) = &config.ca_file {
+                    let pem = std::fs::read(path)
+                        .map_err(|e| anyhow::anyhow!("cannot read the CA file {}: {e}", path.display()))?;
+                    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                        roots.add(cert?)?;
+                    }
+                }
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let tls = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                Some(tokio_rustls::TlsConnector::from(Arc::new(tls)))
+            }
+        };
+        let logins = Semaphore::new(config.max_concurrent_logins);
+        Ok(Server { config, password, tls, logins })
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.config.timeout_seconds)
+    }
+
+    /// Connects and logs in on behalf of `user`.
+    pub async fn login(&self, user: &str) -> Result<Session, SessionError> {
+        let _permit = self.logins.acquire().await.map_err(|_| SessionError::Closed)?;
+        tokio::time::timeout(self.timeout() * 2, self.login_inner(user)).await.map_err(|_| SessionError::Timeout)?
+    }
+
+    async fn login_inner(&self, user: &str) -> Result<Session, SessionError> {
+        let address = (self.config.host.as_str(), self.config.port());
+        let tcp = TcpStream::connect(address).await.map_err(|e| SessionError::Unreachable(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(60))
+            .with_interval(Duration::from_secs(15))
+            .with_retries(4);
+        let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
+        let stream = match self.config.security {
+            ImapSecurity::Plain => Stream::Plain(tcp),
+            ImapSecurity::Tls => Stream::Tls(Box::new(self.handshake(tcp).await?)),
+            ImapSecurity::Starttls => {
+                let mut client = async_imap::Client::new(tcp);
+                greeting(&mut client).await?;
+                client.run_command_and_check_ok("STARTTLS", None).await.map_err(refused)?;
+                Stream::Tls(Box::new(self.handshake(client.into_inner()).await?))
+            }
+        };
+        let mut client = async_imap::Client::new(stream);
+        if self.config.security != ImapSecurity::Starttls {
+            greeting(&mut client).await?;
+        }
+        let admin = &self.config.admin_user;
+        let result = match self.config.auth {
+            ImapAuth::MasterUser => {
+                let login = format!("{user}{}{admin}", self.config.master_separator);
+                client.login(login, &self.password).await
+            }
+            ImapAuth::SaslPlain => {
+                let plain =
+                    PlainAuth { authzid: user.to_owned(), authcid: admin.clone(), password: self.password.clone() };
+                client.authenticate("PLAIN", plain).await
+            }
+        };
+        result.map_err(|(error, _)| match error {
+            async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text) => {
+                if is_limit(&text) {
+                    SessionError::Limit(text)
+                } else {
+                    SessionError::Auth(text)
+                }
+            }
+            other => SessionError::Unreachable(other.to_string()),
+        })
+    }
+
+    async fn handshake(&self, tcp: TcpStream) -> Result<TlsStream<TcpStream>, SessionError> {
+        let connector = self.tls.as_ref().ok_or_else(|| SessionError::Unreachable("TLS is not set up".into()))?;
+        let name = rustls::pki_types::ServerName::try_from(self.config.host.clone())
+            .map_err(|e| SessionError::Unreachable(format!("bad host name: {e}")))?;
+        connector.connect(name, tcp).await.map_err(|e| SessionError::Unreachable(format!("TLS: {e}")))
+    }
+}
+
+async fn greeting<T>(client: &mut async_imap::Client<T>) -> Result<(), SessionError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + fmt::Debug + Send,
+{
+    match client.read_response().await {
+        Ok(Some(response)) => {
+            if let async_imap::imap_proto::Response::Data { status: async_imap::imap_proto::Status::Bye, outcome } =
+                response.parsed()
+            {
+                let text = outcome.information.as_deref().unwrap_or("").to_owned();
+                return Err(if is_limit(&text) { SessionError::Limit(text) } else { SessionError::Unreachable(text) });
+            }
+            Ok(())
+        }
+        Ok(None) => Err(SessionError::Unreachable("the server closed the connection".into())),
+        Err(e) => Err(SessionError::Unreachable(e.to_string())),
+    }
+}
+
+fn is_limit(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    text.contains("maximum number of") || text.contains("too many") || text.contains("limit")
+}
+
+fn refused(error: async_imap::error::Error) -> SessionError {
+    SessionError::Unreachable(error.to_string())
+}
+
+/// SASL PLAIN (RFC 4616) with an authorisation identity.
+struct PlainAuth {
+    authzid: String,
+    authcid: String,
+    password: String,
+}
+
+impl async_imap::Authenticator for PlainAuth {
+    type Response = Vec<u8>;
+
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        [self.authzid.as_bytes(), self.authcid.as_bytes(), self.password.as_bytes()].join(&0u8)
+    }
+}
+
+/// Why a session ended or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Cannot connect.
+    #[error("cannot connect: {0}")]
+    Unreachable(String),
+    /// Login refused.
+    #[error("login refused: {0}")]
+    Auth(String),
+    /// Too many connections.
+    #[error("connection limit: {0}")]
+    Limit(String),
+    /// A command timed out.
+    #[error("the server did not answer in time")]
+    Timeout,
+    /// The connection broke.
+    #[error("connection lost: {0}")]
+    Lost(String),
+    /// The folder cannot be selected.
+    #[error("cannot open the folder: {0}")]
+    Folder(String),
+    /// Shutting down.
+    #[error("stopping")]
+    Closed,
+}
+
+/// What the server offers.
+#[derive(Clone, Copy, Debug, Default)]
+struct Capabilities {
+    mv: bool,
+    uidplus: bool,
+    idle: bool,
+}
+
+/// One watched folder of one mailbox.
+pub struct Watcher {
+    /// The server.
+    pub server: Arc<Server>,
+    /// The account logged into.
+    pub account: String,
+    /// The folder watched.
+    pub folder: String,
+    /// The mailbox as the pipeline sees it.
+    pub context: MailboxContext,
+    /// Shared processing.
+    pub processor: Arc<Processor>,
+    /// Tag marks.
+    pub marker: Marker,
+    /// Messages younger than this are checked the first time.
+    pub first_scan_hours: u32,
+    /// Commands (re-check, stop).
+    pub work: mpsc::Receiver<Work>,
+    /// Events.
+    pub events: Events,
+}
+
+impl Watcher {
+    /// Runs until `stop` is cancelled or a `Stop` command arrives.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let server = self.server.clone();
+        let config = &server.config;
+        let mut backoff = Duration::from_secs(config.reconnect_min_seconds);
+        let max = Duration::from_secs(config.reconnect_max_seconds);
+        let mut failing = false;
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            let login = tokio::select! {
+                result = self.server.login(&self.account) => result,
+                () = stop.cancelled() => return,
+            };
+            let outcome = match login {
+                Ok(session) => {
+                    if failing {
+                        self.events.emit(
+                            events::MAIL_STORE_RECONNECTED,
+                            None,
+                            format!("{}:{}", config.host, config.port()),
+                        );
+                        failing = false;
+                    }
+                    backoff = Duration::from_secs(config.reconnect_min_seconds);
+                    let mut connected = Connected::new(session, &self);
+                    let result = connected.run(&mut self, &stop).await;
+                    connected.logout().await;
+                    result
+                }
+                Err(e) => Err(e),
+            };
+            let error = match outcome {
+                Ok(()) | Err(SessionError::Closed) => return,
+                Err(error) => error,
+            };
+            let name: &str = &self.context.name;
+            match &error {
+                SessionError::Auth(_) => self.events.emit(events::AUTHENTICATION_FAILED, Some(name), error.to_string()),
+                SessionError::Limit(_) => self.events.emit(events::MAIL_STORE_LIMIT, Some(name), error.to_string()),
+                SessionError::Timeout => self.events.emit(events::MAIL_STORE_TIMEOUT, Some(name), ""),
+                SessionError::Folder(_) => self.events.emit(events::FOLDER_MISSING, Some(name), error.to_string()),
+                SessionError::Unreachable(_) | SessionError::Lost(_) => {
+                    if !failing {
+                        self.events.emit(
+                            events::MAIL_STORE_UNREACHABLE,
+                            None,
+                            format!("{}:{}: {error}", config.host, config.port()),
+                        )
+                    }
+                }
+                SessionError::Closed => {}
+            }
+            failing = true;
+            tracing::debug!(mailbox = name, "session ended: {error}; reconnecting in {backoff:?}");
+            // Stop commands are honoured while waiting; re-checks wait for
+            // the connection.
+            let wait = tokio::time::sleep(jitter(backoff));
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    () = &mut wait => break,
+                    () = stop.cancelled() => return,
+                    work = self.work.recv() => match work {
+                        None | Some(Work::Stop) => return,
+                        Some(_) => {}
+                    },
+                }
+            }
+            backoff = (backoff * 2).min(max);
+        }
+    }
+}
+
+/// Up to a quarter more, so that many mailboxes do not reconnect in step.
+fn jitter(wait: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let _ = getrandom::fill(&mut byte);
+    wait + wait.mul_f64(f64::from(byte[0]) / 1024.0)
+}
+
+/// A session on one folder, with what was learnt about the server.
+struct Connected {
+    session: Option<Session>,
+    timeout: Duration,
+    idle_time: Duration,
+    max_bytes: u64,
+    caps: Capabilities,
+    folders: HashSet<String>,
+    junk: Option<String>,
+    trash: Option<String>,
+    validity: u32,
+    selected: String,
+    meta: HashMap<u32, MessageMeta>,
+    mailbox: String,
+    marker: Marker,
+    state: crate::state::State,
+    events: Events,
+    told_uidplus: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct MessageMeta {
+    flags: Vec<String>,
+    internal_date: Option<String>,
+}
+
+impl Connected {
+    fn new(session: Session, watcher: &Watcher) -> Connected {
+        Connected {
+            session: Some(session),
+            timeout: watcher.server.timeout(),
+            idle_time: Duration::from_secs(watcher.server.config.idle_seconds),
+            max_bytes: watcher.server.config.max_message_bytes,
+            caps: Capabilities::default(),
+            folders: HashSet::new(),
+            junk: None,
+            trash: None,
+            validity: 0,
+            selected: watcher.folder.clone(),
+            meta: HashMap::new(),
+            mailbox: watcher.context.name.to_string(),
+            marker: watcher.marker.clone(),
+            state: watcher.processor.state.clone(),
+            events: watcher.events.clone(),
+            told_uidplus: false,
+        }
+    }
+
+    fn session(&mut self) -> Result<&mut Session, SessionError> {
+        self.session.as_mut().ok_or(SessionError::Lost("no session".into()))
+    }
+
+    async fn logout(&mut self) {
+        if let Some(mut session) = self.session.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), session.logout()).await;
+        }
+    }
+
+    async fn run(&mut self, watcher: &mut Watcher, stop: &CancellationToken) -> Result<(), SessionError> {
+        self.learn().await?;
+        let folder = watcher.folder.clone();
+        let timeout = self.timeout;
+        let session = self.session()?;
+        let mailbox = match tokio::time::timeout(timeout, session.select(&folder)).await {
+            Err(_) => return Err(SessionError::Timeout),
+            Ok(Err(async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text))) => {
+                return Err(SessionError::Folder(format!("{folder}: {text}")));
+            }
+            Ok(Err(e)) => return Err(SessionError::Lost(e.to_string())),
+            Ok(Ok(mailbox)) => mailbox,
+        };
+        self.validity = mailbox.uid_validity.unwrap_or(0);
+        let next = mailbox.uid_next.unwrap_or(1);
+        self.recover().await?;
+
+        let name = self.mailbox.clone();
+        let key_folder = folder.clone();
+        let cursor = self
+            .state
+            .call(move |c| state::cursor(c, &name, &key_folder))
+            .await
+            .map_err(|e| SessionError::Lost(e.to_string()))?;
+        let mut last = match cursor {
+            Some(cursor) if cursor.validity == self.validity => u32::try_from(cursor.position).unwrap_or(0),
+            _ => {
+                // First sight (or the folder was rebuilt): check what is
+                // young enough, then carry on from the newest message.
+                let young = self.young_messages(watcher.first_scan_hours).await?;
+                self.handle(watcher, young, false).await?;
+                let last = next.saturating_sub(1);
+                self.save_cursor(last);
+                last
+            }
+        };
+        loop {
+            let newer = self.uids_after(last).await?;
+            if let Some(&newest) = newer.iter().max() {
+                let handled = self.handle(watcher, newer, false).await?;
+                last = handled.max(last);
+                if handled < newest {
+                    return Err(SessionError::Lost("a batch was interrupted".into()));
+                }
+                self.save_cursor(last);
+            }
+            match self.wait(watcher, stop).await? {
+                Wake::Mail => {}
+                Wake::Work(Work::Stop) | Wake::Stopped => return Err(SessionError::Closed),
+                Wake::Work(Work::Recheck(locators)) => self.recheck(watcher, locators).await?,
+                Wake::Work(Work::Arrived(_) | Work::Scan) => {}
+            }
+        }
+    }
+
+    /// Capabilities and folders (with their special uses).
+    async fn learn(&mut self) -> Result<(), SessionError> {
+        let timeout = self.timeout;
+        let session = self.session()?;
+        let caps = tokio::time::timeout(timeout, session.capabilities())
+            .await
+            .map_err(|_| SessionError::Timeout)?
+            .map_err(|e| SessionError::Lost(e.to_string()))?;
+        self.caps =
+            Capabilities { mv: caps.has_str("MOVE"), uidplus: caps.has_str("UIDPLUS"), idle: caps.has_str("IDLE") };
+        self.list_folders().await
+    }
+
+    async fn list_folders(&mut self) -> Result<(), SessionError> {
+        let timeout = self.timeout;
+        let session = self.session()?;
+        let listing = async {
+            let names: Vec<_> = session.list(Some(""), Some("*")).await?.try_collect().await?;
+            Ok::<_, async_imap::error::Error>(names)
+        };
+        let names = tokio::time::timeout(timeout, listing)
+            .await
+            .map_err(|_| SessionError::Timeout)?
+            .map_err(|e| SessionError::Lost(e.to_string()))?;
+        self.folders.clear();
+        for name in &names {
+            let folder = name.name().to_owned();
+            for attribute in name.attributes() {
+                match attribute {
+                    NameAttribute::Junk if self.junk.is_none() => self.junk = Some(folder.clone()),
+                    NameAttribute::Trash if self.trash.is_none() => self.trash = Some(folder.clone()),
+                    _ => {}
+                }
+            }
+            self.folders.insert(folder);
+        }
+        Ok(())
+    }
+
+    fn save_cursor(&self, last: u32) {
+        let (mailbox, folder, validity) = (self.mailbox.clone(), self.selected.clone(), self.validity);
+        self.state
+            .send(move |c| state::set_cursor(c, &mailbox, &folder, Cursor { validity, position: i64::from(last) }));
+    }
+
+    /// UIDs above `last`, ascending.
+    async fn uids_after(&mut self, last: u32) -> Result<Vec<u32>, SessionError> {
+        let timeout = self.timeout;
+        let session = self.session()?;
+        let fetch = async {
+            let fetches: Vec<Fetch> =
+                session.uid_fetch(format!("{}:*", last + 1), "(UID)").await?.try_collect().await?;
+            Ok::<_, async_imap::error::Error>(fetches)
+        };
+        let fetches = tokio::time::timeout(timeout, fetch).await.map_err(|_| SessionError::Timeout)?.map_err(lost)?;
+        let mut uids: Vec<u32> = fetches.iter().filter_map(|f| f.uid).filter(|&uid| uid > last).collect();
+        uids.sort_unstable();
+        uids.dedup();
+        Ok(uids)
+    }
+
+    /// UIDs of messages that arrived within `hours`.
+    async fn young_messages(&mut self, hours: u32) -> Result<Vec<u32>, SessionError> {
+        if hours == 0 {
+            return Ok(Vec::new());
+        }
+        let cutoff = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(i64::from(hours));
+        let day = cutoff.strftime("%d-%b-%Y").to_string();
+        let timeout = self.timeout;
+        let session = self.session()?;
+        let candidates = tokio::time::timeout(timeout, session.uid_search(format!("SINCE {day}")))
+            .await
+            .map_err(|_| SessionError::Timeout)?
+            .map_err(lost)?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut candidates: Vec<u32> = candidates.into_iter().collect();
+        candidates.sort_unstable();
+        let mut young = Vec::new();
+        for chunk in candidates.chunks(1000) {
+            let set = uid_set(chunk);
+            let session = self.session()?;
+            let fetch = async {
+                let fetches: Vec<Fetch> = session.uid_fetch(set, "(UID INTERNALDATE)").await?.try_collect().await?;
+                Ok::<_, async_imap::error::Error>(fetches)
+            };
+            let fetches =
+                tokio::time::timeout(timeout, fetch).await.map_err(|_| SessionError::Timeout)?.map_err(lost)?;
+            for f in &fetches {
+                let recent = f.internal_date().is_none_or(|d| d.timestamp() >= cutoff.as_second());
+                if let (Some(uid), true) = (f.uid, recent) {
+                    young.push(uid);
+                }
+            }
+        }
+        young.sort_unstable();
+        Ok(young)
+    }
+
+    /// Fetches and handles messages by UID, in batches; returns the highest
+    /// UID handled (0 when none).
+    async fn handle(&mut self, watcher: &Watcher, uids: Vec<u32>, recheck: bool) -> Result<u32, SessionError> {
+        let mut highest = 0;
+        let sizes = self.sizes(&uids).await?;
+        let mut start = 0;
+        while start < uids.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < uids.len() && end - start < FETCH_BATCH && (end == start || bytes < FETCH_BYTES) {
+                bytes += sizes.get(&uids[end]).copied().unwrap_or(0).min(self.max_bytes);
+                end += 1;
+            }
+            let chunk = &uids[start..end];
+            let items = self.fetch_items(chunk, &sizes).await?;
+            let found: HashSet<String> = items.iter().map(|i| i.locator.clone()).collect();
+            let outcome =
+                watcher.processor.process(self, &watcher.context, &watcher.folder, items.clone(), recheck).await;
+            if let Some(stopped) = outcome.stopped_at {
+                let done = stopped.checked_sub(1).and_then(|i| items.get(i)).and_then(|i| i.locator.parse().ok());
+                return Err(SessionError::Lost(format!("interrupted after UID {}", done.unwrap_or(highest))));
+            }
+            if recheck {
+                // Queued messages that are gone leave the queue.
+                let gone: Vec<String> = chunk
+                    .iter()
+                    .map(u32::to_string)
+                    .filter(|uid| !found.contains(uid))
+                    .map(|uid| locator(self.validity, &uid))
+                    .collect();
+                if !gone.is_empty() {
+                    let (mailbox, folder) = (self.mailbox.clone(), self.selected.clone());
+                    self.state.send(move |c| state::recheck_done(c, &mailbox, &folder, &gone));
+                }
+            }
+            highest = highest.max(*chunk.last().unwrap_or(&0));
+            self.meta.clear();
+            start = end;
+        }
+        Ok(highest)
+    }
+
+    async fn sizes(&mut self, uids: &[u32]) -> Result<HashMap<u32, u64>, SessionError> {
+        let mut sizes = HashMap::with_capacity(uids.len());
+        let timeout = self.timeout;
+        for chunk in uids.chunks(1000) {
+            let set = uid_set(chunk);
+            let session = self.session()?;
+            let fetch = async {
+                let fetches: Vec<Fetch> = session.uid_fetch(set, "(UID RFC822.SIZE)").await?.try_collect().await?;
+                Ok::<_, async_imap::error::Error>(fetches)
+            };
+            let fetches =
+                tokio::time::timeout(timeout, fetch).await.map_err(|_| SessionError::Timeout)?.map_err(lost)?;
+            for f in &fetches {
+                if let Some(uid) = f.uid {
+                    sizes.insert(uid, u64::from(f.size.unwrap_or(0)));
+                }
+            }
+        }
+        Ok(sizes)
+    }
+
+    async fn fetch_items(&mut self, uids: &[u32], sizes: &HashMap<u32, u64>) -> Result<Vec<Item>, SessionError> {
+        let timeout = self.timeout;
+        let max = self.max_bytes;
+        let query = format!("(UID FLAGS INTERNALDATE BODY.PEEK[]<0.{max}>)");
+        let session = self.session()?;
+        let fetch = async {
+            let fetches: Vec<Fetch> = session.uid_fetch(uid_set(uids), &query).await?.try_collect().await?;
+            Ok::<_, async_imap::error::Error>(fetches)
+        };
+        let fetches = tokio::time::timeout(timeout, fetch).await.map_err(|_| SessionError::Timeout)?.map_err(lost)?;
+        let mut items = Vec::with_capacity(fetches.len());
+        for f in &fetches {
+            let (Some(uid), Some(body)) = (f.uid, f.body()) else { continue };
+            let flags = f.flags().filter_map(|flag| flag_name(&flag)).collect();
+            let internal_date = f.internal_date().map(|d| d.format("%d-%b-%Y %H:%M:%S %z").to_string());
+            self.meta.insert(uid, MessageMeta { flags, internal_date });
+            let size = sizes.get(&uid).copied().unwrap_or(body.len() as u64);
+            items.push(Item { locator: uid.to_string(), raw: Arc::from(body), truncated: size > max });
+        }
+        items.sort_by_key(|i| i.locator.parse::<u32>().unwrap_or(0));
+        Ok(items)
+    }
+
+    /// Handles queued messages again.
+    async fn recheck(&mut self, watcher: &Watcher, locators: Vec<(String, String)>) -> Result<(), SessionError> {
+        let mut uids = Vec::new();
+        let mut stale = Vec::new();
+        for (folder, locator) in locators {
+            if folder != self.selected {
+                continue;
+            }
+            match parse_locator(&locator) {
+                Some((validity, uid)) if validity == self.validity => uids.push(uid),
+                _ => stale.push(locator),
+            }
+        }
+        if !stale.is_empty() {
+            let (mailbox, folder) = (self.mailbox.clone(), self.selected.clone());
+            self.state.send(move |c| state::recheck_done(c, &mailbox, &folder, &stale));
+        }
+        uids.sort_unstable();
+        uids.dedup();
+        self.handle(watcher, uids, true).await.map(|_| ())
+    }
+
+    /// Waits in IDLE (or polls) for new mail or a command.
+    async fn wait(&mut self, watcher: &mut Watcher, stop: &CancellationToken) -> Result<Wake, SessionError> {
+        if !self.caps.idle {
+            return tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(30)) => Ok(Wake::Mail),
+                () = stop.cancelled() => Ok(Wake::Stopped),
+                work = watcher.work.recv() => Ok(work.map_or(Wake::Stopped, Wake::Work)),
+            };
+        }
+        let session = self.session.take().ok_or(SessionError::Lost("no session".into()))?;
+        let unsolicited = session.unsolicited_responses.clone();
+        while unsolicited.try_recv().is_ok() {}
+        let mut idle = session.idle();
+        match tokio::time::timeout(self.timeout, idle.init()).await {
+            Err(_) => return Err(SessionError::Timeout),
+            Ok(Err(e)) => return Err(SessionError::Lost(e.to_string())),
+            Ok(Ok(())) => {}
+        }
+        // Mail that arrived while IDLE started was reported before it.
+        let mut pending = false;
+        while let Ok(response) = unsolicited.try_recv() {
+            pending |= matches!(response, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_));
+        }
+        let wake = if pending {
+            Wake::Mail
+        } else {
+            let (waiting, interrupt) = idle.wait_with_timeout(self.idle_time);
+            let wake = tokio::select! {
+                response = waiting => match response {
+                    Ok(IdleResponse::NewData(_) | IdleResponse::Timeout | IdleResponse::ManualInterrupt) => Wake::Mail,
+                    Err(e) => return Err(SessionError::Lost(e.to_string())),
+                },
+                () = stop.cancelled() => Wake::Stopped,
+                work = watcher.work.recv() => work.map_or(Wake::Stopped, Wake::Work),
+            };
+            drop(interrupt);
+            wake
+        };
+        let session = match tokio::time::timeout(self.timeout, idle.done()).await {
+            Err(_) => return Err(SessionError::Timeout),
+            Ok(Err(e)) => return Err(SessionError::Lost(e.to_string())),
+            Ok(Ok(session)) => session,
+        };
+        self.session = Some(session);
+        Ok(wake)
+    }
+
+    /// The destination folder's name, created when allowed.
+    async fn destination(&mut self, destination: &Destination, create: bool) -> Result<String, ActionError> {
+        let name = match destination {
+            Destination::Spam(name) if name.is_empty() => self.junk.clone().unwrap_or_else(|| "Spam".into()),
+            Destination::Trash(name) if name.is_empty() => self.trash.clone().unwrap_or_else(|| "Trash".into()),
+            Destination::Spam(name) | Destination::Trash(name) | Destination::Existing(name) => name.clone(),
+        };
+        if self.folders.contains(&name) {
+            return Ok(name);
+        }
+        if !create {
+            // The folder list may be stale: look again before refusing.
+            self.list_folders().await.map_err(action_lost)?;
+            return if self.folders.contains(&name) { Ok(name) } else { Err(ActionError::FolderMissing(name)) };
+        }
+        let timeout = self.timeout;
+        let session = self.session().map_err(action_lost)?;
+        match timed_action(timeout, session.create(&name)).await {
+            Ok(()) => {
+                self.events.emit(events::FOLDER_CREATED, Some(&self.mailbox), format!("Folder: {name}."));
+                let session = self.session().map_err(action_lost)?;
+                let _ = timed_action(timeout, session.subscribe(&name)).await;
+            }
+            // Someone else created it meanwhile.
+            Err(ActionError::Failed(_)) => {
+                self.list_folders().await.map_err(action_lost)?;
+                if !self.folders.contains(&name) {
+                    return Err(ActionError::Failed(format!("cannot create the folder {name}")));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        self.folders.insert(name.clone());
+        Ok(name)
+    }
+
+    async fn command(&mut self, command: String) -> Result<(), ActionError> {
+        let timeout = self.timeout;
+        let session = self.session().map_err(action_lost)?;
+        timed_action(timeout, session.run_command_and_check_ok(command)).await
+    }
+
+    /// Removes exactly one message: flag it deleted, then `UID EXPUNGE` it
+    /// (without UIDPLUS it stays flagged: expunging would remove the user's
+    /// other deleted messages too).
+    async fn remove(&mut self, uid: u32) -> Result<(), ActionError> {
+        self.command(format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)")).await?;
+        if self.caps.uidplus {
+            self.command(format!("UID EXPUNGE {uid}")).await
+        } else {
+            if !self.told_uidplus {
+                self.told_uidplus = true;
+                self.events.emit(events::SERVER_LACKS_UIDPLUS, Some(&self.mailbox), "");
+            }
+            Ok(())
+        }
+    }
+
+    async fn move_message(&mut self, uid: u32, destination: &str) -> Result<(), ActionError> {
+        let quoted = quote(destination);
+        if self.caps.mv {
+            return self.command(format!("UID MOVE {uid} {quoted}")).await;
+        }
+        self.command(format!("UID COPY {uid} {quoted}")).await?;
+        self.remove(uid).await
+    }
+
+    async fn tag(&mut self, item: &Item, prefix: &str, mark_read: bool) -> Result<(), ActionError> {
+        if item.truncated {
+            return Err(ActionError::TooLarge);
+        }
+        let uid: u32 = item.locator.parse().map_err(|_| ActionError::Vanished)?;
+        let meta = self.meta.get(&uid).cloned().unwrap_or_default();
+        let mark = self.marker.mark();
+        let rewritten = crate::tagging::rewrite(&item.raw, prefix, &mark);
+        let (mailbox, folder, original, replacement) =
+            (self.mailbox.clone(), self.selected.clone(), locator(self.validity, &item.locator), mark.clone());
+        let journal = self
+            .state
+            .call(move |c| state::journal_begin(c, &mailbox, &folder, "tag", &original, &replacement))
+            .await
+            .map_err(|e| ActionError::Failed(format!("cannot journal the tag: {e}")))?;
+        let mut flags: Vec<String> = meta.flags.into_iter().filter(|f| f != "\\Recent" && f != "\\Deleted").collect();
+        if mark_read && !flags.iter().any(|f| f == "\\Seen") {
+            flags.push("\\Seen".into());
+        }
+        let flags = format!("({})", flags.join(" "));
+        let date = meta.internal_date.map(|d| format!("\"{d}\""));
+        let selected = self.selected.clone();
+        let timeout = self.timeout;
+        let session = self.session().map_err(action_lost)?;
+        let appended =
+            timed_action(timeout, session.append(&selected, Some(&flags), date.as_deref(), &rewritten)).await;
+        if let Err(e) = appended {
+            let _ = self.state.call(move |c| state::journal_end(c, journal)).await;
+            return Err(e);
+        }
+        // Only now is the original removed; a crash before this line leaves
+        // both, and the journal tells the restart to remove the original.
+        self.remove(uid).await?;
+        let _ = self.state.call(move |c| state::journal_end(c, journal)).await;
+        Ok(())
+    }
+
+    /// Finishes or undoes tags a stop interrupted in this folder.
+    async fn recover(&mut self) -> Result<(), SessionError> {
+        let mailbox = self.mailbox.clone();
+        let entries = self
+            .state
+            .call(move |c| state::journal(c, &mailbox))
+            .await
+            .map_err(|e| SessionError::Lost(e.to_string()))?;
+        let mut finished = 0;
+        let selected = self.selected.clone();
+        for entry in entries.into_iter().filter(|e| e.folder == selected && e.operation == "tag") {
+            let original = parse_locator(&entry.original);
+            if let (Some((validity, uid)), Some(nonce)) = (original, Marker::nonce(&entry.replacement))
+                && validity == self.validity
+            {
+                let timeout = self.timeout;
+                let session = self.session()?;
+                let found = tokio::time::timeout(
+                    timeout,
+                    session.uid_search(format!("HEADER {} \"{nonce}\"", crate::facts::TAG_HEADER)),
+                )
+                .await
+                .map_err(|_| SessionError::Timeout)?
+                .map_err(lost)?;
+                if found.iter().any(|&copy| copy != uid) {
+                    match self.remove(uid).await {
+                        Ok(()) => {}
+                        Err(ActionError::Connection(e)) => return Err(SessionError::Lost(e)),
+                        Err(e) => {
+                            tracing::warn!(mailbox = self.mailbox, "cannot remove an interrupted tag's original: {e}")
+                        }
+                    }
+                }
+            }
+            let id = entry.id;
+            self.state.call(move |c| state::journal_end(c, id)).await.map_err(|e| SessionError::Lost(e.to_string()))?;
+            finished += 1;
+        }
+        if finished > 0 {
+            self.events.emit(
+                events::INTERRUPTED_ACTION_FINISHED,
+                Some(&self.mailbox),
+                format!("{finished} in {}.", self.selected),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Folder for Connected {
+    async fn apply(&mut self, item: &Item, action: &Action) -> Result<Applied, ActionError> {
+        let uid: u32 = item.locator.parse().map_err(|_| ActionError::Vanished)?;
+        match action {
+            Action::Leave | Action::Defer => Ok(Applied::default()),
+            Action::Move { destination, create, mark_read } => {
+                let name = self.destination(destination, *create).await?;
+                if name == self.selected {
+                    return Ok(Applied { folder: name });
+                }
+                if *mark_read {
+                    self.command(format!("UID STORE {uid} +FLAGS.SILENT (\\Seen)")).await?;
+                }
+                self.move_message(uid, &name).await?;
+                Ok(Applied { folder: name })
+            }
+            Action::Tag { prefix, mark_read } => {
+                self.tag(item, prefix, *mark_read).await?;
+                Ok(Applied::default())
+            }
+            Action::Delete => {
+                self.remove(uid).await?;
+                Ok(Applied::default())
+            }
+        }
+    }
+}
+
+enum Wake {
+    Mail,
+    Work(Work),
+    Stopped,
+}
+
+/// Runs an action's command with the timeout: a refusal is the action's
+/// failure, anything else loses the connection.
+async fn timed_action<T, F>(timeout: Duration, future: F) -> Result<T, ActionError>
+where
+    F: Future<Output = async_imap::error::Result<T>>,
+{
+    match tokio::time::timeout(timeout, future).await {
+        Err(_) => Err(ActionError::Connection("the server did not answer in time".into())),
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text))) => {
+            Err(ActionError::Failed(text))
+        }
+        Ok(Err(e)) => Err(ActionError::Connection(e.to_string())),
+    }
+}
+
+fn lost(error: async_imap::error::Error) -> SessionError {
+    SessionError::Lost(error.to_string())
+}
+
+fn action_lost(error: SessionError) -> ActionError {
+    ActionError::Connection(error.to_string())
+}
+
+/// A queue locator: `uidvalidity:uid`.
+pub fn locator(validity: u32, uid: &str) -> String {
+    format!("{validity}:{uid}")
+}
+
+fn parse_locator(locator: &str) -> Option<(u32, u32)> {
+    let (validity, uid) = locator.split_once(':')?;
+    Some((validity.parse().ok()?, uid.parse().ok()?))
+}
+
+/// A UID set in compact form (`1:5,7,9:10`) from ascending UIDs.
+fn uid_set(uids: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
+            i += 1;
+            end = uids[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+fn flag_name(flag: &Flag<'_>) -> Option<String> {
+    Some(match flag {
+        Flag::Seen => "\\Seen".into(),
+        Flag::Answered => "\\Answered".into(),
+        Flag::Flagged => "\\Flagged".into(),
+        Flag::Deleted => "\\Deleted".into(),
+        Flag::Draft => "\\Draft".into(),
+        Flag::Recent | Flag::MayCreate => return None,
+        Flag::Custom(name) => name.to_string(),
+    })
+}
+
+/// An IMAP quoted string.
+fn quote(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_are_compact() {
+        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        assert_eq!(uid_set(&[4]), "4");
+        assert_eq!(uid_set(&[]), "");
+    }
+
+    #[test]
+    fn locators_round_trip() {
+        assert_eq!(parse_locator(&locator(17, "42")), Some((17, 42)));
+        assert_eq!(parse_locator("x"), None);
+    }
+
+    #[test]
+    fn sasl_plain_response() {
+        let mut auth = PlainAuth { authzid: "alice".into(), authcid: "admin".into(), password: "pw".into() };
+        assert_eq!(async_imap::Authenticator::process(&mut auth, b""), b"alice\0admin\0pw");
+    }
+}

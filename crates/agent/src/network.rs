@@ -1,0 +1,338 @@
+//! The agent's side of the network: verdicts in batches, failing open.
+//!
+//! Mailbox tasks hand fingerprint sets to one batcher, which fills requests
+//! of up to `batch_size` messages (waiting at most `batch_wait_ms` for
+//! company) and keeps a few in flight. When the network cannot be reached,
+//! every pending and further check answers [`Unavailable`] at once — mail is
+//! left in place and queued for a re-check — and a probe (`Hello`) runs
+//! every `retry_seconds` until the network answers again. The network's
+//! fingerprint key (from `Hello`) is kept in the state database, so a
+//! restart during an outage still fingerprints.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use starling_fingerprint::Key;
+use starling_proto::client::{self, Credential, Target};
+use starling_proto::v1;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tonic::Code;
+
+use crate::events::{self, Events};
+use crate::policy::{NetworkClass, Verdict};
+use crate::state::{self, State};
+
+/// Requests in flight at once.
+const IN_FLIGHT: usize = 4;
+
+/// The network could not give a verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the network is unavailable")]
+pub struct Unavailable;
+
+/// What the agent knows about the network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Not asked yet.
+    Unknown,
+    /// Answering.
+    Up,
+    /// Unreachable (the reason).
+    Down(String),
+    /// Reachable, but the organisation's credential is refused (the reason).
+    Rejected(String),
+}
+
+/// How to reach the network.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Where.
+    pub target: Target,
+    /// The organisation's credential.
+    pub credential: String,
+    /// Messages per request.
+    pub batch_size: usize,
+    /// Longest wait for a batch to fill.
+    pub batch_wait: Duration,
+    /// Probe interval while down.
+    pub retry: Duration,
+}
+
+struct Pending {
+    set: v1::FingerprintSet,
+    reply: oneshot::Sender<Result<Verdict, Unavailable>>,
+}
+
+/// A handle on the network for the whole agent.
+#[derive(Clone)]
+pub struct Network {
+    pending: mpsc::Sender<Pending>,
+    health: watch::Receiver<Health>,
+    key: watch::Receiver<Option<Key>>,
+}
+
+struct Shared {
+    client: v1::network_client::NetworkClient<client::Authorised>,
+    health: watch::Sender<Health>,
+    key: watch::Sender<Option<Key>>,
+    events: Events,
+    state: State,
+    batch_size: std::sync::atomic::AtomicUsize,
+}
+
+impl Network {
+    /// Starts the batcher and the health probe. Never fails on an
+    /// unreachable network: that is a state, not an error.
+    pub async fn start(settings: Settings, events: Events, state: State) -> anyhow::Result<Network> {
+        let credential = Credential::new(&settings.credential).map_err(anyhow::Error::msg)?;
+        let channel = settings.target.connect_lazy()?;
+        let cached = state.call(|c| state::meta_get(c, "network_key")).await?;
+        let key = cached.and_then(|hex| parse_key(&hex));
+        let (health_tx, health) = watch::channel(Health::Unknown);
+        let (key_tx, key_rx) = watch::channel(key);
+        let shared = Arc::new(Shared {
+            client: client::network(channel, credential),
+            health: health_tx,
+            key: key_tx,
+            events,
+            state,
+            batch_size: settings.batch_size.max(1).into(),
+        });
+        let (pending, receiver) = mpsc::channel(settings.batch_size.max(1) * IN_FLIGHT * 4);
+        tokio::spawn(batcher(shared.clone(), receiver, settings.batch_wait));
+        tokio::spawn(prober(shared.clone(), settings.retry));
+        Ok(Network { pending, health, key: key_rx })
+    }
+
+    /// The network's fingerprint key, once known.
+    pub fn key(&self) -> Option<Key> {
+        self.key.borrow().clone()
+    }
+
+    /// A receiver that changes when the key does.
+    pub fn key_changes(&self) -> watch::Receiver<Option<Key>> {
+        self.key.clone()
+    }
+
+    /// The current health.
+    pub fn health(&self) -> Health {
+        self.health.borrow().clone()
+    }
+
+    /// A receiver that changes with the health.
+    pub fn health_changes(&self) -> watch::Receiver<Health> {
+        self.health.clone()
+    }
+
+    /// Verdicts for fingerprint sets, in order.
+    pub async fn check(&self, sets: Vec<v1::FingerprintSet>) -> Vec<Result<Verdict, Unavailable>> {
+        let mut replies = Vec::with_capacity(sets.len());
+        for set in sets {
+            let (reply, answer) = oneshot::channel();
+            if self.pending.send(Pending { set, reply }).await.is_err() {
+                replies.push(None);
+            } else {
+                replies.push(Some(answer));
+            }
+        }
+        let mut verdicts = Vec::with_capacity(replies.len());
+        for reply in replies {
+            verdicts.push(match reply {
+                Some(answer) => answer.await.unwrap_or(Err(Unavailable)),
+                None => Err(Unavailable),
+            });
+        }
+        verdicts
+    }
+}
+
+fn parse_key(hex_key: &str) -> Option<Key> {
+    let bytes: [u8; 32] = hex::decode(hex_key.trim()).ok()?.try_into().ok()?;
+    Some(Key::from_bytes(bytes))
+}
+
+async fn batcher(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Pending>, wait: Duration) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    while let Some(first) = receiver.recv().await {
+        if !matches!(*shared.health.borrow(), Health::Up | Health::Unknown) {
+            // Fail fast while down: the prober brings the network back.
+            let _ = first.reply.send(Err(Unavailable));
+            continue;
+        }
+        let size = shared.batch_size.load(std::sync::atomic::Ordering::Relaxed);
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + wait;
+        while batch.len() < size {
+            match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                Ok(Some(next)) => batch.push(next),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            send_batch(&shared, batch).await;
+        });
+    }
+}
+
+async fn send_batch(shared: &Shared, batch: Vec<Pending>) {
+    let (sets, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.set, p.reply)).unzip();
+    let mut client = shared.client.clone();
+    match client.check(v1::CheckRequest { messages: sets }).await {
+        Ok(response) => {
+            let verdicts = response.into_inner().verdicts;
+            for (reply, verdict) in
+                replies.into_iter().zip(verdicts.into_iter().map(Some).chain(std::iter::repeat(None)))
+            {
+                let _ = reply.send(verdict.map(convert).ok_or(Unavailable));
+            }
+            if *shared.health.borrow() != Health::Up {
+                mark_up(shared);
+            }
+        }
+        Err(status) => {
+            failed(shared, &status);
+            for reply in replies {
+                let _ = reply.send(Err(Unavailable));
+            }
+        }
+    }
+}
+
+fn convert(verdict: v1::Verdict) -> Verdict {
+    let class = match v1::Class::try_from(verdict.class) {
+        Ok(v1::Class::Spam) => NetworkClass::Spam,
+        Ok(v1::Class::Phish) => NetworkClass::Phish,
+        _ => NetworkClass::Clean,
+    };
+    Verdict::Answer { class, confidence: verdict.confidence }
+}
+
+fn failed(shared: &Shared, status: &tonic::Status) {
+    let reason = format!("{:?}: {}", status.code(), status.message());
+    match status.code() {
+        Code::Unauthenticated | Code::PermissionDenied => {
+            let changed = shared.health.send_if_modified(|h| {
+                let new = Health::Rejected(reason.clone());
+                let changed = *h != new;
+                *h = new;
+                changed
+            });
+            if changed {
+                shared.events.emit(events::NETWORK_CREDENTIAL_REJECTED, None, &reason);
+            }
+        }
+        Code::ResourceExhausted => shared.events.emit(events::NETWORK_RATE_LIMITED, None, &reason),
+        Code::InvalidArgument => {
+            // A batch the node refuses as a whole (a bound lowered since
+            // Hello); smaller batches follow.
+            let size = shared.batch_size.load(std::sync::atomic::Ordering::Relaxed);
+            shared.batch_size.store((size / 2).max(1), std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!("the network refused a batch ({reason}); batches are now smaller");
+        }
+        _ => {
+            let was_up = matches!(*shared.health.borrow(), Health::Up | Health::Unknown);
+            shared.health.send_replace(Health::Down(reason.clone()));
+            if was_up {
+                shared.events.reset(events::NETWORK_UNREACHABLE, None);
+                shared.events.emit(events::NETWORK_UNREACHABLE, None, &reason);
+            }
+        }
+    }
+}
+
+fn mark_up(shared: &Shared) {
+    let previous = shared.health.send_replace(Health::Up);
+    if matches!(previous, Health::Down(_) | Health::Rejected(_)) {
+        shared.events.reset(events::NETWORK_REACHABLE, None);
+        shared.events.emit(events::NETWORK_REACHABLE, None, "");
+    }
+}
+
+/// Says hello at once, then again every `retry` while the network is not
+/// up (and every ten minutes while it is, for the key, the organisation's
+/// status and version notices).
+async fn prober(shared: Arc<Shared>, retry: Duration) {
+    let mut announced_version = String::new();
+    loop {
+        let mut client = shared.client.clone();
+        let hello = v1::HelloRequest {
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            protocol_version: starling_proto::PROTOCOL_VERSION,
+        };
+        match client.hello(hello).await {
+            Ok(response) => {
+                let hello = response.into_inner();
+                hello_received(&shared, &hello, &mut announced_version).await;
+            }
+            Err(status) => failed(&shared, &status),
+        }
+        if *shared.health.borrow() == Health::Up {
+            // Sleep long, but wake when a check finds the network down.
+            let mut health = shared.health.subscribe();
+            let _ = tokio::time::timeout(Duration::from_secs(600), health.wait_for(|h| *h != Health::Up)).await;
+        }
+        tokio::time::sleep(retry).await;
+    }
+}
+
+async fn hello_received(shared: &Shared, hello: &v1::HelloResponse, announced_version: &mut String) {
+    if let Ok(bytes) = <[u8; 32]>::try_from(hello.fingerprint_key.as_slice()) {
+        let key = Key::from_bytes(bytes);
+        if shared.key.borrow().as_ref().map(Key::as_bytes) != Some(&bytes) {
+            let hex_key = hex::encode(bytes);
+            if let Err(e) = shared.state.call(move |c| state::meta_set(c, "network_key", &hex_key)).await {
+                shared.events.emit(events::STATE_ERROR, None, e.to_string());
+            }
+            shared.key.send_replace(Some(key));
+        }
+    }
+    if let Some(limits) = &hello.limits
+        && limits.max_check_batch > 0
+    {
+        let size = shared.batch_size.load(std::sync::atomic::Ordering::Relaxed);
+        shared.batch_size.store(size.min(limits.max_check_batch as usize), std::sync::atomic::Ordering::Relaxed);
+    }
+    let active = hello.organisation.as_ref().is_some_and(|org| {
+        org.status == v1::OrganisationStatus::Active as i32
+            && (org.expires_at == 0 || org.expires_at > jiff::Timestamp::now().as_second())
+    });
+    if !active {
+        let reason = "the organisation is disabled or its subscription has expired".to_owned();
+        let previous = shared.health.send_replace(Health::Rejected(reason.clone()));
+        if !matches!(previous, Health::Rejected(_)) {
+            shared.events.emit(events::NETWORK_CREDENTIAL_REJECTED, None, reason);
+        }
+        return;
+    }
+    mark_up(shared);
+    let latest = hello.latest_agent_version.trim();
+    if !latest.is_empty() && newer(latest, env!("CARGO_PKG_VERSION")) && latest != announced_version {
+        *announced_version = latest.to_owned();
+        shared.events.emit(events::NEW_VERSION, None, format!("{latest} (running {}).", env!("CARGO_PKG_VERSION")));
+    }
+}
+
+/// Whether version `a` is newer than `b` (dotted numbers; anything else
+/// compares as text).
+fn newer(a: &str, b: &str) -> bool {
+    let parse = |v: &str| v.split(['.', '-']).map(|p| p.parse::<u64>().ok()).collect::<Option<Vec<u64>>>();
+    match (parse(a), parse(b)) {
+        (Some(a), Some(b)) => a > b,
+        _ => a != b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(newer("0.10.0", "0.9.1"));
+        assert!(!newer("0.1.0", "0.1.0"));
+        assert!(!newer("0.1.0", "0.2.0"));
+    }
+}

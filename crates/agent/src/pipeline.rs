@@ -1,0 +1,271 @@
+//! The pipeline every message goes through, wherever it comes from (IMAP,
+//! Maildir, and later in-line filtering): facts → whitelist → fingerprints
+//! → empty-message rules → network verdict → policy. It decides; the mail
+//! store acts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use starling_fingerprint::{Fingerprinter, Key, Settings as FingerprintSettings};
+use starling_proto::v1;
+
+use crate::config::{AgentConfig, PhishAction};
+use crate::events::{self, Events};
+use crate::facts::Facts;
+use crate::network::Network;
+use crate::policy::{self, Action, Class, MailboxPolicy, Observed, Reason, Rules, Verdict};
+use crate::tagging::Marker;
+use crate::whitelist::{Entry, Whitelist};
+
+/// Which whitelists apply: the server-wide one and each mailbox's own.
+#[derive(Clone, Debug, Default)]
+pub struct Whitelists {
+    /// Server-wide entries (configuration file and database).
+    pub global: Whitelist,
+    /// Per-mailbox entries.
+    pub mailboxes: HashMap<String, Whitelist>,
+}
+
+impl Whitelists {
+    /// Builds the lists from the configuration's entries and stored rows.
+    pub fn build(config_entries: &[String], rows: &[crate::state::WhitelistRow]) -> Whitelists {
+        let mut lists = Whitelists::default();
+        for entry in config_entries.iter().filter_map(|e| Entry::parse(e).ok()) {
+            lists.global.add(entry);
+        }
+        for row in rows {
+            match Entry::parse(&row.entry) {
+                Ok(entry) if row.scope.is_empty() => lists.global.add(entry),
+                Ok(entry) => lists.mailboxes.entry(row.scope.clone()).or_default().add(entry),
+                Err(e) => tracing::warn!("ignoring the stored whitelist entry {:?}: {e}", row.entry),
+            }
+        }
+        lists
+    }
+
+    /// The first entry matching, server-wide first.
+    pub fn matches(&self, mailbox: &str, facts: &Facts) -> Option<String> {
+        self.global.matches(facts).or_else(|| self.mailboxes.get(mailbox).and_then(|list| list.matches(facts)))
+    }
+}
+
+/// A mailbox as the pipeline sees it.
+#[derive(Clone, Debug)]
+pub struct MailboxContext {
+    /// Its name (user, or `shared/account/folder`).
+    pub name: Arc<str>,
+    /// Filtering is on.
+    pub enabled: bool,
+    /// Its actions.
+    pub policy: Arc<MailboxPolicy>,
+}
+
+/// What the pipeline found for one message.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    /// The class.
+    pub class: Class,
+    /// Why.
+    pub reason: Reason,
+    /// What to do.
+    pub action: Action,
+    /// The network's confidence, when it was asked and answered.
+    pub confidence: Option<f32>,
+    /// The header facts.
+    pub facts: Facts,
+    /// The text fingerprint (to recognise the message later).
+    pub fingerprint: Option<Vec<u8>>,
+}
+
+/// The pipeline, shared by every mailbox.
+pub struct Pipeline {
+    network: Network,
+    events: Events,
+    rules: Rules,
+    min_confidence: f32,
+    received_headers: usize,
+    marker: Marker,
+    fingerprint_settings: FingerprintSettings,
+    fingerprinter: RwLock<Option<(Key, Fingerprinter)>>,
+    whitelists: RwLock<Arc<Whitelists>>,
+}
+
+impl Pipeline {
+    /// A pipeline with the configuration's rules.
+    pub fn new(config: &AgentConfig, network: Network, events: Events, marker: Marker) -> Pipeline {
+        Pipeline {
+            network,
+            events,
+            rules: Rules {
+                empty_subject_and_body: config.rules.empty_subject_and_body,
+                empty_body: config.rules.empty_body,
+            },
+            min_confidence: config.policy.min_confidence,
+            received_headers: config.whitelist.received_headers,
+            marker,
+            fingerprint_settings: FingerprintSettings::default(),
+            fingerprinter: RwLock::new(None),
+            whitelists: RwLock::new(Arc::new(Whitelists::default())),
+        }
+    }
+
+    /// Replaces the whitelists (after a change in the database).
+    pub fn set_whitelists(&self, lists: Whitelists) {
+        *self.whitelists.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(lists);
+    }
+
+    /// The tag marker.
+    pub fn marker(&self) -> &Marker {
+        &self.marker
+    }
+
+    /// The network handle.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// A fingerprinter under the network's key, or `None` while the key is
+    /// unknown.
+    fn fingerprinter(&self) -> Option<Fingerprinter> {
+        let key = self.network.key()?;
+        if let Some((current, fingerprinter)) = &*self.fingerprinter.read().unwrap_or_else(|e| e.into_inner())
+            && *current == key
+        {
+            return Some(fingerprinter.clone());
+        }
+        let fingerprinter = Fingerprinter::with_settings(&key, self.fingerprint_settings);
+        *self.fingerprinter.write().unwrap_or_else(|e| e.into_inner()) = Some((key, fingerprinter.clone()));
+        Some(fingerprinter)
+    }
+
+    /// Evaluates a batch of raw messages of one mailbox, in order.
+    pub async fn evaluate(self: &Arc<Self>, mailbox: &MailboxContext, messages: Vec<Arc<[u8]>>) -> Vec<Evaluation> {
+        if messages.is_empty() {
+            return Vec::new();
+        }
+        // The CPU part (parsing, fingerprinting) off the async threads.
+        let this = self.clone();
+        let context = mailbox.clone();
+        let local = tokio::task::spawn_blocking(move || {
+            let fingerprinter = this.fingerprinter();
+            let whitelists = this.whitelists.read().unwrap_or_else(|e| e.into_inner()).clone();
+            messages.iter().map(|raw| this.local_step(&context, &whitelists, fingerprinter.as_ref(), raw)).collect()
+        })
+        .await
+        .unwrap_or_else(|_| Vec::new());
+        let local: Vec<Local> = local;
+
+        let asks: Vec<v1::FingerprintSet> = local.iter().filter_map(|l| l.ask.clone()).collect();
+        let mut verdicts = self.network.check(asks).await.into_iter();
+        local
+            .into_iter()
+            .map(|l| {
+                let (class, reason, confidence) = match l.decided {
+                    Some((class, reason)) => (class, reason, None),
+                    None => {
+                        let verdict = if l.ask.is_some() {
+                            verdicts.next().map_or(Verdict::Unavailable, |v| v.unwrap_or(Verdict::Unavailable))
+                        } else if l.key_missing {
+                            Verdict::Unavailable
+                        } else {
+                            Verdict::NothingToAsk
+                        };
+                        let confidence = match verdict {
+                            Verdict::Answer { confidence, .. } => Some(confidence),
+                            _ => None,
+                        };
+                        let (class, reason) = policy::classify(&l.observed, self.rules, verdict, self.min_confidence);
+                        (class, reason, confidence)
+                    }
+                };
+                let action = policy::decide(class, l.facts.subject.as_deref(), &mailbox.policy);
+                Evaluation { class, reason, action, confidence, facts: l.facts, fingerprint: l.fingerprint }
+            })
+            .collect()
+    }
+
+    fn local_step(
+        &self,
+        mailbox: &MailboxContext,
+        whitelists: &Whitelists,
+        fingerprinter: Option<&Fingerprinter>,
+        raw: &[u8],
+    ) -> Local {
+        let facts = Facts::from_message(raw, self.received_headers);
+        let mut observed = Observed {
+            enabled: mailbox.enabled,
+            tagged_by_us: facts.tag_mark.as_deref().is_some_and(|m| self.marker.verify(m)),
+            subject_empty: facts.subject_is_empty(),
+            ..Observed::default()
+        };
+        if observed.enabled && !observed.tagged_by_us {
+            observed.whitelisted = whitelists.matches(&mailbox.name, &facts);
+        }
+        if let Some(decided) = policy::classify_local(&observed, self.rules) {
+            return Local { facts, observed, decided: Some(decided), ask: None, fingerprint: None, key_missing: false };
+        }
+        let key_missing = fingerprinter.is_none();
+        if key_missing {
+            self.events.emit(events::NETWORK_KEY_MISSING, None, "");
+        }
+        // Without the key, fingerprints under a throwaway key still tell
+        // whether the body is empty.
+        let throwaway;
+        let fingerprinter = match fingerprinter {
+            Some(f) => f,
+            None => {
+                throwaway = Fingerprinter::new(&Key::from_bytes([0; 32]));
+                &throwaway
+            }
+        };
+        let fingerprints = fingerprinter.fingerprint(raw);
+        observed.body_empty = !fingerprints.stats.visible_text && fingerprints.stats.attachments == 0;
+        let decided = policy::classify_local(&observed, self.rules);
+        let ask = (decided.is_none() && !key_missing && !fingerprints.is_empty())
+            .then(|| starling_proto::to_wire(&fingerprints));
+        let fingerprint = (!key_missing).then(|| fingerprints.text.map(|d| d.0.to_vec())).flatten();
+        Local { facts, observed, decided, ask, fingerprint, key_missing }
+    }
+}
+
+struct Local {
+    facts: Facts,
+    observed: Observed,
+    decided: Option<(Class, Reason)>,
+    ask: Option<v1::FingerprintSet>,
+    fingerprint: Option<Vec<u8>>,
+    key_missing: bool,
+}
+
+/// The policy of user mailboxes, from the configuration.
+pub fn user_policy(config: &AgentConfig) -> MailboxPolicy {
+    let p = &config.policy;
+    MailboxPolicy {
+        spam_action: p.spam_action,
+        phish_action: match p.phish_action {
+            PhishAction::Same => p.spam_action,
+            PhishAction::Action(action) => action,
+        },
+        spam_folder: p.spam_folder.clone(),
+        folder: p.folder.clone(),
+        trash_folder: p.trash_folder.clone(),
+        tag_prefix: p.tag_prefix.clone(),
+        mark_read: p.mark_read,
+    }
+}
+
+/// The policy of a shared mailbox: its own action (or `shared_action`) for
+/// spam and phishing, its own spam folder when given.
+pub fn shared_policy(config: &AgentConfig, shared: &crate::config::SharedMailbox) -> MailboxPolicy {
+    let action = shared.action.unwrap_or(config.policy.shared_action);
+    MailboxPolicy {
+        spam_action: action,
+        phish_action: action,
+        spam_folder: if shared.spam_folder.is_empty() {
+            config.policy.spam_folder.clone()
+        } else {
+            shared.spam_folder.clone()
+        },
+        ..user_policy(config)
+    }
+}

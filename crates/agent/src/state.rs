@@ -1,0 +1,811 @@
+//! The agent's state: one SQLite database (`state.sqlite3` in `state_dir`).
+//!
+//! Mailboxes and their settings, whitelist entries, cursors (where each
+//! mailbox was read up to), the messages the agent filed, hourly counters,
+//! events, the re-check queue and the journal of actions in progress.
+//!
+//! One thread owns the writing connection and runs every statement the
+//! running agent issues, in order ([`State::call`]); the CLI opens its own
+//! connection ([`open`]). WAL mode lets readers work beside the writer.
+//! `synchronous = NORMAL`: a power loss may forget the last moments of
+//! counters and events, never corrupt the file; mail safety never depends on
+//! this database (see the journal).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::events::{Event, EventSink};
+
+/// The database file's name in `state_dir`.
+pub const FILE_NAME: &str = "state.sqlite3";
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS mailboxes (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL DEFAULT 'user',
+    enabled INTEGER NOT NULL,
+    feedback INTEGER NOT NULL DEFAULT 1,
+    source TEXT NOT NULL,
+    present INTEGER NOT NULL DEFAULT 1,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS cursors (
+    mailbox TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    validity INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    PRIMARY KEY (mailbox, folder)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS whitelist (
+    scope TEXT NOT NULL,
+    entry TEXT NOT NULL,
+    comment TEXT NOT NULL DEFAULT '',
+    created INTEGER NOT NULL,
+    PRIMARY KEY (scope, entry)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS filed (
+    id INTEGER PRIMARY KEY,
+    mailbox TEXT NOT NULL,
+    message_id TEXT,
+    fingerprint BLOB,
+    class TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    action TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS filed_message ON filed (mailbox, message_id);
+CREATE INDEX IF NOT EXISTS filed_fingerprint ON filed (mailbox, fingerprint);
+CREATE INDEX IF NOT EXISTS filed_at ON filed (at);
+
+CREATE TABLE IF NOT EXISTS hourly (
+    hour INTEGER NOT NULL,
+    mailbox TEXT NOT NULL,
+    checked INTEGER NOT NULL DEFAULT 0,
+    spam INTEGER NOT NULL DEFAULT 0,
+    phish INTEGER NOT NULL DEFAULT 0,
+    whitelisted INTEGER NOT NULL DEFAULT 0,
+    empty INTEGER NOT NULL DEFAULT 0,
+    errors INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (hour, mailbox)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    code INTEGER NOT NULL,
+    severity TEXT NOT NULL,
+    mailbox TEXT,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_at ON events (at);
+
+CREATE TABLE IF NOT EXISTS recheck (
+    mailbox TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    locator TEXT NOT NULL,
+    queued_at INTEGER NOT NULL,
+    PRIMARY KEY (mailbox, folder, locator)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY,
+    mailbox TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    original TEXT NOT NULL,
+    replacement TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+"#;
+
+/// Opens (creating and migrating) the database at `path`.
+pub fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let connection = Connection::open(path)?;
+    connection.busy_timeout(Duration::from_secs(10))?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version < SCHEMA_VERSION {
+        connection.execute_batch(SCHEMA)?;
+        connection.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    } else if version > SCHEMA_VERSION {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(format!("the state database has schema {version}, newer than this agent's {SCHEMA_VERSION}")),
+        ));
+    }
+    Ok(connection)
+}
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// A unit of work for the state thread.
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// The running agent's handle on the database: every statement runs on one
+/// thread, in the order sent.
+#[derive(Clone)]
+pub struct State {
+    jobs: mpsc::Sender<Job>,
+    path: PathBuf,
+}
+
+/// The state thread is gone or a statement failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// SQLite failed.
+    #[error("state database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The state thread stopped.
+    #[error("the state database thread stopped")]
+    Stopped,
+}
+
+impl State {
+    /// Opens the database in `dir` and starts its thread.
+    pub fn open(dir: &Path) -> Result<State, StateError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!("cannot create {}: {e}", dir.display())),
+            )
+        })?;
+        let path = dir.join(FILE_NAME);
+        let mut connection = open(&path)?;
+        let (jobs, receiver) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("state".into())
+            .spawn(move || {
+                while let Ok(job) = receiver.recv() {
+                    job(&mut connection);
+                }
+            })
+            .map_err(|_| StateError::Stopped)?;
+        Ok(State { jobs, path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the state thread and waits for its result.
+    pub async fn call<R, F>(&self, f: F) -> Result<R, StateError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move |connection| {
+                let _ = tx.send(f(connection));
+            }))
+            .map_err(|_| StateError::Stopped)?;
+        Ok(rx.await.map_err(|_| StateError::Stopped)??)
+    }
+
+    /// Runs `f` on the state thread, blocking this thread until done (for
+    /// code outside the async runtime).
+    pub fn call_blocking<R, F>(&self, f: F) -> Result<R, StateError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel();
+        self.jobs
+            .send(Box::new(move |connection| {
+                let _ = tx.send(f(connection));
+            }))
+            .map_err(|_| StateError::Stopped)?;
+        Ok(rx.recv().map_err(|_| StateError::Stopped)??)
+    }
+
+    /// Runs `f` on the state thread without waiting; failures are logged.
+    pub fn send<F>(&self, f: F)
+    where
+        F: FnOnce(&mut Connection) -> rusqlite::Result<()> + Send + 'static,
+    {
+        let _ = self.jobs.send(Box::new(move |connection| {
+            if let Err(e) = f(connection) {
+                tracing::error!(event_id = 500, "state database: {e}");
+            }
+        }));
+    }
+}
+
+impl EventSink for State {
+    fn store(&self, event: &Event) {
+        let event = event.clone();
+        self.send(move |c| insert_event(c, &event));
+    }
+}
+
+// ---------------------------------------------------------------- meta
+
+/// A value of the `meta` table.
+pub fn meta_get(c: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0)).optional()
+}
+
+/// Sets a value of the `meta` table.
+pub fn meta_set(c: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
+        [key, value],
+    )?;
+    Ok(())
+}
+
+/// A counter that changes whenever another connection (the CLI, the
+/// console) commits: the agent polls it to pick up settings changes.
+pub fn data_version(c: &Connection) -> rusqlite::Result<i64> {
+    c.pragma_query_value(None, "data_version", |row| row.get(0))
+}
+
+// ---------------------------------------------------------------- mailboxes
+
+/// A mailbox as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MailboxRow {
+    /// User name (or `shared/account/folder`).
+    pub name: String,
+    /// `user` or `shared`.
+    pub kind: String,
+    /// Filtered.
+    pub enabled: bool,
+    /// Moves are reported to the network.
+    pub feedback: bool,
+    /// Where it was found.
+    pub source: String,
+    /// Still listed by its source.
+    pub present: bool,
+    /// First seen (Unix seconds).
+    pub first_seen: i64,
+    /// Last listed (Unix seconds).
+    pub last_seen: i64,
+}
+
+/// Every mailbox, by name.
+pub fn mailboxes(c: &Connection) -> rusqlite::Result<Vec<MailboxRow>> {
+    let mut statement = c.prepare_cached(
+        "SELECT name, kind, enabled, feedback, source, present, first_seen, last_seen FROM mailboxes ORDER BY name",
+    )?;
+    statement
+        .query_map([], |row| {
+            Ok(MailboxRow {
+                name: row.get(0)?,
+                kind: row.get(1)?,
+                enabled: row.get(2)?,
+                feedback: row.get(3)?,
+                source: row.get(4)?,
+                present: row.get(5)?,
+                first_seen: row.get(6)?,
+                last_seen: row.get(7)?,
+            })
+        })?
+        .collect()
+}
+
+/// Records the mailboxes a source lists now: new ones are added (enabled
+/// when `auto_enable`), known ones are marked present, and those of the same
+/// source not listed any more are marked absent. Returns (added, gone).
+pub fn sync_mailboxes(
+    c: &mut Connection,
+    names: &[String],
+    kind: &str,
+    source: &str,
+    auto_enable: bool,
+) -> rusqlite::Result<(Vec<String>, Vec<String>)> {
+    let at = now();
+    let tx = c.transaction()?;
+    let mut added = Vec::new();
+    let mut gone = Vec::new();
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO mailboxes (name, kind, enabled, source, present, first_seen, last_seen)
+             VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5) ON CONFLICT (name) DO NOTHING",
+        )?;
+        let mut seen = tx.prepare_cached("UPDATE mailboxes SET present = 1, last_seen = ?2 WHERE name = ?1")?;
+        for name in names {
+            if insert.execute(params![name, kind, auto_enable, source, at])? > 0 {
+                added.push(name.clone());
+            } else {
+                seen.execute(params![name, at])?;
+            }
+        }
+        let listed: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+        let mut present =
+            tx.prepare_cached("SELECT name FROM mailboxes WHERE source = ?1 AND kind = ?2 AND present = 1")?;
+        let stale: Vec<String> = present
+            .query_map([source, kind], |row| row.get::<_, String>(0))?
+            .filter_map(Result::ok)
+            .filter(|name| !listed.contains(name.as_str()))
+            .collect();
+        for name in stale {
+            tx.execute("UPDATE mailboxes SET present = 0 WHERE name = ?1", [&name])?;
+            gone.push(name);
+        }
+    }
+    tx.commit()?;
+    Ok((added, gone))
+}
+
+/// Adds a mailbox by hand (CLI); returns false when it existed.
+pub fn add_mailbox(c: &Connection, name: &str, enabled: bool, source: &str) -> rusqlite::Result<bool> {
+    let changed = c.execute(
+        "INSERT INTO mailboxes (name, kind, enabled, source, present, first_seen, last_seen)
+         VALUES (?1, 'user', ?2, ?3, 1, ?4, ?4) ON CONFLICT (name) DO NOTHING",
+        params![name, enabled, source, now()],
+    )?;
+    Ok(changed > 0)
+}
+
+/// Enables or disables filtering of a mailbox; false when unknown.
+pub fn set_enabled(c: &Connection, name: &str, enabled: bool) -> rusqlite::Result<bool> {
+    Ok(c.execute("UPDATE mailboxes SET enabled = ?2 WHERE name = ?1", params![name, enabled])? > 0)
+}
+
+/// Turns feedback on or off for a mailbox; false when unknown.
+pub fn set_feedback(c: &Connection, name: &str, feedback: bool) -> rusqlite::Result<bool> {
+    Ok(c.execute("UPDATE mailboxes SET feedback = ?2 WHERE name = ?1", params![name, feedback])? > 0)
+}
+
+// ---------------------------------------------------------------- cursors
+
+/// Where a folder was read up to: for IMAP the UIDVALIDITY and the highest
+/// UID handled; for Maildir 0 and the newest delivery time (Unix seconds)
+/// handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    /// UIDVALIDITY (IMAP) or 0.
+    pub validity: u32,
+    /// Last UID, or last delivery time.
+    pub position: i64,
+}
+
+/// The cursor of a folder.
+pub fn cursor(c: &Connection, mailbox: &str, folder: &str) -> rusqlite::Result<Option<Cursor>> {
+    c.prepare_cached("SELECT validity, position FROM cursors WHERE mailbox = ?1 AND folder = ?2")?
+        .query_row([mailbox, folder], |row| Ok(Cursor { validity: row.get(0)?, position: row.get(1)? }))
+        .optional()
+}
+
+/// Moves the cursor of a folder.
+pub fn set_cursor(c: &Connection, mailbox: &str, folder: &str, cursor: Cursor) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO cursors (mailbox, folder, validity, position, updated) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (mailbox, folder) DO UPDATE SET validity = ?3, position = ?4, updated = ?5",
+    )?
+    .execute(params![mailbox, folder, cursor.validity, cursor.position, now()])?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- whitelist
+
+/// A stored whitelist entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WhitelistRow {
+    /// "" for server-wide, else the mailbox.
+    pub scope: String,
+    /// The entry as written.
+    pub entry: String,
+    /// Free text.
+    pub comment: String,
+    /// When added (Unix seconds).
+    pub created: i64,
+}
+
+/// Adds an entry; false when it was there already.
+pub fn whitelist_add(c: &Connection, scope: &str, entry: &str, comment: &str) -> rusqlite::Result<bool> {
+    Ok(c.execute(
+        "INSERT INTO whitelist (scope, entry, comment, created) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+        params![scope, entry, comment, now()],
+    )? > 0)
+}
+
+/// Removes an entry; false when it was not there.
+pub fn whitelist_remove(c: &Connection, scope: &str, entry: &str) -> rusqlite::Result<bool> {
+    Ok(c.execute("DELETE FROM whitelist WHERE scope = ?1 AND entry = ?2", [scope, entry])? > 0)
+}
+
+/// Entries of one scope, or of all scopes.
+pub fn whitelist(c: &Connection, scope: Option<&str>) -> rusqlite::Result<Vec<WhitelistRow>> {
+    let mut statement = c.prepare_cached(
+        "SELECT scope, entry, comment, created FROM whitelist WHERE ?1 IS NULL OR scope = ?1 ORDER BY scope, entry",
+    )?;
+    statement
+        .query_map([scope], |row| {
+            Ok(WhitelistRow { scope: row.get(0)?, entry: row.get(1)?, comment: row.get(2)?, created: row.get(3)? })
+        })?
+        .collect()
+}
+
+// ---------------------------------------------------------------- outcomes
+
+/// Counters of one mailbox for one hour.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Messages checked.
+    pub checked: u32,
+    /// Found to be spam.
+    pub spam: u32,
+    /// Found to be phishing.
+    pub phish: u32,
+    /// Whitelisted.
+    pub whitelisted: u32,
+    /// Caught by the empty-message rules.
+    pub empty: u32,
+    /// Failed (read or action errors).
+    pub errors: u32,
+}
+
+impl Counters {
+    /// Adds `other`.
+    pub fn add(&mut self, other: &Counters) {
+        self.checked += other.checked;
+        self.spam += other.spam;
+        self.phish += other.phish;
+        self.whitelisted += other.whitelisted;
+        self.empty += other.empty;
+        self.errors += other.errors;
+    }
+}
+
+/// A message the agent filed, so it can recognise it later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Filed {
+    /// Mailbox.
+    pub mailbox: String,
+    /// Message-ID.
+    pub message_id: Option<String>,
+    /// Text fingerprint (keyed digest), when the message has one.
+    pub fingerprint: Option<Vec<u8>>,
+    /// `spam` or `phish`.
+    pub class: String,
+    /// Why.
+    pub reason: String,
+    /// The action's name.
+    pub action: String,
+    /// The destination folder ("" when not moved).
+    pub folder: String,
+}
+
+/// Records what a batch did: hourly counters (by hour start, Unix seconds,
+/// and mailbox) and filed messages, in one transaction.
+pub fn record_batch(
+    c: &mut Connection,
+    counters: &BTreeMap<(i64, String), Counters>,
+    filed: &[Filed],
+) -> rusqlite::Result<()> {
+    let tx = c.transaction()?;
+    {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO hourly (hour, mailbox, checked, spam, phish, whitelisted, empty, errors)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (hour, mailbox) DO UPDATE SET
+               checked = checked + ?3, spam = spam + ?4, phish = phish + ?5,
+               whitelisted = whitelisted + ?6, empty = empty + ?7, errors = errors + ?8",
+        )?;
+        for ((hour, mailbox), n) in counters {
+            upsert.execute(params![hour, mailbox, n.checked, n.spam, n.phish, n.whitelisted, n.empty, n.errors])?;
+        }
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO filed (mailbox, message_id, fingerprint, class, reason, action, folder, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        let at = now();
+        for f in filed {
+            insert.execute(params![
+                f.mailbox,
+                f.message_id,
+                f.fingerprint,
+                f.class,
+                f.reason,
+                f.action,
+                f.folder,
+                at
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+/// Hourly counters since `since` (Unix seconds), for one mailbox or all.
+pub fn hourly(c: &Connection, since: i64, mailbox: Option<&str>) -> rusqlite::Result<Vec<(i64, String, Counters)>> {
+    let mut statement = c.prepare_cached(
+        "SELECT hour, mailbox, checked, spam, phish, whitelisted, empty, errors FROM hourly
+         WHERE hour >= ?1 AND (?2 IS NULL OR mailbox = ?2) ORDER BY hour, mailbox",
+    )?;
+    statement
+        .query_map(params![since, mailbox], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                Counters {
+                    checked: row.get(2)?,
+                    spam: row.get(3)?,
+                    phish: row.get(4)?,
+                    whitelisted: row.get(5)?,
+                    empty: row.get(6)?,
+                    errors: row.get(7)?,
+                },
+            ))
+        })?
+        .collect()
+}
+
+/// Whether the agent filed a message with this Message-ID or fingerprint
+/// in this mailbox.
+pub fn was_filed(
+    c: &Connection,
+    mailbox: &str,
+    message_id: Option<&str>,
+    fingerprint: Option<&[u8]>,
+) -> rusqlite::Result<bool> {
+    if let Some(id) = message_id {
+        let hit: Option<i64> = c
+            .prepare_cached("SELECT 1 FROM filed WHERE mailbox = ?1 AND message_id = ?2 LIMIT 1")?
+            .query_row(params![mailbox, id], |row| row.get(0))
+            .optional()?;
+        if hit.is_some() {
+            return Ok(true);
+        }
+    }
+    if let Some(fingerprint) = fingerprint {
+        let hit: Option<i64> = c
+            .prepare_cached("SELECT 1 FROM filed WHERE mailbox = ?1 AND fingerprint = ?2 LIMIT 1")?
+            .query_row(params![mailbox, fingerprint], |row| row.get(0))
+            .optional()?;
+        return Ok(hit.is_some());
+    }
+    Ok(false)
+}
+
+// ---------------------------------------------------------------- events
+
+/// Stores an event.
+pub fn insert_event(c: &Connection, event: &Event) -> rusqlite::Result<()> {
+    c.prepare_cached("INSERT INTO events (at, code, severity, mailbox, text) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![event.at, event.id, event.severity.as_str(), event.mailbox, event.text])?;
+    Ok(())
+}
+
+/// A stored event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EventRow {
+    /// Row id (increasing).
+    pub seq: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// Catalogue id.
+    pub id: u16,
+    /// Severity name.
+    pub severity: String,
+    /// Mailbox concerned.
+    pub mailbox: Option<String>,
+    /// Text.
+    pub text: String,
+}
+
+/// The newest events first, at most `limit`, optionally since a time, for
+/// one id.
+pub fn events(c: &Connection, since: i64, id: Option<u16>, limit: u32) -> rusqlite::Result<Vec<EventRow>> {
+    let mut statement = c.prepare_cached(
+        "SELECT id, at, code, severity, mailbox, text FROM events
+         WHERE at >= ?1 AND (?2 IS NULL OR code = ?2) ORDER BY id DESC LIMIT ?3",
+    )?;
+    statement
+        .query_map(params![since, id, limit], |row| {
+            Ok(EventRow {
+                seq: row.get(0)?,
+                at: row.get(1)?,
+                id: row.get(2)?,
+                severity: row.get(3)?,
+                mailbox: row.get(4)?,
+                text: row.get(5)?,
+            })
+        })?
+        .collect()
+}
+
+// ---------------------------------------------------------------- re-check queue
+
+/// Queues messages for a re-check, up to `max` queued in all; returns how
+/// many were not queued because the queue is full.
+pub fn recheck_enqueue(
+    c: &mut Connection,
+    mailbox: &str,
+    folder: &str,
+    locators: &[String],
+    max: u32,
+) -> rusqlite::Result<usize> {
+    let tx = c.transaction()?;
+    let mut queued: i64 = tx.query_row("SELECT count(*) FROM recheck", [], |row| row.get(0))?;
+    let mut refused = 0;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO recheck (mailbox, folder, locator, queued_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+        )?;
+        let at = now();
+        for locator in locators {
+            if queued >= i64::from(max) {
+                refused += 1;
+                continue;
+            }
+            queued += insert.execute(params![mailbox, folder, locator, at])? as i64;
+        }
+    }
+    tx.commit()?;
+    Ok(refused)
+}
+
+/// Mailboxes with queued messages, and how many each.
+pub fn recheck_mailboxes(c: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
+    c.prepare_cached("SELECT mailbox, count(*) FROM recheck GROUP BY mailbox")?
+        .query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))?
+        .collect()
+}
+
+/// Up to `limit` queued messages of a mailbox, oldest first, as (folder,
+/// locator).
+pub fn recheck_take(c: &Connection, mailbox: &str, limit: u32) -> rusqlite::Result<Vec<(String, String)>> {
+    c.prepare_cached("SELECT folder, locator FROM recheck WHERE mailbox = ?1 ORDER BY queued_at LIMIT ?2")?
+        .query_map(params![mailbox, limit], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect()
+}
+
+/// Removes queued messages.
+pub fn recheck_done(c: &mut Connection, mailbox: &str, folder: &str, locators: &[String]) -> rusqlite::Result<()> {
+    let tx = c.transaction()?;
+    {
+        let mut delete =
+            tx.prepare_cached("DELETE FROM recheck WHERE mailbox = ?1 AND folder = ?2 AND locator = ?3")?;
+        for locator in locators {
+            delete.execute(params![mailbox, folder, locator])?;
+        }
+    }
+    tx.commit()
+}
+
+/// Drops queued messages older than `before` (Unix seconds); returns how
+/// many.
+pub fn recheck_expire(c: &Connection, before: i64) -> rusqlite::Result<usize> {
+    c.execute("DELETE FROM recheck WHERE queued_at < ?1", [before])
+}
+
+/// Messages waiting for a re-check.
+pub fn recheck_count(c: &Connection) -> rusqlite::Result<u64> {
+    c.query_row("SELECT count(*) FROM recheck", [], |row| row.get::<_, i64>(0)).map(|n| n as u64)
+}
+
+// ---------------------------------------------------------------- journal
+
+/// An action in progress: written before the first change to the mail
+/// store, removed after the last, so that a restart can finish or undo it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalRow {
+    /// Row id.
+    pub id: i64,
+    /// Folder of the original.
+    pub folder: String,
+    /// `tag`.
+    pub operation: String,
+    /// The original (UID, or Maildir file name).
+    pub original: String,
+    /// The replacement (the tag mark, or the new file name).
+    pub replacement: String,
+}
+
+/// Writes a journal entry; returns its id.
+pub fn journal_begin(
+    c: &Connection,
+    mailbox: &str,
+    folder: &str,
+    operation: &str,
+    original: &str,
+    replacement: &str,
+) -> rusqlite::Result<i64> {
+    c.prepare_cached(
+        "INSERT INTO journal (mailbox, folder, operation, original, replacement, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![mailbox, folder, operation, original, replacement, now()])?;
+    Ok(c.last_insert_rowid())
+}
+
+/// Removes a journal entry.
+pub fn journal_end(c: &Connection, id: i64) -> rusqlite::Result<()> {
+    c.prepare_cached("DELETE FROM journal WHERE id = ?1")?.execute([id])?;
+    Ok(())
+}
+
+/// The journal entries of a mailbox.
+pub fn journal(c: &Connection, mailbox: &str) -> rusqlite::Result<Vec<JournalRow>> {
+    c.prepare_cached("SELECT id, folder, operation, original, replacement FROM journal WHERE mailbox = ?1 ORDER BY id")?
+        .query_map([mailbox], |row| {
+            Ok(JournalRow {
+                id: row.get(0)?,
+                folder: row.get(1)?,
+                operation: row.get(2)?,
+                original: row.get(3)?,
+                replacement: row.get(4)?,
+            })
+        })?
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(&dir.path().join(FILE_NAME)).unwrap();
+        (dir, c)
+    }
+
+    #[test]
+    fn mailboxes_sync_adds_and_marks_gone() {
+        let (_dir, mut c) = db();
+        let names = vec!["alice".to_owned(), "bob".to_owned()];
+        let (added, gone) = sync_mailboxes(&mut c, &names, "user", "maildir", true).unwrap();
+        assert_eq!(added, names);
+        assert!(gone.is_empty());
+        let (added, gone) = sync_mailboxes(&mut c, &names[..1], "user", "maildir", true).unwrap();
+        assert!(added.is_empty());
+        assert_eq!(gone, ["bob"]);
+        let rows = mailboxes(&c).unwrap();
+        assert!(rows[0].present && rows[0].enabled && !rows[1].present);
+        assert!(set_enabled(&c, "alice", false).unwrap());
+        assert!(!mailboxes(&c).unwrap()[0].enabled);
+        assert!(!set_enabled(&c, "nobody", false).unwrap());
+        // Re-listing keeps the admin's choice.
+        sync_mailboxes(&mut c, &names, "user", "maildir", true).unwrap();
+        assert!(!mailboxes(&c).unwrap()[0].enabled);
+    }
+
+    #[test]
+    fn recheck_queue_is_bounded() {
+        let (_dir, mut c) = db();
+        let locators: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+        assert_eq!(recheck_enqueue(&mut c, "alice", "INBOX", &locators, 6).unwrap(), 4);
+        assert_eq!(recheck_count(&c).unwrap(), 6);
+        assert_eq!(recheck_mailboxes(&c).unwrap(), [("alice".to_owned(), 6)]);
+        let taken = recheck_take(&c, "alice", 4).unwrap();
+        assert_eq!(taken.len(), 4);
+        let done: Vec<String> = taken.into_iter().map(|(_, l)| l).collect();
+        recheck_done(&mut c, "alice", "INBOX", &done).unwrap();
+        assert_eq!(recheck_count(&c).unwrap(), 2);
+    }
+
+    #[test]
+    fn counters_accumulate() {
+        let (_dir, mut c) = db();
+        let mut batch = BTreeMap::new();
+        batch.insert((3600, "alice".to_owned()), Counters { checked: 2, spam: 1, ..Counters::default() });
+        record_batch(&mut c, &batch, &[]).unwrap();
+        record_batch(&mut c, &batch, &[]).unwrap();
+        let rows = hourly(&c, 0, None).unwrap();
+        assert_eq!(rows, [(3600, "alice".to_owned(), Counters { checked: 4, spam: 2, ..Counters::default() })]);
+    }
+}
