@@ -36,6 +36,9 @@ pub enum Work {
     Arrived(String),
     /// Look for messages the notifications may have missed.
     Scan,
+    /// Look again at everything delivered since this time (nanoseconds
+    /// since the epoch): notifications were lost from about then on.
+    Rescan(i64),
     /// Check queued messages again: (folder, locator).
     Recheck(Vec<(String, String)>),
     /// Stop.
@@ -164,6 +167,7 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
         running: HashMap::new(),
         watcher: None,
         watch_routes: HashMap::new(),
+        needs_scan: HashMap::new(),
         fs_events,
         stop: stop.child_token(),
     };
@@ -189,6 +193,10 @@ struct Supervisor {
     /// Watched `new`/`cur` directory → (mailbox, kind of directory).
     watch_routes: HashMap<PathBuf, (String, bool)>,
     fs_events: mpsc::Sender<notify::Result<notify::Event>>,
+    /// Mailboxes whose notifications were lost (their task had no room, or
+    /// the kernel's queue overflowed), with the time from which to look
+    /// again: they get a rescan as soon as there is room.
+    needs_scan: HashMap<String, i64>,
     stop: CancellationToken,
 }
 
@@ -221,6 +229,7 @@ impl Supervisor {
                     users_due = tokio::time::Instant::now() + Duration::from_secs(minutes * 60);
                 }
                 _ = settings_poll.tick() => {
+                    self.send_pending_scans();
                     if let Ok(version) = self.state.call(|c| state::data_version(c)).await
                         && version != data_version
                     {
@@ -250,7 +259,11 @@ impl Supervisor {
     /// Reads the user source; false when it failed.
     async fn sync_users(&mut self) -> bool {
         match users::list(&self.config).await {
-            Ok((names, source)) => {
+            Ok((mut names, source)) => {
+                // An account configured as a shared mailbox is watched as
+                // that, with its own action, not also as a user's INBOX.
+                let shared = &self.config.shared;
+                names.retain(|n| !shared.iter().any(|s| s.account == *n && s.folder.eq_ignore_ascii_case("INBOX")));
                 let auto_enable = self.config.users.auto_enable;
                 let result =
                     self.state.call(move |c| state::sync_mailboxes(c, &names, "user", source, auto_enable)).await;
@@ -410,9 +423,11 @@ impl Supervisor {
         tracing::trace!(?event, "file system notification");
         if event.need_rescan() {
             self.events.emit(events::WATCH_OVERFLOW, None, "");
-            for running in self.running.values() {
-                let _ = running.work.try_send(Work::Scan);
+            let since = lost_since();
+            for mailbox in self.running.keys() {
+                self.needs_scan.entry(mailbox.clone()).or_insert(since);
             }
+            self.send_pending_scans();
             return;
         }
         use notify::EventKind;
@@ -432,9 +447,18 @@ impl Supervisor {
         if (*is_new || !file.contains(':'))
             && !file.starts_with('.')
             && let Some(running) = self.running.get(mailbox)
+            && running.work.try_send(Work::Arrived(maildir::unique_of(file).to_owned())).is_err()
         {
-            let _ = running.work.try_send(Work::Arrived(maildir::unique_of(file).to_owned()));
+            self.needs_scan.entry(mailbox.clone()).or_insert_with(lost_since);
         }
+    }
+
+    /// Asks for the scans owed to mailboxes whose task was too busy.
+    fn send_pending_scans(&mut self) {
+        let running = &self.running;
+        self.needs_scan.retain(|mailbox, since| {
+            running.get(mailbox).is_some_and(|r| r.work.try_send(Work::Rescan(*since)).is_err() && !r.work.is_closed())
+        });
     }
 
     /// Hands queued messages to their mailbox tasks while the network is up.
@@ -470,6 +494,14 @@ impl Supervisor {
             tracing::warn!("some mailbox tasks did not stop within 10 s");
         }
     }
+}
+
+/// Where to look again from when notifications were lost now: a minute
+/// back, for delivery tools that write a file a little before renaming it
+/// into `new/` (a rename keeps the file's time).
+fn lost_since() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_nanos()).unwrap_or(i64::MAX) - 60_000_000_000
 }
 
 /// The task name of a shared mailbox.
@@ -554,6 +586,9 @@ impl MaildirWorker {
             match next {
                 Work::Stop => return,
                 Work::Scan => position = self.scan(&dir, position).await,
+                // Messages handled since then moved the position past the
+                // ones whose notifications were lost: go back.
+                Work::Rescan(since) => position = self.scan(&dir, position.min(since)).await,
                 Work::Arrived(first) => {
                     let mut names = vec![first];
                     while names.len() < 256 {
@@ -598,12 +633,12 @@ impl MaildirWorker {
             }
             Err(_) => return position,
         };
+        tracing::debug!(mailbox = %self.context.name, folder = %self.folder, listed = listed.len(), "scanning");
         let mut newest = position;
         for chunk in listed.chunks(256) {
-            let names: Vec<String> = chunk.iter().map(|(n, _)| n.clone()).collect();
-            for name in &names {
-                self.recent.insert(name.clone());
-            }
+            // Messages handled a moment ago are not handled twice.
+            let names: Vec<String> =
+                chunk.iter().map(|(n, _)| n.clone()).filter(|n| self.recent.insert(n.clone())).collect();
             self.handle(dir, names, false).await;
             newest = newest.max(chunk.last().map_or(position, |(_, at)| *at));
             self.save_cursor(newest);
@@ -640,6 +675,7 @@ impl MaildirWorker {
         })
         .await;
         let Ok((items, missing, newest)) = read else { return None };
+        tracing::debug!(mailbox = %self.context.name, read = items.len(), missing = missing.len(), "handling");
         let name = self.context.name.to_string();
         if recheck && !missing.is_empty() {
             let folder = self.folder.clone();

@@ -87,8 +87,8 @@ pub struct NetworkConfig {
     pub batch_wait_ms: u64,
     /// How often the network is probed while it is unreachable.
     pub retry_seconds: u64,
-    /// Messages waiting for a re-check at most; beyond it they are left for
-    /// the daily rescan.
+    /// Messages waiting for a re-check at most; beyond it messages are left
+    /// in place unchecked and an event (303) says how many.
     pub recheck_queue_max: u32,
     /// Queued messages older than this are dropped from the re-check queue.
     pub recheck_max_age_hours: u32,

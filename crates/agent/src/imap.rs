@@ -42,7 +42,7 @@ use crate::state::{self, Cursor};
 use crate::tagging::Marker;
 
 /// Messages fetched per FETCH command, at most.
-const FETCH_BATCH: usize = 64;
+const FETCH_BATCH: usize = 256;
 
 /// Bytes fetched per FETCH command, about (sizes are known beforehand).
 const FETCH_BYTES: u64 = 16 << 20;
@@ -436,6 +436,15 @@ impl Connected {
         }
     }
 
+    /// The UID of a message fetched in this session (its locator is
+    /// `uidvalidity:uid`); a message of an older UIDVALIDITY has vanished.
+    fn uid_of(&self, item: &Item) -> Result<u32, ActionError> {
+        match parse_locator(&item.locator) {
+            Some((validity, uid)) if validity == self.validity => Ok(uid),
+            _ => Err(ActionError::Vanished),
+        }
+    }
+
     fn session(&mut self) -> Result<&mut Session, SessionError> {
         self.session.as_mut().ok_or(SessionError::Lost("no session".into()))
     }
@@ -496,7 +505,7 @@ impl Connected {
                 Wake::Mail => {}
                 Wake::Work(Work::Stop) | Wake::Stopped => return Err(SessionError::Closed),
                 Wake::Work(Work::Recheck(locators)) => self.recheck(watcher, locators).await?,
-                Wake::Work(Work::Arrived(_) | Work::Scan) => {}
+                Wake::Work(Work::Arrived(_) | Work::Scan | Work::Rescan(_)) => {}
             }
         }
     }
@@ -511,6 +520,10 @@ impl Connected {
             .map_err(|e| SessionError::Lost(e.to_string()))?;
         self.caps =
             Capabilities { mv: caps.has_str("MOVE"), uidplus: caps.has_str("UIDPLUS"), idle: caps.has_str("IDLE") };
+        if !self.caps.mv {
+            // Told once per connection; the emitter folds the repeats.
+            self.events.emit(events::SERVER_LACKS_MOVE, Some(&self.mailbox), "");
+        }
         self.list_folders().await
     }
 
@@ -620,16 +633,16 @@ impl Connected {
             let outcome =
                 watcher.processor.process(self, &watcher.context, &watcher.folder, items.clone(), recheck).await;
             if let Some(stopped) = outcome.stopped_at {
-                let done = stopped.checked_sub(1).and_then(|i| items.get(i)).and_then(|i| i.locator.parse().ok());
+                let done = stopped.checked_sub(1).and_then(|i| items.get(i)).and_then(|i| parse_locator(&i.locator));
+                let done = done.map(|(_, uid)| uid);
                 return Err(SessionError::Lost(format!("interrupted after UID {}", done.unwrap_or(highest))));
             }
             if recheck {
                 // Queued messages that are gone leave the queue.
                 let gone: Vec<String> = chunk
                     .iter()
-                    .map(u32::to_string)
-                    .filter(|uid| !found.contains(uid))
-                    .map(|uid| locator(self.validity, &uid))
+                    .map(|uid| locator(self.validity, &uid.to_string()))
+                    .filter(|locator| !found.contains(locator))
                     .collect();
                 if !gone.is_empty() {
                     let (mailbox, folder) = (self.mailbox.clone(), self.selected.clone());
@@ -681,9 +694,10 @@ impl Connected {
             let internal_date = f.internal_date().map(|d| d.format("%d-%b-%Y %H:%M:%S %z").to_string());
             self.meta.insert(uid, MessageMeta { flags, internal_date });
             let size = sizes.get(&uid).copied().unwrap_or(body.len() as u64);
-            items.push(Item { locator: uid.to_string(), raw: Arc::from(body), truncated: size > max });
+            let locator = locator(self.validity, &uid.to_string());
+            items.push(Item { locator, raw: Arc::from(body), truncated: size > max });
         }
-        items.sort_by_key(|i| i.locator.parse::<u32>().unwrap_or(0));
+        items.sort_by_key(|i| parse_locator(&i.locator).map_or(0, |(_, uid)| uid));
         Ok(items)
     }
 
@@ -718,9 +732,17 @@ impl Connected {
                 work = watcher.work.recv() => Ok(work.map_or(Wake::Stopped, Wake::Work)),
             };
         }
+        // An EXISTS that came with an earlier command's reply (mail that
+        // arrived after the last look) means there is work already.
+        let unsolicited = self.session()?.unsolicited_responses.clone();
+        let mut pending = false;
+        while let Ok(response) = unsolicited.try_recv() {
+            pending |= matches!(response, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_));
+        }
+        if pending {
+            return Ok(Wake::Mail);
+        }
         let session = self.session.take().ok_or(SessionError::Lost("no session".into()))?;
-        let unsolicited = session.unsolicited_responses.clone();
-        while unsolicited.try_recv().is_ok() {}
         let mut idle = session.idle();
         match tokio::time::timeout(self.timeout, idle.init()).await {
             Err(_) => return Err(SessionError::Timeout),
@@ -728,7 +750,6 @@ impl Connected {
             Ok(Ok(())) => {}
         }
         // Mail that arrived while IDLE started was reported before it.
-        let mut pending = false;
         while let Ok(response) = unsolicited.try_recv() {
             pending |= matches!(response, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_));
         }
@@ -801,10 +822,10 @@ impl Connected {
     /// Removes exactly one message: flag it deleted, then `UID EXPUNGE` it
     /// (without UIDPLUS it stays flagged: expunging would remove the user's
     /// other deleted messages too).
-    async fn remove(&mut self, uid: u32) -> Result<(), ActionError> {
-        self.command(format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)")).await?;
+    async fn remove(&mut self, uids: &str) -> Result<(), ActionError> {
+        self.command(format!("UID STORE {uids} +FLAGS.SILENT (\\Deleted)")).await?;
         if self.caps.uidplus {
-            self.command(format!("UID EXPUNGE {uid}")).await
+            self.command(format!("UID EXPUNGE {uids}")).await
         } else {
             if !self.told_uidplus {
                 self.told_uidplus = true;
@@ -814,25 +835,70 @@ impl Connected {
         }
     }
 
-    async fn move_message(&mut self, uid: u32, destination: &str) -> Result<(), ActionError> {
+    /// Moves messages (a UID set): `UID MOVE`, or `UID COPY` then removal
+    /// of exactly those UIDs.
+    async fn move_messages(&mut self, uids: &str, destination: &str) -> Result<(), ActionError> {
         let quoted = quote(destination);
         if self.caps.mv {
-            return self.command(format!("UID MOVE {uid} {quoted}")).await;
+            return self.command(format!("UID MOVE {uids} {quoted}")).await;
         }
-        self.command(format!("UID COPY {uid} {quoted}")).await?;
-        self.remove(uid).await
+        self.command(format!("UID COPY {uids} {quoted}")).await?;
+        self.remove(uids).await
+    }
+
+    /// Moves or deletes many messages in one command each.
+    async fn apply_many(&mut self, items: &[&Item], action: &Action) -> Vec<Result<Applied, ActionError>> {
+        let uids: Vec<Result<u32, ActionError>> = items.iter().map(|item| self.uid_of(item)).collect();
+        let valid: Vec<u32> = uids.iter().filter_map(|u| u.as_ref().ok().copied()).collect();
+        if valid.is_empty() {
+            return uids.into_iter().map(|u| u.map(|_| Applied::default())).collect();
+        }
+        let set = uid_set(&valid);
+        let done = match action {
+            Action::Move { destination, create, mark_read } => {
+                let name = self.destination(destination, *create).await;
+                match name {
+                    Ok(name) if name == self.selected => Ok(name),
+                    Ok(name) => {
+                        let seen = if *mark_read {
+                            self.command(format!("UID STORE {set} +FLAGS.SILENT (\\Seen)")).await
+                        } else {
+                            Ok(())
+                        };
+                        match seen {
+                            Ok(()) => self.move_messages(&set, &name).await.map(|()| name),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            _ => self.remove(&set).await.map(|()| String::new()),
+        };
+        match done {
+            Ok(folder) => uids.into_iter().map(|u| u.map(|_| Applied { folder: folder.clone() })).collect(),
+            // One message may be the cause: try them one by one.
+            Err(ActionError::Failed(_)) => {
+                let mut results = Vec::with_capacity(items.len());
+                for item in items {
+                    results.push(self.apply(item, action).await);
+                }
+                results
+            }
+            Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
+        }
     }
 
     async fn tag(&mut self, item: &Item, prefix: &str, mark_read: bool) -> Result<(), ActionError> {
         if item.truncated {
             return Err(ActionError::TooLarge);
         }
-        let uid: u32 = item.locator.parse().map_err(|_| ActionError::Vanished)?;
+        let uid = self.uid_of(item)?;
         let meta = self.meta.get(&uid).cloned().unwrap_or_default();
         let mark = self.marker.mark();
         let rewritten = crate::tagging::rewrite(&item.raw, prefix, &mark);
         let (mailbox, folder, original, replacement) =
-            (self.mailbox.clone(), self.selected.clone(), locator(self.validity, &item.locator), mark.clone());
+            (self.mailbox.clone(), self.selected.clone(), item.locator.clone(), mark.clone());
         let journal = self
             .state
             .call(move |c| state::journal_begin(c, &mailbox, &folder, "tag", &original, &replacement))
@@ -855,7 +921,7 @@ impl Connected {
         }
         // Only now is the original removed; a crash before this line leaves
         // both, and the journal tells the restart to remove the original.
-        self.remove(uid).await?;
+        self.remove(&uid.to_string()).await?;
         let _ = self.state.call(move |c| state::journal_end(c, journal)).await;
         Ok(())
     }
@@ -885,7 +951,7 @@ impl Connected {
                 .map_err(|_| SessionError::Timeout)?
                 .map_err(lost)?;
                 if found.iter().any(|&copy| copy != uid) {
-                    match self.remove(uid).await {
+                    match self.remove(&uid.to_string()).await {
                         Ok(()) => {}
                         Err(ActionError::Connection(e)) => return Err(SessionError::Lost(e)),
                         Err(e) => {
@@ -911,7 +977,7 @@ impl Connected {
 
 impl Folder for Connected {
     async fn apply(&mut self, item: &Item, action: &Action) -> Result<Applied, ActionError> {
-        let uid: u32 = item.locator.parse().map_err(|_| ActionError::Vanished)?;
+        let uid = self.uid_of(item)?;
         match action {
             Action::Leave | Action::Defer => Ok(Applied::default()),
             Action::Move { destination, create, mark_read } => {
@@ -922,7 +988,7 @@ impl Folder for Connected {
                 if *mark_read {
                     self.command(format!("UID STORE {uid} +FLAGS.SILENT (\\Seen)")).await?;
                 }
-                self.move_message(uid, &name).await?;
+                self.move_messages(&uid.to_string(), &name).await?;
                 Ok(Applied { folder: name })
             }
             Action::Tag { prefix, mark_read } => {
@@ -930,10 +996,29 @@ impl Folder for Connected {
                 Ok(Applied::default())
             }
             Action::Delete => {
-                self.remove(uid).await?;
+                self.remove(&uid.to_string()).await?;
                 Ok(Applied::default())
             }
         }
+    }
+
+    async fn apply_batch(&mut self, items: &[&Item], action: &Action) -> Vec<Result<Applied, ActionError>> {
+        if items.len() > 1 && matches!(action, Action::Move { .. } | Action::Delete) {
+            return self.apply_many(items, action).await;
+        }
+        let mut results = Vec::with_capacity(items.len());
+        for item in items {
+            let result = self.apply(item, action).await;
+            let lost = matches!(result, Err(ActionError::Connection(_)));
+            results.push(result);
+            if lost {
+                break;
+            }
+        }
+        while results.len() < items.len() {
+            results.push(Err(ActionError::Connection("not tried: the connection was lost".into())));
+        }
+        results
     }
 }
 

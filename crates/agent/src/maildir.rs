@@ -275,7 +275,18 @@ impl MaildirFolder {
         Ok((name, dir))
     }
 
+    /// Moves a message and makes the move durable.
     fn move_to(&self, unique: &str, target: &Path, mark_read: bool) -> Result<(), ActionError> {
+        let moved = self.rename_to(unique, target, mark_read)?;
+        let _ = sync_dir(&moved.0);
+        let _ = sync_dir(&moved.1);
+        Ok(())
+    }
+
+    /// Renames a message into `target` (a rename is atomic: after a crash
+    /// the message is in one place or the other); returns the directories
+    /// to sync, destination first.
+    fn rename_to(&self, unique: &str, target: &Path, mark_read: bool) -> Result<(PathBuf, PathBuf), ActionError> {
         // The server may move the file from new/ to cur/ between our look-up
         // and the rename: look again a few times.
         for _ in 0..3 {
@@ -293,9 +304,8 @@ impl MaildirFolder {
             }
             match std::fs::rename(&source, &destination) {
                 Ok(()) => {
-                    let _ = sync_dir(destination.parent().unwrap_or(target));
-                    let _ = sync_dir(source.parent().unwrap_or(target));
-                    return Ok(());
+                    let parent = |p: &Path| p.parent().unwrap_or(target).to_owned();
+                    return Ok((parent(&destination), parent(&source)));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(ActionError::Failed(e.to_string())),
@@ -397,13 +407,65 @@ impl Folder for MaildirFolder {
                 Ok(Applied::default())
             }
             Action::Delete => {
-                let Some(path) = locate(&self.dir(), &item.locator) else { return Err(ActionError::Vanished) };
-                match std::fs::remove_file(&path) {
-                    Ok(()) => Ok(Applied::default()),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ActionError::Vanished),
-                    Err(e) => Err(ActionError::Failed(e.to_string())),
-                }
+                let path = self.delete(&item.locator)?;
+                let _ = sync_dir(&path);
+                Ok(Applied::default())
             }
+        }
+    }
+
+    /// Moves and deletions of many messages: the renames one by one, the
+    /// directories synced once at the end (a directory sync costs a journal
+    /// commit; a message whose rename was not yet durable when the machine
+    /// crashed is simply where it was before).
+    async fn apply_batch(&mut self, items: &[&Item], action: &Action) -> Vec<Result<Applied, ActionError>> {
+        let mut to_sync = std::collections::BTreeSet::new();
+        let results = match action {
+            Action::Move { destination, create, mark_read } => match self.destination(destination, *create) {
+                Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
+                Ok((name, target)) if target == self.dir() => {
+                    items.iter().map(|_| Ok(Applied { folder: name.clone() })).collect()
+                }
+                Ok((name, target)) => items
+                    .iter()
+                    .map(|item| {
+                        let (destination, source) = self.rename_to(&item.locator, &target, *mark_read)?;
+                        to_sync.insert(destination);
+                        to_sync.insert(source);
+                        Ok(Applied { folder: name.clone() })
+                    })
+                    .collect(),
+            },
+            Action::Delete => items
+                .iter()
+                .map(|item| {
+                    to_sync.insert(self.delete(&item.locator)?);
+                    Ok(Applied::default())
+                })
+                .collect(),
+            _ => {
+                let mut results = Vec::with_capacity(items.len());
+                for item in items {
+                    results.push(self.apply(item, action).await);
+                }
+                results
+            }
+        };
+        for dir in to_sync {
+            let _ = sync_dir(&dir);
+        }
+        results
+    }
+}
+
+impl MaildirFolder {
+    /// Deletes a message; returns its directory.
+    fn delete(&self, unique: &str) -> Result<PathBuf, ActionError> {
+        let Some(path) = locate(&self.dir(), unique) else { return Err(ActionError::Vanished) };
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(path.parent().map(Path::to_owned).unwrap_or_else(|| self.dir())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ActionError::Vanished),
+            Err(e) => Err(ActionError::Failed(e.to_string())),
         }
     }
 }

@@ -23,7 +23,7 @@ pub struct Item {
 }
 
 /// Why an action was not done. In every case the message is where it was.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ActionError {
     /// The destination folder does not exist and may not be created.
     #[error("the folder {0:?} does not exist")]
@@ -50,13 +50,38 @@ pub struct Applied {
 }
 
 /// A folder that can act on its messages.
-pub trait Folder {
+pub trait Folder: Send {
     /// Does `action` to the message `item`.
     fn apply(
         &mut self,
         item: &Item,
         action: &Action,
     ) -> impl std::future::Future<Output = Result<Applied, ActionError>> + Send;
+
+    /// Does the same `action` to several messages: one result per item, in
+    /// order. A store that can do it in one operation overrides this.
+    fn apply_batch(
+        &mut self,
+        items: &[&Item],
+        action: &Action,
+    ) -> impl std::future::Future<Output = Vec<Result<Applied, ActionError>>> + Send {
+        async move {
+            let mut results = Vec::with_capacity(items.len());
+            for item in items {
+                let result = self.apply(item, action).await;
+                let lost = matches!(result, Err(ActionError::Connection(_)));
+                results.push(result);
+                if lost {
+                    break;
+                }
+            }
+            // After a lost connection the rest were not tried.
+            while results.len() < items.len() {
+                results.push(Err(ActionError::Connection("not tried: the connection was lost".into())));
+            }
+            results
+        }
+    }
 }
 
 /// The outcome of a batch.
@@ -146,10 +171,16 @@ impl Processor {
             }
         };
         let mut filed_ids = filed_ids.into_iter();
+        let filed_id: Vec<Option<i64>> =
+            evaluations.iter().map(|e| if acts(&e.action) { filed_ids.next() } else { None }).collect();
         let mut unfiled = Vec::new();
 
+        // Count, and group the messages to act on: moves and deletions
+        // with the same action are done in one command (one `UID MOVE` of
+        // many UIDs costs the server about what one message does), tags
+        // one by one.
+        let mut groups: Vec<(&Action, Vec<usize>)> = Vec::new();
         for (index, (item, evaluation)) in items.iter().zip(&evaluations).enumerate() {
-            let filed_id = if acts(&evaluation.action) { filed_ids.next() } else { None };
             if evaluation.class != Class::Deferred && evaluation.reason != Reason::AlreadyTagged {
                 counters.checked += 1;
                 match evaluation.class {
@@ -164,26 +195,46 @@ impl Processor {
                 }
             }
             match &evaluation.action {
-                Action::Leave => outcome.done += 1,
+                Action::Leave => {
+                    outcome.done += 1;
+                    if recheck {
+                        rechecked.push(item.locator.clone());
+                    }
+                }
                 Action::Defer => {
                     deferred.push(item.locator.clone());
                     outcome.deferred += 1;
-                    continue;
                 }
-                action => match folder.apply(item, action).await {
+                action @ (Action::Move { .. } | Action::Delete) => {
+                    match groups.iter_mut().find(|(a, _)| *a == action) {
+                        Some((_, indices)) => indices.push(index),
+                        None => groups.push((action, vec![index])),
+                    }
+                }
+                action @ Action::Tag { .. } => groups.push((action, vec![index])),
+            }
+        }
+
+        let mut destinations = Vec::new();
+        for (action, indices) in groups {
+            if outcome.stopped_at.is_some() {
+                unfiled.extend(indices.iter().filter_map(|&i| filed_id[i]));
+                continue;
+            }
+            let batch: Vec<&Item> = indices.iter().map(|&i| &items[i]).collect();
+            let results = folder.apply_batch(&batch, action).await;
+            for (&index, result) in indices.iter().zip(results) {
+                let (item, evaluation) = (&items[index], &evaluations[index]);
+                match result {
                     Ok(applied) => {
                         outcome.done += 1;
-                        if let Some(id) = filed_id
+                        if recheck {
+                            rechecked.push(item.locator.clone());
+                        }
+                        if let Some(id) = filed_id[index]
                             && !applied.folder.is_empty()
                         {
-                            let destination = applied.folder;
-                            self.state.send(move |c| {
-                                c.execute(
-                                    "UPDATE filed SET folder = ?2 WHERE id = ?1",
-                                    rusqlite::params![id, destination],
-                                )
-                                .map(|_| ())
-                            });
+                            destinations.push((id, applied.folder));
                         }
                         tracing::info!(
                             mailbox = name,
@@ -196,11 +247,11 @@ impl Processor {
                         );
                     }
                     Err(error) => {
-                        unfiled.extend(filed_id);
+                        unfiled.extend(filed_id[index]);
                         match &error {
                             ActionError::Connection(_) => {
-                                outcome.stopped_at = Some(index);
-                                break;
+                                let at = outcome.stopped_at.map_or(index, |at| at.min(index));
+                                outcome.stopped_at = Some(at);
                             }
                             ActionError::Vanished => {}
                             ActionError::FolderMissing(folder) => {
@@ -226,16 +277,19 @@ impl Processor {
                                 );
                             }
                         }
-                        continue;
                     }
-                },
-            }
-            if recheck {
-                rechecked.push(item.locator.clone());
+                }
             }
         }
-        // Filed ids of items never reached (connection lost) are unfiled.
-        unfiled.extend(filed_ids);
+        if !destinations.is_empty() {
+            self.state.send(move |c| {
+                let tx = c.transaction()?;
+                for (id, destination) in &destinations {
+                    tx.execute("UPDATE filed SET folder = ?2 WHERE id = ?1", rusqlite::params![id, destination])?;
+                }
+                tx.commit()
+            });
+        }
 
         let hour = jiff::Timestamp::now().as_second().div_euclid(3600) * 3600;
         let mailbox_name = name.to_owned();

@@ -1,0 +1,447 @@
+//! The agent against a real Dovecot (IMAP, a master user, LMTP delivery)
+//! and a real network node: every action leaves the expected folders and
+//! flags, reconnection, fail-open, a server without MOVE, `\Junk`, shared
+//! mailboxes, users from `doveadm user`, and a 10,000-message scan.
+//!
+//! Each test starts its own Dovecot and node on free loopback ports.
+
+use std::path::Path;
+use std::time::Duration;
+
+use starling_agent::AgentConfig;
+use starling_agent::state;
+use starling_proto::v1::{Class, ReportClass};
+use starling_testkit::{Dovecot, DovecotOptions, Message, Node, testdata, wait_until, with_message_id};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Spam the node knows (reported), ham it does not, each with a unique
+/// Message-ID; and the phishing message reported as phishing.
+struct Mail {
+    spam: Vec<Vec<u8>>,
+    ham: Vec<Vec<u8>>,
+    phish: Vec<u8>,
+}
+
+async fn mail(node: &Node, tag: &str) -> Mail {
+    let spam_all = testdata(true);
+    let (phish, spam) = spam_all.split_first().expect("test spam");
+    // Only spam the network then calls spam is used (a few corpus spams
+    // are too short to be distinctive, or have nothing but a link).
+    let mut known = Vec::new();
+    for (i, (_, raw)) in spam.iter().enumerate() {
+        let raw = with_message_id(raw, &format!("spam-{tag}-{i}@test"));
+        node.report(ReportClass::Spam, &[&raw]).await.expect("report spam");
+        if node.verdict(&raw).await.expect("check") == Class::Spam {
+            known.push(raw);
+        }
+    }
+    assert!(known.len() >= 8, "enough known spam: {}", known.len());
+    let spam = known;
+    let phish = with_message_id(&phish.1, &format!("phish-{tag}@test"));
+    node.report(ReportClass::Phish, &[&phish]).await.expect("report phish");
+    assert_eq!(node.verdict(&phish).await.expect("check"), Class::Phish);
+    let ham = testdata(false)
+        .iter()
+        .enumerate()
+        .map(|(i, (_, raw))| with_message_id(raw, &format!("ham-{tag}-{i}@test")))
+        .collect();
+    Mail { spam, ham, phish }
+}
+
+/// An agent configuration for `users`, with extra TOML appended.
+fn config(dovecot: &Dovecot, node: &Node, state_dir: &Path, users: &[&str], extra: &str) -> AgentConfig {
+    let users = users.iter().map(|u| format!("{u:?}")).collect::<Vec<_>>().join(", ");
+    let text = format!(
+        r#"
+state_dir = {state:?}
+mail_store = "imap"
+
+[network]
+url = {url:?}
+retry_seconds = 1
+
+[imap]
+host = "127.0.0.1"
+port = {port}
+security = "plain"
+admin_user = "starling"
+password_file = {password:?}
+timeout_seconds = 10
+reconnect_min_seconds = 1
+reconnect_max_seconds = 2
+
+[users]
+source = "list"
+list = [{users}]
+
+{extra}
+"#,
+        state = state_dir.display().to_string(),
+        url = node.url,
+        port = dovecot.imap_port,
+        password = dovecot.password_file().display().to_string(),
+    );
+    // Extra tables may repeat [policy] etc.: merge by parsing both.
+    AgentConfig::from_toml(&text).unwrap_or_else(|problems| panic!("test configuration: {problems:?}\n{text}"))
+}
+
+struct Agent {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    state_dir: std::path::PathBuf,
+}
+
+impl Agent {
+    fn start(config: AgentConfig, node: &Node) -> Agent {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let stop = CancellationToken::new();
+        let state_dir = config.state_dir.clone();
+        let options = starling_agent::Options { credential: Some(node.credential.clone()) };
+        let task = tokio::spawn(starling_agent::run(config, options, stop.clone()));
+        Agent { stop, task, state_dir }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("the agent stops within 20 s")
+            .expect("the agent task")
+            .expect("the agent ran without error");
+    }
+
+    fn events(&self, id: u16) -> Vec<state::EventRow> {
+        let Ok(c) = state::open(&self.state_dir.join("state.sqlite3")) else { return Vec::new() };
+        state::events(&c, 0, Some(id), 1000).unwrap_or_default()
+    }
+
+    fn counters(&self, mailbox: &str) -> state::Counters {
+        let c = state::open(&self.state_dir.join("state.sqlite3")).expect("state");
+        let mut total = state::Counters::default();
+        for (_, _, counters) in state::hourly(&c, 0, Some(mailbox)).expect("hourly") {
+            total.add(&counters);
+        }
+        total
+    }
+}
+
+fn ids(messages: &[Message]) -> Vec<String> {
+    let mut ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+fn ids_of(raws: &[&Vec<u8>]) -> Vec<String> {
+    let mut ids: Vec<String> = raws
+        .iter()
+        .map(|raw| {
+            let text = String::from_utf8_lossy(raw);
+            let line = text.lines().next().expect("a first line");
+            line.trim_start_matches("Message-ID:").trim().to_owned()
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn folder(dovecot: &Dovecot, user: &str, name: &str) -> Vec<Message> {
+    dovecot.messages(user, name).expect("doveadm fetch")
+}
+
+fn eventually(what: &str, dovecot: &Dovecot, condition: impl FnMut() -> bool) {
+    assert!(wait_until(WAIT, condition), "timed out waiting for: {what}\nDovecot log:\n{}", dovecot.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_spam_live_and_on_catch_up_and_leaves_ham_unread() {
+    let dovecot = Dovecot::start(&["alice"], DovecotOptions::default()).expect("dovecot");
+    let node = Node::start().await.expect("node");
+    let mail = mail(&node, "a").await;
+    // Half arrive before the agent starts (the first scan finds them), half
+    // while it watches (IDLE).
+    let (early_spam, late_spam) = mail.spam.split_at(mail.spam.len() / 2);
+    for raw in early_spam.iter().chain(&mail.ham) {
+        dovecot.save("alice", "INBOX", raw).expect("save");
+    }
+    let state = tempfile::tempdir().expect("tempdir");
+    let agent = Agent::start(config(&dovecot, &node, state.path(), &["alice"], ""), &node);
+    for raw in late_spam {
+        dovecot.lmtp_deliver("alice", raw).expect("lmtp");
+    }
+    let all_spam: Vec<&Vec<u8>> = mail.spam.iter().collect();
+    let filed = wait_until(WAIT, || ids(&folder(&dovecot, "alice", "Spam")) == ids_of(&all_spam));
+    assert!(
+        filed,
+        "every spam in Spam: expected {:?}\nSpam: {:?}\nINBOX: {:?}",
+        ids_of(&all_spam),
+        ids(&folder(&dovecot, "alice", "Spam")),
+        ids(&folder(&dovecot, "alice", "INBOX"))
+    );
+    let inbox = folder(&dovecot, "alice", "INBOX");
+    assert_eq!(ids(&inbox), ids_of(&mail.ham.iter().collect::<Vec<_>>()), "ham stays in INBOX");
+    assert!(inbox.iter().all(|m| !m.seen()), "fetching never marks mail read");
+    assert!(folder(&dovecot, "alice", "Spam").iter().all(|m| !m.seen()), "mark_read is off");
+    eventually("counters written", &dovecot, || agent.counters("alice").spam == mail.spam.len() as u32);
+    let counters = agent.counters("alice");
+    assert_eq!(counters.checked, (mail.spam.len() + mail.ham.len()) as u32);
+    assert_eq!(counters.errors, 0);
+    assert!(!agent.events(204).is_empty(), "folder_created event for Spam");
+    assert!(!agent.events(100).is_empty(), "agent_started event");
+    agent.stop().await;
+}
+
+/// One user per action, all in one Dovecot, each with its own agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_action_leaves_the_expected_folders_and_flags() {
+    let users = ["tagger", "reader", "mover", "missing", "trasher", "deleter", "phished"];
+    let dovecot = Dovecot::start(&users, DovecotOptions::default()).expect("dovecot");
+    let node = Node::start().await.expect("node");
+    let mail = mail(&node, "b").await;
+    dovecot.create_folder("mover", "Quarantine").expect("folder");
+    let policies = [
+        ("tagger", "[policy]\nspam_action = \"tag\"\n"),
+        ("reader", "[policy]\nmark_read = true\nspam_folder = \"Junk Mail\"\n"),
+        ("mover", "[policy]\nspam_action = \"folder\"\nfolder = \"Quarantine\"\n"),
+        ("missing", "[policy]\nspam_action = \"folder\"\nfolder = \"Quarantine\"\n"),
+        ("trasher", "[policy]\nspam_action = \"trash\"\n"),
+        ("deleter", "[policy]\nspam_action = \"delete\"\n"),
+        ("phished", "[policy]\nspam_action = \"tag\"\nphish_action = \"delete\"\n"),
+    ];
+    let mut agents = Vec::new();
+    let mut dirs = Vec::new();
+    for (user, policy) in policies {
+        for raw in mail.spam.iter().chain(&mail.ham).chain([&mail.phish]) {
+            dovecot.save(user, "INBOX", raw).expect("save");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        agents.push((user, Agent::start(config(&dovecot, &node, dir.path(), &[user], policy), &node)));
+        dirs.push(dir);
+    }
+    let spam_and_phish: Vec<&Vec<u8>> = mail.spam.iter().chain([&mail.phish]).collect();
+    let ham: Vec<&Vec<u8>> = mail.ham.iter().collect();
+    let everything: Vec<&Vec<u8>> = spam_and_phish.iter().copied().chain(ham.iter().copied()).collect();
+
+    // tag: every message stays in INBOX; spam gets the prefix, ham not.
+    eventually("tagged", &dovecot, || {
+        folder(&dovecot, "tagger", "INBOX").iter().filter(|m| m.subject.starts_with("[SPAM]")).count()
+            == spam_and_phish.len()
+    });
+    let inbox = folder(&dovecot, "tagger", "INBOX");
+    assert_eq!(ids(&inbox), ids_of(&everything), "tagging keeps every message exactly once");
+    for m in &inbox {
+        let tagged = m.subject.starts_with("[SPAM]");
+        assert_eq!(tagged, m.message_id.starts_with("<spam") || m.message_id.starts_with("<phish"), "{m:?}");
+        assert_eq!(tagged, m.header.contains("X-Starling-Tagged"), "the mark header goes with the tag: {m:?}");
+        assert!(!m.seen());
+    }
+
+    // mark_read and a configured spam folder name.
+    eventually("moved and read", &dovecot, || folder(&dovecot, "reader", "Junk Mail").len() == spam_and_phish.len());
+    assert!(folder(&dovecot, "reader", "Junk Mail").iter().all(Message::seen), "mark_read marks filed spam read");
+    assert!(folder(&dovecot, "reader", "INBOX").iter().all(|m| !m.seen()), "ham is never marked read");
+
+    // An existing folder.
+    eventually("moved to Quarantine", &dovecot, || {
+        ids(&folder(&dovecot, "mover", "Quarantine")) == ids_of(&spam_and_phish)
+    });
+    assert_eq!(ids(&folder(&dovecot, "mover", "INBOX")), ids_of(&ham));
+
+    // A missing folder is never created: mail stays, an event says why.
+    let missing = &agents.iter().find(|(u, _)| *u == "missing").expect("agent").1;
+    eventually("folder_missing event", &dovecot, || !missing.events(203).is_empty());
+    assert!(!dovecot.folders("missing").expect("folders").iter().any(|f| f == "Quarantine"));
+    assert_eq!(ids(&folder(&dovecot, "missing", "INBOX")), ids_of(&everything), "nothing moved, nothing lost");
+
+    // Trash (created when missing), delete.
+    eventually("moved to Trash", &dovecot, || ids(&folder(&dovecot, "trasher", "Trash")) == ids_of(&spam_and_phish));
+    eventually("deleted", &dovecot, || ids(&folder(&dovecot, "deleter", "INBOX")) == ids_of(&ham));
+    assert!(!dovecot.folders("deleter").expect("folders").iter().any(|f| f == "Spam"));
+
+    // Phishing has its own action: deleted while spam is tagged.
+    eventually("phish deleted, spam tagged", &dovecot, || {
+        let inbox = folder(&dovecot, "phished", "INBOX");
+        inbox.len() == mail.spam.len() + mail.ham.len()
+            && inbox.iter().filter(|m| m.subject.starts_with("[SPAM]")).count() == mail.spam.len()
+    });
+    assert!(!folder(&dovecot, "phished", "INBOX").iter().any(|m| m.message_id.starts_with("<phish")));
+
+    for (_, agent) in agents {
+        agent.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_special_use_whitelist_and_empty_message_rules() {
+    let dovecot =
+        Dovecot::start(&["bob"], DovecotOptions { junk_special_use: true, ..Default::default() }).expect("dovecot");
+    let node = Node::start().await.expect("node");
+    let mail = mail(&node, "c").await;
+    let state = tempfile::tempdir().expect("tempdir");
+    // The first spam's sender is whitelisted for bob.
+    let whitelisted = &mail.spam[0];
+    let sender = starling_agent::facts::Facts::from_message(whitelisted, 3).senders[0].clone();
+    let extra = format!("[whitelist]\nentries = [{sender:?}]\n");
+    let agent = Agent::start(config(&dovecot, &node, state.path(), &["bob"], &extra), &node);
+    let empty = b"Message-ID: <empty-c@test>\nFrom: someone@example.org\nTo: bob@example.com\nSubject:\n\n\n".to_vec();
+    for raw in mail.spam.iter().chain([&empty]) {
+        dovecot.lmtp_deliver("bob", raw).expect("lmtp");
+    }
+    let expected: Vec<&Vec<u8>> = mail.spam[1..].iter().chain([&empty]).collect();
+    eventually("spam and the empty message in \\Junk", &dovecot, || {
+        ids(&folder(&dovecot, "bob", "Junk")) == ids_of(&expected)
+    });
+    assert!(!dovecot.folders("bob").expect("folders").iter().any(|f| f == "Spam"), "Junk is used, Spam not created");
+    assert_eq!(ids(&folder(&dovecot, "bob", "INBOX")), ids_of(&[whitelisted]), "the whitelisted sender stays");
+    eventually("counters", &dovecot, || agent.counters("bob").whitelisted == 1);
+    assert_eq!(agent.counters("bob").empty, 1);
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_and_expunge_when_the_server_lacks_move() {
+    let dovecot = Dovecot::start(&["carol", "dave"], DovecotOptions { without_move: true, ..Default::default() })
+        .expect("dovecot");
+    let node = Node::start().await.expect("node");
+    let mail = mail(&node, "d").await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let agent = Agent::start(config(&dovecot, &node, state.path(), &["carol"], ""), &node);
+    for raw in mail.spam.iter().chain(&mail.ham) {
+        dovecot.lmtp_deliver("carol", raw).expect("lmtp");
+    }
+    eventually("spam moved by COPY + EXPUNGE", &dovecot, || {
+        ids(&folder(&dovecot, "carol", "Spam")) == ids_of(&mail.spam.iter().collect::<Vec<_>>())
+    });
+    assert_eq!(ids(&folder(&dovecot, "carol", "INBOX")), ids_of(&mail.ham.iter().collect::<Vec<_>>()));
+    assert!(!agent.events(208).is_empty(), "server_lacks_move event");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_and_expunge_spares_other_deleted_messages() {
+    let dovecot =
+        Dovecot::start(&["dave"], DovecotOptions { without_move: true, ..Default::default() }).expect("dovecot");
+    let node = Node::start().await.expect("node");
+    let mail = mail(&node, "e").await;
+    dovecot.save("dave", "INBOX", &mail.ham[0]).expect("save");
+    let out = std::process::Command::new("doveadm")
+        .arg("-c")
+        .arg(dovecot.config())
+        .args(["flags", "add", "-u", "dave", "\\Deleted", "mailbox", "INBOX", "all"])
+        .output()
+        .expect("doveadm flags");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let state = tempfile::tempdir().expect("tempdir");
+    let agent = Agent::start(config(&dovecot, &node, state.path(), &["dave"], ""), &node);
+    dovecot.lmtp_deliver("dave", &mail.spam[0]).expect("lmtp");
+    eventually("spam moved", &dovecot, || folder(&dovecot, "dave", "Spam").len() == 1);
+    let inbox = folder(&dovecot, "dave", "INBOX");
+    assert_eq!(ids(&inbox), ids_of(&[&mail.ham[0]]), "the user's \\Deleted message is not expunged by the agent");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_when_dovecot_restarts() {
+    let dovecot = Dovecot::start(&["erin"], DovecotOptions::default()).expect("dovecot");
+    let node = Node::start().await.expect("node");
+    let mail = mail(&node, "f").await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let agent = Agent::start(config(&dovecot, &node, state.path(), &["erin"], ""), &node);
+    dovecot.lmtp_deliver("erin", &mail.spam[0]).expect("lmtp");
+    eventually("first spam filed", &dovecot, || folder(&dovecot, "erin", "Spam").len() == 1);
+    dovecot.restart().expect("restart dovecot");
+    eventually("the agent noticed", &dovecot, || !agent.events(200).is_empty());
+    dovecot.lmtp_deliver("erin", &mail.spam[1]).expect("lmtp");
+    eventually("spam after the restart filed", &dovecot, || folder(&dovecot, "erin", "Spam").len() == 2);
+    assert!(!agent.events(201).is_empty(), "mail_store_reconnected event");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_open_while_the_network_is_down_and_drains_the_queue() {
+    let dovecot = Dovecot::start(&["frank"], DovecotOptions::default()).expect("dovecot");
+    let mut node = Node::start().await.expect("node");
+    let mail = mail(&node, "g").await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let agent = Agent::start(config(&dovecot, &node, state.path(), &["frank"], ""), &node);
+    dovecot.lmtp_deliver("frank", &mail.spam[0]).expect("lmtp");
+    eventually("first spam filed", &dovecot, || folder(&dovecot, "frank", "Spam").len() == 1);
+    node.stop().await;
+    for raw in &mail.spam[1..] {
+        dovecot.lmtp_deliver("frank", raw).expect("lmtp");
+    }
+    eventually("network_unreachable event", &dovecot, || !agent.events(300).is_empty());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(folder(&dovecot, "frank", "INBOX").len(), mail.spam.len() - 1, "mail stays where it is");
+    assert_eq!(folder(&dovecot, "frank", "Spam").len(), 1);
+    let queued = {
+        let c = state::open(&state.path().join("state.sqlite3")).expect("state");
+        state::recheck_count(&c).expect("count")
+    };
+    assert_eq!(queued, (mail.spam.len() - 1) as u64, "every unchecked message is queued");
+    node.restart().await.expect("restart node");
+    eventually("the queue drained", &dovecot, || folder(&dovecot, "frank", "Spam").len() == mail.spam.len());
+    assert!(folder(&dovecot, "frank", "INBOX").is_empty());
+    assert!(!agent.events(301).is_empty(), "network_reachable event");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_mailbox_has_its_own_action_and_users_come_from_doveadm() {
+    let dovecot = Dovecot::start(&["gina", "shared"], DovecotOptions::default()).expect("dovecot");
+    let node = Node::start().await.expect("node");
+    let mail = mail(&node, "h").await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let extra = format!(
+        "[users]\nsource = \"doveadm\"\ndoveadm_command = [\"doveadm\", \"-c\", {conf:?}, \"user\", \"*\"]\n\n\
+         [[shared]]\naccount = \"shared\"\naction = \"tag\"\n",
+        conf = dovecot.config().display().to_string()
+    );
+    let text = config(&dovecot, &node, state.path(), &[], "");
+    // Replace the list source with the doveadm one.
+    let mut config = text;
+    let parsed = AgentConfig::from_toml(&extra).expect("extra");
+    config.users = parsed.users;
+    config.shared = parsed.shared;
+    let agent = Agent::start(config, &node);
+    dovecot.lmtp_deliver("gina", &mail.spam[0]).expect("lmtp");
+    dovecot.lmtp_deliver("shared", &mail.spam[1]).expect("lmtp");
+    eventually("gina's spam moved", &dovecot, || folder(&dovecot, "gina", "Spam").len() == 1);
+    eventually("the shared mailbox's spam tagged", &dovecot, || {
+        folder(&dovecot, "shared", "INBOX").iter().any(|m| m.subject.starts_with("[SPAM]"))
+    });
+    assert!(folder(&dovecot, "shared", "Spam").is_empty());
+    let c = state::open(&state.path().join("state.sqlite3")).expect("state");
+    let names: Vec<String> = state::mailboxes(&c).expect("mailboxes").into_iter().map(|m| m.name).collect();
+    assert!(names.contains(&"gina".to_owned()), "{names:?}");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_a_mailbox_of_ten_thousand_messages() {
+    const COUNT: usize = 10_000;
+    let dovecot = Dovecot::start(&["heidi"], DovecotOptions::default()).expect("dovecot");
+    let node = Node::start().await.expect("node");
+    let mail = mail(&node, "i").await;
+    let pool: Vec<&Vec<u8>> = mail.spam.iter().chain(&mail.ham).collect();
+    let messages: Vec<Vec<u8>> =
+        (0..COUNT).map(|i| with_message_id(pool[i % pool.len()], &format!("bulk-{i}@test"))).collect();
+    let spam_count = (0..COUNT).filter(|i| i % pool.len() < mail.spam.len()).count();
+    dovecot.fill_maildir("heidi", &messages).expect("fill");
+    // Index them now, as a long-lived mailbox would be.
+    assert_eq!(folder(&dovecot, "heidi", "INBOX").len(), COUNT);
+    let state = tempfile::tempdir().expect("tempdir");
+    let agent = Agent::start(config(&dovecot, &node, state.path(), &["heidi"], ""), &node);
+    assert!(
+        wait_until(Duration::from_secs(300), || agent.counters("heidi").checked == COUNT as u32),
+        "all {COUNT} checked: {:?}",
+        agent.counters("heidi")
+    );
+    assert_eq!(folder(&dovecot, "heidi", "Spam").len(), spam_count);
+    assert_eq!(folder(&dovecot, "heidi", "INBOX").len(), COUNT - spam_count);
+    agent.stop().await;
+}
