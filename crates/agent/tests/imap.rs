@@ -445,3 +445,63 @@ async fn scans_a_mailbox_of_ten_thousand_messages() {
     assert_eq!(folder(&dovecot, "heidi", "INBOX").len(), COUNT - spam_count);
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_in_with_sasl_plain_and_reports_wrong_credentials() {
+    let dovecot = Dovecot::start(&["ivan", "judy"], DovecotOptions::default()).expect("dovecot");
+    let node = Node::start().await.expect("node");
+    let mail = mail(&node, "j").await;
+    // SASL PLAIN: the master user authenticates, the mailbox is the
+    // authorisation identity (RFC 4616).
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut sasl = config(&dovecot, &node, state.path(), &["ivan"], "");
+    sasl.imap.auth = starling_agent::config::ImapAuth::SaslPlain;
+    let agent = Agent::start(sasl, &node);
+    dovecot.lmtp_deliver("ivan", &mail.spam[0]).expect("lmtp");
+    eventually("filed through a SASL PLAIN login", &dovecot, || folder(&dovecot, "ivan", "Spam").len() == 1);
+    assert!(dovecot.log().contains("user=<ivan>"), "logged in as ivan");
+    agent.stop().await;
+
+    // A wrong password: an event, mail untouched, the agent keeps running.
+    let state = tempfile::tempdir().expect("tempdir");
+    let wrong = state.path().join("wrong-password");
+    std::fs::write(&wrong, "not-the-password\n").expect("write");
+    let mut config = config(&dovecot, &node, state.path(), &["judy"], "");
+    config.imap.password_file = wrong;
+    let agent = Agent::start(config, &node);
+    dovecot.lmtp_deliver("judy", &mail.spam[0]).expect("lmtp");
+    eventually("authentication_failed event", &dovecot, || !agent.events(202).is_empty());
+    assert_eq!(folder(&dovecot, "judy", "INBOX").len(), 1, "mail stays where it is");
+    assert!(!agent.task.is_finished(), "the agent keeps running (and retrying)");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connects_with_tls_and_with_starttls() {
+    let dovecot =
+        Dovecot::start(&["kate", "leo"], DovecotOptions { tls: true, ..Default::default() }).expect("dovecot");
+    let node = Node::start().await.expect("node");
+    let mail = mail(&node, "k").await;
+    let mut agents = Vec::new();
+    let mut dirs = Vec::new();
+    for (user, security, port) in [
+        ("kate", starling_agent::config::ImapSecurity::Tls, dovecot.imaps_port),
+        ("leo", starling_agent::config::ImapSecurity::Starttls, dovecot.imap_port),
+    ] {
+        let state = tempfile::tempdir().expect("tempdir");
+        let mut config = config(&dovecot, &node, state.path(), &[user], "");
+        config.imap.security = security;
+        config.imap.port = port;
+        config.imap.ca_file = Some(dovecot.certificate());
+        agents.push(Agent::start(config, &node));
+        dirs.push(state);
+        dovecot.lmtp_deliver(user, &mail.spam[0]).expect("lmtp");
+    }
+    eventually("filed over TLS and STARTTLS", &dovecot, || {
+        folder(&dovecot, "kate", "Spam").len() == 1 && folder(&dovecot, "leo", "Spam").len() == 1
+    });
+    assert!(dovecot.log().matches("TLS").count() >= 2, "both sessions were encrypted:\n{}", dovecot.log());
+    for agent in agents {
+        agent.stop().await;
+    }
+}

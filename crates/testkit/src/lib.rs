@@ -44,6 +44,9 @@ pub struct DovecotOptions {
     pub junk_special_use: bool,
     /// Connection limits fit for a thousand mailboxes.
     pub many_connections: bool,
+    /// TLS: STARTTLS on the IMAP port and implicit TLS on `imaps_port`, with
+    /// a self-signed certificate for 127.0.0.1 (`certificate()`).
+    pub tls: bool,
 }
 
 /// A private Dovecot: IMAP and LMTP on loopback ports, Maildirs in a
@@ -54,6 +57,8 @@ pub struct Dovecot {
     pub imap_port: u16,
     /// LMTP port (loopback).
     pub lmtp_port: u16,
+    /// IMAPS port (loopback; listening only with `tls`).
+    pub imaps_port: u16,
     /// The users.
     pub users: Vec<String>,
     options: DovecotOptions,
@@ -74,6 +79,7 @@ impl Dovecot {
             dir,
             imap_port: free_port(),
             lmtp_port: free_port(),
+            imaps_port: free_port(),
             users: users.iter().map(|u| u.to_string()).collect(),
             options,
             mail_owner,
@@ -96,6 +102,12 @@ impl Dovecot {
     /// The file holding the master password (for the agent's configuration).
     pub fn password_file(&self) -> PathBuf {
         self.dir().join("master-password")
+    }
+
+    /// The self-signed certificate (PEM) of a `tls` instance: the CA file
+    /// a client trusts.
+    pub fn certificate(&self) -> PathBuf {
+        self.dir().join("cert.pem")
     }
 
     /// A user's Maildir.
@@ -145,6 +157,14 @@ impl Dovecot {
         } else {
             ""
         };
+        let (ssl, imaps_port) = if self.options.tls {
+            let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+            std::fs::write(self.certificate(), certified.cert.pem())?;
+            std::fs::write(d.join("key.pem"), certified.signing_key.serialize_pem())?;
+            (format!("ssl = yes\nssl_cert = <{0}/cert.pem\nssl_key = <{0}/key.pem\n", d.display()), self.imaps_port)
+        } else {
+            ("ssl = no\n".to_owned(), 0)
+        };
         let path = d.display();
         let config = format!(
             "base_dir = {path}/run\n\
@@ -152,7 +172,7 @@ impl Dovecot {
              log_path = {path}/dovecot.log\n\
              protocols = imap lmtp\n\
              listen = 127.0.0.1\n\
-             ssl = no\n\
+             {ssl}\
              disable_plaintext_auth = no\n\
              auth_mechanisms = plain login\n\
              default_internal_user = {internal}\n\
@@ -167,7 +187,7 @@ impl Dovecot {
              passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN {path}/masters\n  master = yes\n  result_success = continue\n}}\n\
              passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {path}/users\n}}\n\
              userdb {{\n  driver = passwd-file\n  args = username_format=%u {path}/users\n  default_fields = uid={uid} gid={uid} home={path}/mail/%u\n}}\n\
-             service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+             service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap}\n  }}\n  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {imaps_port}\n  }}\n}}\n\
              service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {lmtp}\n  }}\n}}\n\
              service pop3-login {{\n  inet_listener pop3 {{\n    port = 0\n  }}\n}}\n\
              service submission-login {{\n  inet_listener submission {{\n    port = 0\n  }}\n}}\n\
