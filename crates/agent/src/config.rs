@@ -394,7 +394,19 @@ impl AgentConfig {
 
     /// Parses and checks a configuration text: every problem at once.
     pub fn from_toml(text: &str) -> Result<AgentConfig, Vec<String>> {
-        let config: AgentConfig = parse_all_problems(text)?;
+        let config: AgentConfig = match parse_all_problems(text) {
+            Ok(config) => config,
+            Err(mut problems) => {
+                // Check what remains without the keys already found wrong,
+                // so that one run lists every problem.
+                if let Some(rest) = without_keys(text, &problems)
+                    && let Ok(config) = rest.try_into::<AgentConfig>()
+                {
+                    problems.extend(config.problems());
+                }
+                return Err(problems);
+            }
+        };
         let problems = config.problems();
         if problems.is_empty() { Ok(config) } else { Err(problems) }
     }
@@ -561,6 +573,23 @@ fn check_folder_name(name: &str) -> Result<(), String> {
 
 fn is_loopback_host(host: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The configuration text as a table without the keys the problems name
+/// (`a.b.c: …`); `None` when a problem names no removable key.
+fn without_keys(text: &str, problems: &[String]) -> Option<toml::Table> {
+    let mut table: toml::Table = text.parse().ok()?;
+    for problem in problems {
+        let (path, _) = problem.split_once(": ")?;
+        let mut parts: Vec<&str> = path.split('.').collect();
+        let last = parts.pop()?;
+        let mut current = &mut table;
+        for part in parts {
+            current = current.get_mut(part)?.as_table_mut()?;
+        }
+        current.remove(last)?;
+    }
+    Some(table)
 }
 
 /// Parses a TOML text into `T`, reporting every key whose value is wrong

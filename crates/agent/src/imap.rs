@@ -819,9 +819,9 @@ impl Connected {
         timed_action(timeout, session.run_command_and_check_ok(command)).await
     }
 
-    /// Removes exactly one message: flag it deleted, then `UID EXPUNGE` it
-    /// (without UIDPLUS it stays flagged: expunging would remove the user's
-    /// other deleted messages too).
+    /// Removes exactly these messages (a UID set): flag them deleted, then
+    /// `UID EXPUNGE` them (without UIDPLUS they stay flagged: expunging
+    /// would remove the user's other deleted messages too).
     async fn remove(&mut self, uids: &str) -> Result<(), ActionError> {
         self.command(format!("UID STORE {uids} +FLAGS.SILENT (\\Deleted)")).await?;
         if self.caps.uidplus {

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use starling_agent::config::parse_all_problems;
 use starling_agent::events::{CATALOGUE, catalogue_markdown};
 use starling_agent::state;
 use starling_agent::whitelist::{self, Entry};
@@ -55,6 +54,16 @@ impl ConfigArgs {
         }
         state::open(&path).with_context(|| format!("cannot open {}", path.display()))
     }
+
+    /// The state database, created when the agent has not run yet (users
+    /// and whitelists can be prepared before the first start).
+    fn connection_or_create(&self) -> anyhow::Result<rusqlite::Connection> {
+        let config = self.agent()?;
+        std::fs::create_dir_all(&config.state_dir)
+            .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
+        let path = config.state_dir.join(state::FILE_NAME);
+        state::open(&path).with_context(|| format!("cannot open {}", path.display()))
+    }
 }
 
 fn invalid(name: &str, problems: &[String]) -> anyhow::Error {
@@ -71,9 +80,7 @@ fn split(text: &str) -> Result<(AgentConfig, Option<toml::Table>), Vec<String>> 
         None => None,
     };
     let rest = toml::to_string(&table).map_err(|e| vec![e.to_string()])?;
-    let agent: AgentConfig = parse_all_problems(&rest)?;
-    let problems = agent.problems();
-    if problems.is_empty() { Ok((agent, network)) } else { Err(problems) }
+    Ok((AgentConfig::from_toml(&rest)?, network))
 }
 
 /// The embedded node of `starling serve`: loopback, in the state
@@ -281,7 +288,7 @@ enum UsersCommand {
 
 /// `starling users …`.
 pub(crate) fn users(args: UsersArgs) -> anyhow::Result<ExitCode> {
-    let mut c = args.config.connection()?;
+    let mut c = args.config.connection_or_create()?;
     let mut out = std::io::stdout().lock();
     match args.command {
         UsersCommand::List { json } => {
@@ -396,7 +403,7 @@ enum WhitelistCommand {
 
 /// `starling whitelist …`.
 pub(crate) fn whitelist_cmd(args: WhitelistArgs) -> anyhow::Result<ExitCode> {
-    let mut c = args.config.connection()?;
+    let mut c = args.config.connection_or_create()?;
     let scope = args.user.clone().unwrap_or_default();
     let mut out = std::io::stdout().lock();
     match args.command {
