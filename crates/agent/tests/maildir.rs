@@ -99,8 +99,7 @@ async fn files_live_tags_and_whitelists_in_maildirs_found_under_the_root() {
     let setup = setup(&["ann", "ben"]);
     let node = Node::start().await.expect("node");
     let (spam, ham) = known_spam(&node).await;
-    // ben tags instead of moving: a per-user policy is the same file, so
-    // ben's mail runs through a second agent below.
+    // The first spam's sender is whitelisted server-wide.
     let sender = starling_agent::facts::Facts::from_message(&spam[0], 3).senders[0].clone();
     let extra = format!("[whitelist]\nentries = [{sender:?}]\n\n[users]\nsource = \"maildir\"\nlist = []\n");
     let (stop, task) = start(config(&setup, &node, &extra), &node);
@@ -122,6 +121,16 @@ async fn files_live_tags_and_whitelists_in_maildirs_found_under_the_root() {
     let c = state::open(&setup.state.join("state.sqlite3")).expect("state");
     let names: Vec<String> = state::mailboxes(&c).expect("mailboxes").into_iter().map(|m| m.name).collect();
     assert_eq!(names, ["ann", "ben"]);
+    // Disabling a user (as `starling users disable` does) stops filtering
+    // their mail at once; ann's is still filtered.
+    assert!(state::set_enabled(&c, "ben", false).expect("disable"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    deliver(&ben, "1700000002.M1P1.off", &with_message_id(&spam[1], "ben-off@test"));
+    deliver(&ann, "1700000002.M1P1.on", &with_message_id(&spam[1], "ann-on@test"));
+    assert!(wait_until(WAIT, || count(&ann.join(".Spam")) == moved + 1), "ann's spam still filed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(count(&ben.join(".Spam")), moved, "ben's new spam is left alone");
+    assert!(ben.join("new/1700000002.M1P1.off").exists());
     finish(stop, task).await;
 
     // The tag action rewrites in place, once, and a restart does not tag again.
