@@ -121,6 +121,7 @@ impl Agent {
     }
 
     fn counters(&self, mailbox: &str) -> state::Counters {
+        assert!(!self.task.is_finished(), "the agent stopped early");
         let c = state::open(&self.state_dir.join("state.sqlite3")).expect("state");
         let mut total = state::Counters::default();
         for (_, _, counters) in state::hourly(&c, 0, Some(mailbox)).expect("hourly") {
