@@ -34,6 +34,9 @@ pub const SECRET_FILE: &str = "agent.secret";
 pub enum Work {
     /// A message arrived (Maildir: its unique name).
     Arrived(String),
+    /// A message file written in place was closed (Maildir): handle it
+    /// again even if it was seen while being written.
+    Written(String),
     /// Look for messages the notifications may have missed.
     Scan,
     /// Look again at everything delivered since this time (nanoseconds
@@ -431,9 +434,22 @@ impl Supervisor {
             return;
         }
         use notify::EventKind;
-        use notify::event::{CreateKind, ModifyKind, RenameMode};
+        use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
         let arrived = match event.kind {
+            // A link (Postfix's delivery) or a new file; a file written in
+            // place is complete when it is closed.
             EventKind::Create(CreateKind::File | CreateKind::Any) => event.paths.last(),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
+                if let Some(path) = event.paths.last()
+                    && let (Some(dir), Some(file)) = (path.parent(), path.file_name().and_then(|f| f.to_str()))
+                    && let Some((mailbox, true)) = self.watch_routes.get(dir)
+                    && let Some(running) = self.running.get(mailbox)
+                    && running.work.try_send(Work::Written(maildir::unique_of(file).to_owned())).is_err()
+                {
+                    self.needs_scan.entry(mailbox.clone()).or_insert_with(lost_since);
+                }
+                return;
+            }
             EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Any)) => event.paths.last(),
             EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => event.paths.get(1),
             _ => None,
@@ -519,6 +535,13 @@ struct Recent {
 impl Recent {
     const SIZE: usize = 4096;
 
+    /// Forgets a name (its message was not handled after all).
+    fn remove(&mut self, name: &str) {
+        if self.set.remove(name) {
+            self.order.retain(|n| n != name);
+        }
+    }
+
     fn insert(&mut self, name: String) -> bool {
         if self.set.contains(&name) {
             return false;
@@ -585,6 +608,10 @@ impl MaildirWorker {
             };
             match next {
                 Work::Stop => return,
+                Work::Written(name) => {
+                    self.recent.remove(&name);
+                    later = Some(Work::Arrived(name));
+                }
                 Work::Scan => position = self.scan(&dir, position).await,
                 // Messages handled since then moved the position past the
                 // ones whose notifications were lost: go back.
@@ -657,6 +684,7 @@ impl MaildirWorker {
         let read = tokio::task::spawn_blocking(move || {
             let mut items = Vec::with_capacity(names.len());
             let mut missing = Vec::new();
+            let mut incomplete = Vec::new();
             let mut newest = None;
             for name in names {
                 let Some(path) = maildir::locate(&dir_owned, &name) else {
@@ -664,6 +692,10 @@ impl MaildirWorker {
                     continue;
                 };
                 match maildir::read_message(&path, max) {
+                    // Created and not written yet (a delivery that writes
+                    // in place instead of renaming from tmp/): it is
+                    // handled when it is closed.
+                    Ok((bytes, _)) if bytes.is_empty() => incomplete.push(name),
                     Ok((bytes, truncated)) => {
                         newest = newest.max(maildir::delivered_at(&path));
                         items.push(Item { locator: name, raw: Arc::from(bytes), truncated });
@@ -671,10 +703,13 @@ impl MaildirWorker {
                     Err(_) => missing.push(name),
                 }
             }
-            (items, missing, newest)
+            (items, missing, incomplete, newest)
         })
         .await;
-        let Ok((items, missing, newest)) = read else { return None };
+        let Ok((items, missing, incomplete, newest)) = read else { return None };
+        for name in &incomplete {
+            self.recent.remove(name);
+        }
         tracing::debug!(mailbox = %self.context.name, read = items.len(), missing = missing.len(), "handling");
         let name = self.context.name.to_string();
         if recheck && !missing.is_empty() {

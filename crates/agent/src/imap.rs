@@ -505,7 +505,7 @@ impl Connected {
                 Wake::Mail => {}
                 Wake::Work(Work::Stop) | Wake::Stopped => return Err(SessionError::Closed),
                 Wake::Work(Work::Recheck(locators)) => self.recheck(watcher, locators).await?,
-                Wake::Work(Work::Arrived(_) | Work::Scan | Work::Rescan(_)) => {}
+                Wake::Work(Work::Arrived(_) | Work::Written(_) | Work::Scan | Work::Rescan(_)) => {}
             }
         }
     }

@@ -198,3 +198,37 @@ async fn a_flood_is_filed_completely_even_when_notifications_are_lost() {
     eprintln!("watch_overflow events: {}", events(&setup.state, 206));
     finish(stop, task).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_written_in_place_is_judged_when_complete() {
+    let setup = setup(&["slow"]);
+    let node = Node::start().await.expect("node");
+    let (spam, ham) = known_spam(&node).await;
+    let (stop, task) = start(config(&setup, &node, ""), &node);
+    let slow = setup.root.join("slow");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Not the Maildir way (write in tmp/, rename into new/), but some tools
+    // do it: the file is seen empty, then half-written, then complete. Seen
+    // empty it must not be taken for an empty message (which is spam).
+    write_slowly(&slow.join("new/1700000003.M1P1.ham"), &with_message_id(&ham[0], "slow-ham@test")).await;
+    write_slowly(&slow.join("new/1700000003.M2P1.spam"), &with_message_id(&spam[0], "slow-spam@test")).await;
+    // An empty file, created and closed, is not a message: never filed.
+    std::fs::File::create(slow.join("new/1700000003.M3P1.empty")).expect("create");
+    assert!(wait_until(WAIT, || count(&slow.join(".Spam")) == 1), "the complete spam was judged and filed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(slow.join("new/1700000003.M1P1.ham").exists(), "the ham is left alone");
+    assert!(slow.join("new/1700000003.M3P1.empty").exists(), "the empty file is left alone");
+    assert_eq!(count(&slow.join(".Spam")), 1);
+    finish(stop, task).await;
+}
+
+async fn write_slowly(path: &Path, raw: &[u8]) {
+    use std::io::Write as _;
+    let (head, tail) = raw.split_at(raw.len() / 2);
+    let mut file = std::fs::File::create(path).expect("create");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    file.write_all(head).expect("write");
+    file.flush().expect("flush");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    file.write_all(tail).expect("write");
+}
