@@ -878,13 +878,7 @@ impl Connected {
         match done {
             Ok(folder) => uids.into_iter().map(|u| u.map(|_| Applied { folder: folder.clone() })).collect(),
             // One message may be the cause: try them one by one.
-            Err(ActionError::Failed(_)) => {
-                let mut results = Vec::with_capacity(items.len());
-                for item in items {
-                    results.push(self.apply(item, action).await);
-                }
-                results
-            }
+            Err(ActionError::Failed(_)) => crate::process::one_by_one(self, items, action).await,
             Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
         }
     }
@@ -1006,19 +1000,7 @@ impl Folder for Connected {
         if items.len() > 1 && matches!(action, Action::Move { .. } | Action::Delete) {
             return self.apply_many(items, action).await;
         }
-        let mut results = Vec::with_capacity(items.len());
-        for item in items {
-            let result = self.apply(item, action).await;
-            let lost = matches!(result, Err(ActionError::Connection(_)));
-            results.push(result);
-            if lost {
-                break;
-            }
-        }
-        while results.len() < items.len() {
-            results.push(Err(ActionError::Connection("not tried: the connection was lost".into())));
-        }
-        results
+        crate::process::one_by_one(self, items, action).await
     }
 }
 

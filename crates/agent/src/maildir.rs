@@ -443,13 +443,7 @@ impl Folder for MaildirFolder {
                     Ok(Applied::default())
                 })
                 .collect(),
-            _ => {
-                let mut results = Vec::with_capacity(items.len());
-                for item in items {
-                    results.push(self.apply(item, action).await);
-                }
-                results
-            }
+            _ => crate::process::one_by_one(self, items, action).await,
         };
         for dir in to_sync {
             let _ = sync_dir(&dir);

@@ -65,23 +65,30 @@ pub trait Folder: Send {
         items: &[&Item],
         action: &Action,
     ) -> impl std::future::Future<Output = Vec<Result<Applied, ActionError>>> + Send {
-        async move {
-            let mut results = Vec::with_capacity(items.len());
-            for item in items {
-                let result = self.apply(item, action).await;
-                let lost = matches!(result, Err(ActionError::Connection(_)));
-                results.push(result);
-                if lost {
-                    break;
-                }
-            }
-            // After a lost connection the rest were not tried.
-            while results.len() < items.len() {
-                results.push(Err(ActionError::Connection("not tried: the connection was lost".into())));
-            }
-            results
+        one_by_one(self, items, action)
+    }
+}
+
+/// Does `action` to each item in turn; after a lost connection the rest
+/// are not tried (and say so).
+pub async fn one_by_one<F: Folder + ?Sized>(
+    folder: &mut F,
+    items: &[&Item],
+    action: &Action,
+) -> Vec<Result<Applied, ActionError>> {
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        let result = folder.apply(item, action).await;
+        let lost = matches!(result, Err(ActionError::Connection(_)));
+        results.push(result);
+        if lost {
+            break;
         }
     }
+    while results.len() < items.len() {
+        results.push(Err(ActionError::Connection("not tried: the connection was lost".into())));
+    }
+    results
 }
 
 /// The outcome of a batch.
@@ -159,7 +166,7 @@ impl Processor {
         let filed_ids = if filing.is_empty() {
             Vec::new()
         } else {
-            match self.state.call(move |c| insert_filed(c, &filing)).await {
+            match self.state.call(move |c| state::insert_filed(c, &filing)).await {
                 Ok(ids) => ids,
                 Err(e) => {
                     // Without the record, filing would later look like user
@@ -282,13 +289,7 @@ impl Processor {
             }
         }
         if !destinations.is_empty() {
-            self.state.send(move |c| {
-                let tx = c.transaction()?;
-                for (id, destination) in &destinations {
-                    tx.execute("UPDATE filed SET folder = ?2 WHERE id = ?1", rusqlite::params![id, destination])?;
-                }
-                tx.commit()
-            });
+            self.state.send(move |c| state::set_filed_folders(c, &destinations));
         }
 
         let hour = jiff::Timestamp::now().as_second().div_euclid(3600) * 3600;
@@ -302,10 +303,8 @@ impl Processor {
                 if counters != Counters::default() {
                     batch.insert((hour, mailbox_name.clone()), counters);
                 }
-                state::record_batch(c, &batch, &[])?;
-                for id in unfiled {
-                    c.execute("DELETE FROM filed WHERE id = ?1", [id])?;
-                }
+                state::record_batch(c, &batch)?;
+                state::unfile(c, &unfiled)?;
                 if !rechecked.is_empty() {
                     state::recheck_done(c, &mailbox_name, &folder_owned, &rechecked)?;
                 }
@@ -327,33 +326,6 @@ impl Processor {
         }
         outcome
     }
-}
-
-fn insert_filed(c: &mut rusqlite::Connection, filed: &[Filed]) -> rusqlite::Result<Vec<i64>> {
-    let tx = c.transaction()?;
-    let mut ids = Vec::with_capacity(filed.len());
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO filed (mailbox, message_id, fingerprint, class, reason, action, folder, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        let at = jiff::Timestamp::now().as_second();
-        for f in filed {
-            insert.execute(rusqlite::params![
-                f.mailbox,
-                f.message_id,
-                f.fingerprint,
-                f.class,
-                f.reason,
-                f.action,
-                f.folder,
-                at
-            ])?;
-            ids.push(tx.last_insert_rowid());
-        }
-    }
-    tx.commit()?;
-    Ok(ids)
 }
 
 /// Whether an action changes the mail store.

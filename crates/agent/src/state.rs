@@ -521,13 +521,9 @@ pub struct Filed {
     pub folder: String,
 }
 
-/// Records what a batch did: hourly counters (by hour start, Unix seconds,
-/// and mailbox) and filed messages, in one transaction.
-pub fn record_batch(
-    c: &mut Connection,
-    counters: &BTreeMap<(i64, String), Counters>,
-    filed: &[Filed],
-) -> rusqlite::Result<()> {
+/// Adds a batch's hourly counters (by hour start, Unix seconds, and
+/// mailbox), in one transaction.
+pub fn record_batch(c: &mut Connection, counters: &BTreeMap<(i64, String), Counters>) -> rusqlite::Result<()> {
     let tx = c.transaction()?;
     {
         let mut upsert = tx.prepare_cached(
@@ -540,6 +536,16 @@ pub fn record_batch(
         for ((hour, mailbox), n) in counters {
             upsert.execute(params![hour, mailbox, n.checked, n.spam, n.phish, n.whitelisted, n.empty, n.errors])?;
         }
+    }
+    tx.commit()
+}
+
+/// Records messages about to be filed, in one transaction; returns their
+/// ids, in order.
+pub fn insert_filed(c: &mut Connection, filed: &[Filed]) -> rusqlite::Result<Vec<i64>> {
+    let tx = c.transaction()?;
+    let mut ids = Vec::with_capacity(filed.len());
+    {
         let mut insert = tx.prepare_cached(
             "INSERT INTO filed (mailbox, message_id, fingerprint, class, reason, action, folder, at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -556,9 +562,28 @@ pub fn record_batch(
                 f.folder,
                 at
             ])?;
+            ids.push(tx.last_insert_rowid());
         }
     }
+    tx.commit()?;
+    Ok(ids)
+}
+
+/// Records where filed messages went: (id, folder).
+pub fn set_filed_folders(c: &mut Connection, folders: &[(i64, String)]) -> rusqlite::Result<()> {
+    let tx = c.transaction()?;
+    for (id, folder) in folders {
+        tx.execute("UPDATE filed SET folder = ?2 WHERE id = ?1", params![id, folder])?;
+    }
     tx.commit()
+}
+
+/// Forgets records of messages that were not filed after all.
+pub fn unfile(c: &Connection, ids: &[i64]) -> rusqlite::Result<()> {
+    for id in ids {
+        c.execute("DELETE FROM filed WHERE id = ?1", [id])?;
+    }
+    Ok(())
 }
 
 /// Hourly counters since `since` (Unix seconds), for one mailbox or all.
@@ -833,8 +858,8 @@ mod tests {
         let (_dir, mut c) = db();
         let mut batch = BTreeMap::new();
         batch.insert((3600, "alice".to_owned()), Counters { checked: 2, spam: 1, ..Counters::default() });
-        record_batch(&mut c, &batch, &[]).unwrap();
-        record_batch(&mut c, &batch, &[]).unwrap();
+        record_batch(&mut c, &batch).unwrap();
+        record_batch(&mut c, &batch).unwrap();
         let rows = hourly(&c, 0, None).unwrap();
         assert_eq!(rows, [(3600, "alice".to_owned(), Counters { checked: 4, spam: 2, ..Counters::default() })]);
     }

@@ -105,7 +105,7 @@ async fn files_live_tags_and_whitelists_in_maildirs_found_under_the_root() {
     let (stop, task) = start(config(&setup, &node, &extra), &node);
     let ann = setup.root.join("ann");
     let ben = setup.root.join("ben");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(wait_until(WAIT, || events(&setup.state, 600) == 2), "both mailboxes found");
     for (i, raw) in spam.iter().chain(&ham).enumerate() {
         deliver(&ann, &format!("1700000000.M{i}P1.test"), &with_message_id(raw, &format!("ann-{i}@test")));
         deliver(&ben, &format!("1700000000.M{i}P1.test"), &with_message_id(raw, &format!("ben-{i}@test")));
@@ -172,7 +172,7 @@ async fn a_flood_is_filed_completely_even_when_notifications_are_lost() {
     let (spam, ham) = known_spam(&node).await;
     let (stop, task) = start(config(&setup, &node, ""), &node);
     let flood = setup.root.join("flood");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(wait_until(WAIT, || events(&setup.state, 600) == 1), "the mailbox found");
     // More deliveries, as fast as possible, than the agent's queues hold and
     // than the kernel queues (fs.inotify.max_queued_events, 16384 by
     // default): notifications are lost, and the rescan that follows finds
