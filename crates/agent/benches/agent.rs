@@ -11,6 +11,17 @@
 //!   isbg with SpamAssassin's spamd (`spamc`), the tool an administrator
 //!   would otherwise use; messages/s of each and the ratio.
 //!
+//! - `feedback N`: two organisations, one network: a user at A moves a new
+//!   campaign's message into Spam with a real IMAP client (Python's
+//!   imaplib); a mutated copy is then delivered to B. Time from the move at
+//!   A to B's agent filing the copy (p50, p99), N campaigns.
+//! - `rescan N`: an N-message mailbox the agent has seen, a rescan asked
+//!   for as `starling rescan` does; messages/s from the request to its end.
+//! - `simulate USERS`: a small deployment: the corpus's dev split in date
+//!   order, delivered day by day to USERS mailboxes; a seeded 30 % of users
+//!   move the spam they see into Spam; a nightly rescan. Shares of spam
+//!   filed at delivery, by rescan, and ham filed.
+//!
 //! Each part starts its own Dovecot and network node on loopback ports.
 //! This is a bench command rather than criterion: every figure is one long
 //! end-to-end run against real servers.
@@ -35,12 +46,17 @@ fn main() -> anyhow::Result<()> {
             "latency" => latency(count(200)).await,
             "memory" => memory(count(1_000)).await,
             "compare" => compare(count(1_000)).await,
+            "feedback" => feedback(count(50)).await,
+            "rescan" => rescan(count(10_000)).await,
+            "simulate" => simulate(count(20)).await,
             "all" => {
                 scan(10_000).await?;
                 latency(200).await?;
                 compare(1_000).await
             }
-            other => anyhow::bail!("unknown part {other}: scan, latency, memory, compare or all"),
+            other => {
+                anyhow::bail!("unknown part {other}: scan, latency, memory, compare, feedback, rescan, simulate or all")
+            }
         }
     })
 }
@@ -68,12 +84,18 @@ fn mailbox(spam: &[Vec<u8>], ham: &[Vec<u8>], count: usize, tag: &str) -> (Vec<V
     (messages, (0..count).filter(|i| i % pool.len() < spam.len()).count())
 }
 
-fn config(dovecot: &Dovecot, node: &Node, state_dir: &Path, users: &[String]) -> anyhow::Result<AgentConfig> {
+fn config(
+    dovecot: &Dovecot,
+    node: &Node,
+    state_dir: &Path,
+    users: &[String],
+    extra: &str,
+) -> anyhow::Result<AgentConfig> {
     let users = users.iter().map(|u| format!("{u:?}")).collect::<Vec<_>>().join(", ");
     let text = format!(
         "state_dir = {state:?}\nmail_store = \"imap\"\n\n[network]\nurl = {url:?}\n\n\
          [imap]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"plain\"\npassword_file = {password:?}\n\n\
-         [users]\nsource = \"list\"\nlist = [{users}]\n",
+         [users]\nsource = \"list\"\nlist = [{users}]\n\n{extra}",
         state = state_dir.display().to_string(),
         url = node.url,
         port = dovecot.imap_port,
@@ -90,10 +112,20 @@ struct Agent {
 
 impl Agent {
     fn start(dovecot: &Dovecot, node: &Node, users: &[String]) -> anyhow::Result<Agent> {
+        Agent::start_with(dovecot, node, users, &node.credential, "")
+    }
+
+    fn start_with(
+        dovecot: &Dovecot,
+        node: &Node,
+        users: &[String],
+        credential: &str,
+        extra: &str,
+    ) -> anyhow::Result<Agent> {
         let state_dir = tempfile::tempdir()?;
-        let config = config(dovecot, node, state_dir.path(), users)?;
+        let config = config(dovecot, node, state_dir.path(), users, extra)?;
         let stop = CancellationToken::new();
-        let options = starling_agent::Options { credential: Some(node.credential.clone()) };
+        let options = starling_agent::Options { credential: Some(credential.to_owned()) };
         let task = tokio::spawn(starling_agent::run(config, options, stop.clone()));
         Ok(Agent { stop, task, state_dir })
     }
@@ -101,6 +133,10 @@ impl Agent {
     fn checked(&self) -> u64 {
         let Ok(c) = state::open(&self.state_dir.path().join("state.sqlite3")) else { return 0 };
         state::hourly(&c, 0, None).map(|rows| rows.iter().map(|(_, _, n)| u64::from(n.checked)).sum()).unwrap_or(0)
+    }
+
+    fn db(&self) -> anyhow::Result<rusqlite::Connection> {
+        Ok(state::open(&self.state_dir.path().join("state.sqlite3"))?)
     }
 
     async fn stop(self) -> anyhow::Result<()> {
@@ -326,4 +362,241 @@ impl Drop for Spamd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The value at quantile `q` of sorted durations, in milliseconds.
+fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
+    sorted[((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1).min(sorted.len() - 1)].as_secs_f64() * 1e3
+}
+
+/// A campaign's next wave: another Message-ID, subject and greeting.
+fn mutate(raw: &[u8], id: &str) -> Vec<u8> {
+    let text = String::from_utf8_lossy(&with_message_id(raw, id)).into_owned();
+    let (header, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+    let header: Vec<String> = header
+        .lines()
+        .map(|l| if l.to_ascii_lowercase().starts_with("subject:") { format!("{l} [ref 48213]") } else { l.to_owned() })
+        .collect();
+    format!("{}\n\nHello Robert, your code is 55187.\n\n{body}", header.join("\n")).into_bytes()
+}
+
+async fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while !condition() {
+        anyhow::ensure!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+async fn feedback(rounds: usize) -> anyhow::Result<()> {
+    let dovecot = Dovecot::start(&["alice", "bob"], DovecotOptions::default())?;
+    let node = Node::start().await?;
+    let credential_b = node.add_organisation("b").await?;
+    let a = Agent::start(&dovecot, &node, &["alice".to_owned()])?;
+    let b = Agent::start_with(&dovecot, &node, &["bob".to_owned()], &credential_b, "")?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let campaigns = starling_testkit::corpus_messages("spam-1", rounds * 4)?;
+    let bob_spam = dovecot.maildir("bob").join(".Spam");
+    let (mut total, mut network, mut skipped) = (Vec::new(), Vec::new(), 0);
+    for (i, (_, raw)) in campaigns.iter().enumerate() {
+        if total.len() == rounds {
+            break;
+        }
+        let first = with_message_id(raw, &format!("wave-1-{i}@bench"));
+        let next = mutate(raw, &format!("wave-2-{i}@bench"));
+        if node.verdict(&first).await? != Class::Clean {
+            skipped += 1;
+            continue;
+        }
+        let checked = a.checked();
+        tokio::task::block_in_place(|| dovecot.lmtp_deliver("alice", &first))?;
+        wait_for("alice's delivery", Duration::from_secs(30), || a.checked() > checked).await?;
+        let moved = Instant::now();
+        let id = format!("<wave-1-{i}@bench>");
+        tokio::task::block_in_place(|| dovecot.imap_user("alice", &["move", &id, "INBOX", "Spam"]))?;
+        // Some campaigns are too short to be recognised in another form.
+        let mut known = false;
+        while moved.elapsed() < Duration::from_secs(10) {
+            if node.verdict(&next).await? == Class::Spam {
+                known = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if !known {
+            skipped += 1;
+            continue;
+        }
+        network.push(moved.elapsed());
+        let before = files_in(&bob_spam);
+        tokio::task::block_in_place(|| dovecot.lmtp_deliver("bob", &next))?;
+        wait_for("bob's filing", Duration::from_secs(30), || files_in(&bob_spam) > before).await?;
+        total.push(moved.elapsed());
+    }
+    a.stop().await?;
+    b.stop().await?;
+    total.sort();
+    network.sort();
+    println!(
+        "feedback: {} campaigns ({skipped} skipped: not recognisable once mutated): move at A -> network knows p50 {:.0} ms, p99 {:.0} ms; move at A -> mutated copy filed at B p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        total.len(),
+        quantile_ms(&network, 0.5),
+        quantile_ms(&network, 0.99),
+        quantile_ms(&total, 0.5),
+        quantile_ms(&total, 0.99),
+        quantile_ms(&total, 1.0),
+    );
+    Ok(())
+}
+
+async fn rescan(count: usize) -> anyhow::Result<()> {
+    let dovecot = Dovecot::start(&["rescan"], DovecotOptions::default())?;
+    let node = Node::start().await?;
+    let testdata_spam: Vec<Vec<u8>> = testdata(true).into_iter().map(|(_, raw)| raw).collect();
+    let ham: Vec<Vec<u8>> = testdata(false).into_iter().map(|(_, raw)| raw).collect();
+    let (messages, _) = mailbox(&testdata_spam, &ham, count, "rescan");
+    dovecot.fill_maildir("rescan", &messages)?;
+    anyhow::ensure!(dovecot.messages("rescan", "INBOX")?.len() == count, "the mailbox is filled");
+    // The agent has seen the mailbox (nothing was spam then) ...
+    let agent =
+        Agent::start_with(&dovecot, &node, &["rescan".to_owned()], &node.credential, "[rescan]\nenabled = false\n")?;
+    wait_for("the first scan", Duration::from_secs(600), || agent.checked() >= count as u64).await?;
+    // ... and now the campaigns are known.
+    let (spam, _) = pool(&node).await?;
+    let spam_count = (0..count).filter(|i| i % (testdata_spam.len() + ham.len()) < testdata_spam.len()).count();
+    let since = jiff::Timestamp::now().as_second() - 12 * 3600;
+    let started = Instant::now();
+    let id = state::rescan_request(&agent.db()?, "rescan", since, "request")?;
+    let mut row = None;
+    while started.elapsed() < Duration::from_secs(1800) {
+        row = state::rescan(&agent.db()?, id)?;
+        if row.as_ref().is_some_and(|r| r.status == "done" || r.status == "failed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let row = row.ok_or_else(|| anyhow::anyhow!("no rescan row"))?;
+    anyhow::ensure!(row.status == "done", "the rescan {}: {}", row.status, row.detail);
+    agent.stop().await?;
+    println!(
+        "rescan: {} messages looked at again ({} filed; {} known campaigns of {spam_count} spam copies) in {seconds:.2} s = {:.0} messages/s",
+        row.total,
+        row.filed,
+        spam.len(),
+        row.total as f64 / seconds
+    );
+    Ok(())
+}
+
+/// A deterministic choice (xorshift), so runs compare.
+struct Seeded(u64);
+
+impl Seeded {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+async fn simulate(user_count: usize) -> anyhow::Result<()> {
+    const DAYS: usize = 10;
+    const REPORTER_SHARE: f64 = 0.3;
+    let users: Vec<String> = (0..user_count).map(|i| format!("user{i:02}")).collect();
+    let names: Vec<&str> = users.iter().map(String::as_str).collect();
+    let dovecot = Dovecot::start(&names, DovecotOptions::default())?;
+    let node = Node::start().await?;
+    // The dev split, in date order.
+    let mut mail: Vec<(i64, bool, Vec<u8>)> = Vec::new();
+    for (group, spam) in [("spam-1", true), ("easy-ham-1", false), ("hard-ham-1", false)] {
+        for (_, raw) in starling_testkit::corpus_messages(group, usize::MAX)? {
+            let date = mail_parser::MessageParser::default()
+                .parse_headers(&raw)
+                .and_then(|m| m.date().map(|d| d.to_timestamp()))
+                .unwrap_or(0);
+            mail.push((date, spam, raw));
+        }
+    }
+    mail.sort_by_key(|(date, _, _)| *date);
+    let mut seed = Seeded(0x5eed_1234_abcd_ef01);
+    let reporters: Vec<bool> = users.iter().map(|_| (seed.next() % 1000) as f64 / 1000.0 < REPORTER_SHARE).collect();
+    let agent = Agent::start_with(&dovecot, &node, &users, &node.credential, "[rescan]\nenabled = false\n")?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let per_day = mail.len().div_ceil(DAYS);
+    let mut truth: std::collections::HashMap<String, (usize, bool)> = std::collections::HashMap::new();
+    let mut moved_by_users = 0usize;
+    let mut delivered = 0u64;
+    let started = Instant::now();
+    for day in 0..DAYS {
+        let today = &mail[(day * per_day).min(mail.len())..((day + 1) * per_day).min(mail.len())];
+        for (offset, (_, spam, raw)) in today.iter().enumerate() {
+            let index = day * per_day + offset;
+            let user = index % user_count;
+            let id = format!("sim-{index}@sim");
+            truth.insert(id.clone(), (user, *spam));
+            let raw = with_message_id(raw, &id);
+            tokio::task::block_in_place(|| dovecot.lmtp_deliver(&users[user], &raw))?;
+            delivered += 1;
+        }
+        wait_for("the day's mail checked", Duration::from_secs(600), || agent.checked() >= delivered).await?;
+        // Reporters move the spam they see in their inbox.
+        for (u, user) in users.iter().enumerate() {
+            if !reporters[u] {
+                continue;
+            }
+            let inbox = tokio::task::block_in_place(|| dovecot.messages(user, "INBOX"))?;
+            for message in inbox {
+                let id = message.message_id.trim_matches(['<', '>']).to_owned();
+                if truth.get(&id).is_some_and(|(_, spam)| *spam) {
+                    tokio::task::block_in_place(|| {
+                        dovecot.imap_user(user, &["move", &message.message_id, "INBOX", "Spam"])
+                    })?;
+                    moved_by_users += 1;
+                }
+            }
+        }
+        wait_for("reports sent", Duration::from_secs(120), || {
+            agent.db().ok().and_then(|c| state::feedback_pending(&c).ok()).is_some_and(|n| n == 0)
+        })
+        .await?;
+        // The nightly rescan.
+        let since = jiff::Timestamp::now().as_second() - 12 * 3600;
+        let db = agent.db()?;
+        let ids: Vec<i64> =
+            users.iter().map(|u| state::rescan_request(&db, u, since, "schedule")).collect::<Result<_, _>>()?;
+        wait_for("the nightly rescan", Duration::from_secs(600), || {
+            ids.iter().all(|id| {
+                state::rescan(&db, *id).ok().flatten().is_some_and(|r| r.status == "done" || r.status == "failed")
+            })
+        })
+        .await?;
+        eprintln!("day {} done after {:.0} s", day + 1, started.elapsed().as_secs_f64());
+    }
+    // What the agent filed, by how it found it.
+    let db = agent.db()?;
+    let mut statement = db.prepare("SELECT message_id, pass FROM filed WHERE folder <> ''")?;
+    let filed: Vec<(String, String)> =
+        statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
+    let spam_total = truth.values().filter(|(_, spam)| *spam).count();
+    let ham_total = truth.len() - spam_total;
+    let count = |pass: &str, spam: bool| {
+        filed.iter().filter(|(id, p)| p == pass && truth.get(id).is_some_and(|(_, s)| *s == spam)).count()
+    };
+    let (at_delivery, by_rescan) = (count("delivery", true) + count("recheck", true), count("rescan", true));
+    let ham_filed = count("delivery", false) + count("recheck", false) + count("rescan", false);
+    agent.stop().await?;
+    let share = |n: usize| 100.0 * n as f64 / spam_total as f64;
+    println!(
+        "simulate: {user_count} users ({} reporting), {} messages ({spam_total} spam, {ham_total} ham) over {DAYS} days in date order: \
+         spam filed at delivery {at_delivery} ({:.1} %), by the nightly rescan {by_rescan} ({:.1} %), moved by users {moved_by_users} ({:.1} %); ham filed {ham_filed}",
+        reporters.iter().filter(|r| **r).count(),
+        truth.len(),
+        share(at_delivery),
+        share(by_rescan),
+        share(moved_by_users),
+    );
+    Ok(())
 }

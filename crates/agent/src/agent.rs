@@ -5,7 +5,11 @@
 //! notices changes made by the CLI or console (SQLite's `data_version`),
 //! starts and stops mailbox tasks to match the enabled mailboxes, routes
 //! Maildir notifications to them, and drains the re-check queue whenever
-//! the network is reachable.
+//! the network is reachable. It also starts the daily rescan at its time,
+//! hands rescans asked for by the CLI to their mailbox's task, and (IMAP)
+//! keeps a second task per mailbox on its spam folder for users' feedback;
+//! for Maildir it watches the spam folder and the other folders and routes
+//! what users move there to the mailbox's task.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -18,10 +22,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentConfig, MailStoreKind, SharedMailbox};
 use crate::events::{self, Events};
+use crate::feedback::Feedback;
 use crate::network::{self, Health, Network};
 use crate::pipeline::{self, MailboxContext, Pipeline, Whitelists};
-use crate::policy::MailboxPolicy;
-use crate::process::{Item, Processor};
+use crate::policy::{ActionKind, MailboxPolicy};
+use crate::process::{Item, Moved, Pass, Processor};
 use crate::state::{self, Cursor, State};
 use crate::tagging::Marker;
 use crate::{imap, maildir, users};
@@ -34,14 +39,26 @@ pub const SECRET_FILE: &str = "agent.secret";
 pub enum Work {
     /// A message arrived (Maildir: its unique name).
     Arrived(String),
-    /// A message file written in place was closed (Maildir): handle it
-    /// again even if it was seen while being written.
+    /// A message to handle even if it was seen before (Maildir): a file
+    /// written in place was closed, or a message came back from another
+    /// folder.
     Written(String),
+    /// Users moved a message into another folder (Maildir): the folder, the
+    /// message's unique name, and which way.
+    Moved(String, String, Moved),
     /// Look for messages the notifications may have missed.
     Scan,
     /// Look again at everything delivered since this time (nanoseconds
     /// since the epoch): notifications were lost from about then on.
-    Rescan(i64),
+    CatchUp(i64),
+    /// Rescan messages delivered since `since` (Unix seconds); `id` is the
+    /// rescan's row in the state database.
+    Rescan {
+        /// The rescan's id.
+        id: i64,
+        /// Unix seconds.
+        since: i64,
+    },
     /// Check queued messages again: (folder, locator).
     Recheck(Vec<(String, String)>),
     /// Stop.
@@ -89,8 +106,10 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 struct Running {
     work: mpsc::Sender<Work>,
     task: tokio::task::JoinHandle<()>,
-    /// Maildir: the watched folder directory.
-    watched: Option<PathBuf>,
+    /// Maildir: the watched directories (`new` and `cur` of each folder).
+    watched: Vec<PathBuf>,
+    /// Users' moves are watched (the task must restart when that changes).
+    feedback: bool,
 }
 
 /// Runs the agent until `stop` is cancelled.
@@ -135,11 +154,13 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
     };
     let network = Network::start(settings, events.clone(), state.clone()).await?;
     let pipeline = Arc::new(Pipeline::new(&config, network.clone(), events.clone(), marker.clone()));
+    let feedback = Feedback::new(state.clone(), events.clone(), config.feedback.enabled);
     let processor = Arc::new(Processor {
         pipeline: pipeline.clone(),
         state: state.clone(),
         events: events.clone(),
         recheck_queue_max: config.network.recheck_queue_max,
+        feedback: feedback.clone(),
     });
     events.emit(
         events::AGENT_STARTED,
@@ -154,10 +175,22 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
             config.network.url
         ),
     );
+    let supervisor_stop = stop.child_token();
+    feedback.start_sender(
+        network.clone(),
+        secret,
+        Duration::from_secs(config.network.retry_seconds),
+        supervisor_stop.clone(),
+    );
     let (fs_events, fs_receiver) = mpsc::channel(4096);
     let mut config = config;
     // Notifications name absolute paths.
     config.maildir.root = std::path::absolute(&config.maildir.root)?;
+    let schedule = config
+        .rescan
+        .enabled
+        .then(|| crate::schedule::Daily::parse(&config.rescan.time, &config.rescan.timezone))
+        .transpose()?;
     let mut supervisor = Supervisor {
         config,
         state,
@@ -168,11 +201,13 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
         marker,
         imap: imap_server,
         running: HashMap::new(),
+        spam_running: HashMap::new(),
         watcher: None,
         watch_routes: HashMap::new(),
         needs_scan: HashMap::new(),
         fs_events,
-        stop: stop.child_token(),
+        schedule,
+        stop: supervisor_stop,
     };
     let result = supervisor.run(fs_receiver, &stop).await;
     supervisor.shutdown().await;
@@ -180,6 +215,35 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
     // Let the state thread store the last events.
     let _ = supervisor.state.call(|_| Ok(())).await;
     result
+}
+
+/// A folder a mailbox task should watch.
+struct Wanted {
+    name: String,
+    account: String,
+    folder: String,
+    policy: MailboxPolicy,
+    /// Users' moves are watched (and reported when the network may hear
+    /// of them).
+    feedback: bool,
+}
+
+/// Where a watched Maildir directory's notifications go.
+#[derive(Clone, Debug)]
+struct Route {
+    mailbox: String,
+    folder: String,
+    kind: RouteKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RouteKind {
+    /// The filtered folder's `new/` (true) or `cur/` (false).
+    Filtered(bool),
+    /// The spam folder or a sub-folder of it.
+    Spam,
+    /// Another folder (not Trash).
+    Other,
 }
 
 struct Supervisor {
@@ -192,16 +256,23 @@ struct Supervisor {
     marker: Marker,
     imap: Option<Arc<imap::Server>>,
     running: HashMap<String, Running>,
+    /// IMAP: the spam-folder task of each mailbox with feedback on.
+    spam_running: HashMap<String, Running>,
     watcher: Option<notify::RecommendedWatcher>,
-    /// Watched `new`/`cur` directory → (mailbox, kind of directory).
-    watch_routes: HashMap<PathBuf, (String, bool)>,
+    /// Watched `new`/`cur` directory → where its notifications go.
+    watch_routes: HashMap<PathBuf, Route>,
     fs_events: mpsc::Sender<notify::Result<notify::Event>>,
     /// Mailboxes whose notifications were lost (their task had no room, or
     /// the kernel's queue overflowed), with the time from which to look
     /// again: they get a rescan as soon as there is room.
     needs_scan: HashMap<String, i64>,
+    /// The daily rescan, when on.
+    schedule: Option<crate::schedule::Daily>,
     stop: CancellationToken,
 }
+
+/// How long filed messages are remembered (to recognise rescues).
+const FILED_KEEP_DAYS: i64 = 90;
 
 impl Supervisor {
     async fn run(
@@ -218,16 +289,25 @@ impl Supervisor {
         }
         let mut data_version = self.state.call(|c| state::data_version(c)).await?;
         self.reload_whitelists().await;
+        self.abandon_stale_rescans().await;
         let mut users_due = tokio::time::Instant::now();
         let mut settings_poll = tokio::time::interval(Duration::from_secs(2));
         let mut recheck_poll = tokio::time::interval(Duration::from_secs(self.config.network.retry_seconds.max(5)));
         let mut health = self.network.health_changes();
+        let mut rescan_due = self.next_rescan();
         loop {
+            let rescan_sleep = async {
+                match rescan_due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = stop.cancelled() => return Ok(()),
                 () = tokio::time::sleep_until(users_due) => {
                     let ok = self.sync_users().await;
                     self.reconcile().await;
+                    self.dispatch_rescans().await;
                     let minutes = if ok { self.config.users.refresh_minutes } else { 1 };
                     users_due = tokio::time::Instant::now() + Duration::from_secs(minutes * 60);
                 }
@@ -239,6 +319,7 @@ impl Supervisor {
                         data_version = version;
                         self.reload_whitelists().await;
                         self.reconcile().await;
+                        self.dispatch_rescans().await;
                     }
                 }
                 _ = recheck_poll.tick() => self.drain_rechecks().await,
@@ -247,8 +328,84 @@ impl Supervisor {
                         self.drain_rechecks().await;
                     }
                 }
+                () = rescan_sleep => {
+                    self.daily_rescan().await;
+                    rescan_due = self.next_rescan();
+                }
                 Some(event) = fs_receiver.recv() => self.route(event).await,
             }
+        }
+    }
+
+    /// When the next daily rescan is due.
+    fn next_rescan(&self) -> Option<tokio::time::Instant> {
+        let schedule = self.schedule.as_ref()?;
+        let now = jiff::Timestamp::now();
+        let next = schedule.next_after(now);
+        let wait = Duration::try_from(next.duration_since(now)).unwrap_or_default();
+        tracing::debug!(%next, "next daily rescan");
+        Some(tokio::time::Instant::now() + wait)
+    }
+
+    /// Starts the daily rescan of every watched mailbox, and forgets filed
+    /// messages too old to matter.
+    async fn daily_rescan(&mut self) {
+        let since = jiff::Timestamp::now().as_second() - i64::from(self.config.rescan.max_age_hours) * 3600;
+        let mailboxes: Vec<String> = self.running.keys().cloned().collect();
+        let before = jiff::Timestamp::now().as_second() - FILED_KEEP_DAYS * 86_400;
+        let requested = self
+            .state
+            .call(move |c| {
+                state::filed_expire(c, before)?;
+                mailboxes.iter().map(|m| state::rescan_request(c, m, since, "schedule")).collect::<Result<Vec<_>, _>>()
+            })
+            .await;
+        match requested {
+            Ok(_) => self.dispatch_rescans().await,
+            Err(e) => self.events.emit(events::STATE_ERROR, None, e.to_string()),
+        }
+    }
+
+    /// Rescans a stop interrupted cannot finish: they failed.
+    async fn abandon_stale_rescans(&self) {
+        let _ = self
+            .state
+            .call(|c| {
+                for status in ["queued", "running"] {
+                    for row in state::rescans_with_status(c, status)? {
+                        state::rescan_update(
+                            c,
+                            row.id,
+                            "failed",
+                            (row.total, row.checked, row.filed),
+                            "interrupted: the agent stopped",
+                        )?;
+                    }
+                }
+                Ok(())
+            })
+            .await;
+    }
+
+    /// Hands rescans asked for to their mailbox tasks.
+    async fn dispatch_rescans(&mut self) {
+        let Ok(requested) = self.state.call(|c| state::rescans_with_status(c, "requested")).await else { return };
+        for row in requested {
+            let (id, mailbox) = (row.id, row.mailbox.clone());
+            let status = match self.running.get(&row.mailbox) {
+                None => Some(("failed", "the mailbox is not watched (unknown, disabled, or not listed)")),
+                Some(running) => match running.work.try_send(Work::Rescan { id, since: row.since }) {
+                    Ok(()) => Some(("queued", "")),
+                    // Busy: handed over at the next look.
+                    Err(mpsc::error::TrySendError::Full(_)) => None,
+                    Err(mpsc::error::TrySendError::Closed(_)) => Some(("failed", "the mailbox's task stopped")),
+                },
+            };
+            let Some((status, detail)) = status else { continue };
+            if status == "failed" {
+                self.events.emit(events::RESCAN_FAILED, Some(&mailbox), detail);
+            }
+            let _ = self.state.call(move |c| state::rescan_update(c, id, status, (0, 0, 0), detail)).await;
         }
     }
 
@@ -301,9 +458,8 @@ impl Supervisor {
         }
     }
 
-    /// The folders that should be watched now: (task name, account,
-    /// folder, policy).
-    async fn wanted(&self) -> Vec<(String, String, String, MailboxPolicy)> {
+    /// The folders that should be watched now.
+    async fn wanted(&self) -> Vec<Wanted> {
         let rows = match self.state.call(|c| state::mailboxes(c)).await {
             Ok(rows) => rows,
             Err(e) => {
@@ -312,42 +468,72 @@ impl Supervisor {
             }
         };
         let user_policy = pipeline::user_policy(&self.config);
-        let mut wanted: Vec<_> = rows
+        let global = self.config.feedback.enabled;
+        let mut wanted: Vec<Wanted> = rows
             .into_iter()
             .filter(|row| row.enabled && row.present && row.kind == "user")
-            .map(|row| (row.name.clone(), row.name, "INBOX".to_owned(), user_policy.clone()))
+            .map(|row| Wanted {
+                name: row.name.clone(),
+                account: row.name,
+                folder: "INBOX".to_owned(),
+                policy: user_policy.clone(),
+                feedback: global && row.feedback,
+            })
             .collect();
         for shared in &self.config.shared {
-            wanted.push((
-                shared_name(shared),
-                shared.account.clone(),
-                shared.folder.clone(),
-                pipeline::shared_policy(&self.config, shared),
-            ));
+            wanted.push(Wanted {
+                name: shared_name(shared),
+                account: shared.account.clone(),
+                folder: shared.folder.clone(),
+                policy: pipeline::shared_policy(&self.config, shared),
+                feedback: false,
+            });
         }
         wanted
+    }
+
+    /// Stops a task (and its spam-folder task, and its watches).
+    async fn stop_task(&mut self, name: &str) {
+        for running in [self.running.remove(name), self.spam_running.remove(name)].into_iter().flatten() {
+            let _ = running.work.send(Work::Stop).await;
+            for dir in running.watched {
+                if let Some(watcher) = &mut self.watcher {
+                    let _ = watcher.unwatch(&dir);
+                }
+                self.watch_routes.remove(&dir);
+            }
+        }
     }
 
     /// Starts and stops tasks to match the wanted folders.
     async fn reconcile(&mut self) {
         let wanted = self.wanted().await;
-        let names: HashSet<&str> = wanted.iter().map(|w| w.0.as_str()).collect();
-        let stopping: Vec<String> = self.running.keys().filter(|n| !names.contains(n.as_str())).cloned().collect();
+        let names: HashMap<&str, bool> = wanted.iter().map(|w| (w.name.as_str(), w.feedback)).collect();
+        let stopping: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(n, r)| names.get(n.as_str()) != Some(&r.feedback))
+            .map(|(n, _)| n.clone())
+            .collect();
         for name in stopping {
-            if let Some(running) = self.running.remove(&name) {
-                let _ = running.work.send(Work::Stop).await;
-                if let (Some(dir), Some(watcher)) = (&running.watched, &mut self.watcher) {
-                    for sub in ["new", "cur"] {
-                        let _ = watcher.unwatch(&dir.join(sub));
-                        self.watch_routes.remove(&dir.join(sub));
-                    }
-                }
-            }
+            self.stop_task(&name).await;
         }
-        for (name, account, folder, policy) in wanted {
-            if self.running.get(&name).is_some_and(|r| !r.task.is_finished()) {
+        for wanted in wanted {
+            if self.running.get(&wanted.name).is_some_and(|r| !r.task.is_finished()) {
+                if wanted.feedback && self.imap.is_some() && !self.spam_running.contains_key(&wanted.name) {
+                    self.start_spam_task(&wanted);
+                }
                 continue;
             }
+            self.stop_task(&wanted.name).await;
+            let Wanted { name, account, folder, policy, feedback } = wanted;
+            let spam_task = feedback.then(|| Wanted {
+                name: name.clone(),
+                account: account.clone(),
+                folder: folder.clone(),
+                policy: policy.clone(),
+                feedback,
+            });
             let context = MailboxContext { name: Arc::from(name.as_str()), enabled: true, policy: Arc::new(policy) };
             let (work, receiver) = mpsc::channel(1024);
             let running = match (&self.imap, self.config.mail_store) {
@@ -356,6 +542,7 @@ impl Supervisor {
                         server: server.clone(),
                         account,
                         folder,
+                        role: imap::Role::Filter,
                         context,
                         processor: self.processor.clone(),
                         marker: self.marker.clone(),
@@ -364,13 +551,12 @@ impl Supervisor {
                         events: self.events.clone(),
                     };
                     let stop = self.stop.clone();
-                    Running { work, task: tokio::spawn(watcher.run(stop)), watched: None }
+                    Running { work, task: tokio::spawn(watcher.run(stop)), watched: Vec::new(), feedback }
                 }
                 _ => {
                     let maildir =
                         maildir::user_maildir(&self.config.maildir.root, &self.config.maildir.layout, &account);
-                    let dir = maildir::folder_dir(&maildir, &folder);
-                    let watched = self.watch(&name, &dir);
+                    let (watched, complete) = self.watch_maildir(&name, &maildir, &folder, feedback);
                     let worker = MaildirWorker {
                         maildir,
                         folder,
@@ -380,19 +566,81 @@ impl Supervisor {
                         events: self.events.clone(),
                         first_scan_hours: self.config.scan.first_scan_hours,
                         max_bytes: self.config.imap.max_message_bytes,
-                        poll: if watched { Duration::from_secs(600) } else { Duration::from_secs(60) },
+                        poll: if complete { Duration::from_secs(600) } else { Duration::from_secs(60) },
                         recent: Recent::default(),
                     };
                     let stop = self.stop.clone();
-                    Running { work, task: tokio::spawn(worker.run(receiver, stop)), watched: Some(dir) }
+                    Running { work, task: tokio::spawn(worker.run(receiver, stop)), watched, feedback }
                 }
             };
             self.running.insert(name, running);
+            if let Some(spam_task) = spam_task
+                && self.imap.is_some()
+            {
+                self.start_spam_task(&spam_task);
+            }
         }
     }
 
+    /// Starts the spam-folder task of an IMAP mailbox.
+    fn start_spam_task(&mut self, wanted: &Wanted) {
+        let Some(server) = &self.imap else { return };
+        let policy = &wanted.policy;
+        let files_there = [policy.spam_action, policy.phish_action].contains(&ActionKind::SpamFolder);
+        let (work, receiver) = mpsc::channel(16);
+        let watcher = imap::Watcher {
+            server: server.clone(),
+            account: wanted.account.clone(),
+            folder: policy.spam_folder.clone(),
+            role: imap::Role::Spam { name: policy.spam_folder.clone(), create: files_there },
+            context: MailboxContext {
+                name: Arc::from(wanted.name.as_str()),
+                enabled: true,
+                policy: Arc::new(policy.clone()),
+            },
+            processor: self.processor.clone(),
+            marker: self.marker.clone(),
+            first_scan_hours: 0,
+            work: receiver,
+            events: self.events.clone(),
+        };
+        let task = tokio::spawn(watcher.run(self.stop.clone()));
+        self.spam_running.insert(wanted.name.clone(), Running { work, task, watched: Vec::new(), feedback: true });
+    }
+
+    /// Watches a Maildir's filtered folder and, with feedback, its other
+    /// folders (not Trash); returns the watched directories, and whether
+    /// the filtered folder's watch is complete.
+    fn watch_maildir(&mut self, mailbox: &str, maildir: &Path, folder: &str, feedback: bool) -> (Vec<PathBuf>, bool) {
+        let mut watched = Vec::new();
+        let dir = maildir::folder_dir(maildir, folder);
+        let complete = self.watch(mailbox, folder, &dir, None, &mut watched);
+        if feedback {
+            let spam = self.config.policy.spam_folder.clone();
+            let spam = if spam.is_empty() { "Spam".to_owned() } else { spam };
+            let trash = self.config.policy.trash_folder.clone();
+            let trash = if trash.is_empty() { "Trash".to_owned() } else { trash };
+            let in_tree = |name: &str, root: &str| name == root || name.starts_with(&format!("{root}."));
+            for other in maildir::folders(maildir) {
+                if in_tree(&other, &trash) || other == folder {
+                    continue;
+                }
+                let kind = if in_tree(&other, &spam) { RouteKind::Spam } else { RouteKind::Other };
+                self.watch(mailbox, &other, &maildir::folder_dir(maildir, &other), Some(kind), &mut watched);
+            }
+        }
+        (watched, complete)
+    }
+
     /// Watches a Maildir folder's `new` and `cur`; false when it failed.
-    fn watch(&mut self, mailbox: &str, dir: &Path) -> bool {
+    fn watch(
+        &mut self,
+        mailbox: &str,
+        folder: &str,
+        dir: &Path,
+        kind: Option<RouteKind>,
+        watched: &mut Vec<PathBuf>,
+    ) -> bool {
         let Some(watcher) = &mut self.watcher else { return false };
         let mut ok = true;
         for sub in ["new", "cur"] {
@@ -403,7 +651,10 @@ impl Supervisor {
             }
             match watcher.watch(&path, notify::RecursiveMode::NonRecursive) {
                 Ok(()) => {
-                    self.watch_routes.insert(path, (mailbox.to_owned(), sub == "new"));
+                    let kind = kind.unwrap_or(RouteKind::Filtered(sub == "new"));
+                    let route = Route { mailbox: mailbox.to_owned(), folder: folder.to_owned(), kind };
+                    self.watch_routes.insert(path.clone(), route);
+                    watched.push(path);
                 }
                 Err(e) => {
                     ok = false;
@@ -435,14 +686,14 @@ impl Supervisor {
         }
         use notify::EventKind;
         use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
-        let arrived = match event.kind {
-            // A link (Postfix's delivery) or a new file; a file written in
-            // place is complete when it is closed.
-            EventKind::Create(CreateKind::File | CreateKind::Any) => event.paths.last(),
+        let (arrived, from) = match event.kind {
+            // A link (Postfix's delivery, a client's copy) or a new file; a
+            // file written in place is complete when it is closed.
+            EventKind::Create(CreateKind::File | CreateKind::Any) => (event.paths.last(), None),
             EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
                 if let Some(path) = event.paths.last()
                     && let (Some(dir), Some(file)) = (path.parent(), path.file_name().and_then(|f| f.to_str()))
-                    && let Some((mailbox, true)) = self.watch_routes.get(dir)
+                    && let Some(Route { mailbox, kind: RouteKind::Filtered(true), .. }) = self.watch_routes.get(dir)
                     && let Some(running) = self.running.get(mailbox)
                     && running.work.try_send(Work::Written(maildir::unique_of(file).to_owned())).is_err()
                 {
@@ -450,22 +701,43 @@ impl Supervisor {
                 }
                 return;
             }
-            EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Any)) => event.paths.last(),
-            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => event.paths.get(1),
-            _ => None,
+            EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Any)) => (event.paths.last(), None),
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => (event.paths.get(1), event.paths.first()),
+            _ => (None, None),
         };
         let Some(path) = arrived else { return };
         let (Some(dir), Some(file)) = (path.parent(), path.file_name().and_then(|f| f.to_str())) else { return };
-        let Some((mailbox, is_new)) = self.watch_routes.get(dir) else { return };
-        // Mail is delivered to new/; a file in cur/ without flags was
-        // delivered there directly. Files moved from new/ to cur/ by the
-        // server, or by a client from another folder, carry flags.
-        if (*is_new || !file.contains(':'))
-            && !file.starts_with('.')
-            && let Some(running) = self.running.get(mailbox)
-            && running.work.try_send(Work::Arrived(maildir::unique_of(file).to_owned())).is_err()
+        let Some(route) = self.watch_routes.get(dir) else { return };
+        if file.starts_with('.') {
+            return;
+        }
+        // A rename within one folder is the server taking a message from
+        // new/ to cur/, or changing its flags: nothing arrived.
+        let within = from
+            .and_then(|f| f.parent())
+            .and_then(|d| self.watch_routes.get(d))
+            .is_some_and(|r| r.mailbox == route.mailbox && r.folder == route.folder);
+        let unique = maildir::unique_of(file).to_owned();
+        let work = match route.kind {
+            // Mail is delivered to new/; a file in cur/ without flags was
+            // delivered there directly.
+            RouteKind::Filtered(true) => Work::Arrived(unique),
+            RouteKind::Filtered(false) if !file.contains(':') => Work::Arrived(unique),
+            // A file with flags in cur/ from elsewhere came from another
+            // folder (a user took it out of spam, perhaps): look at it even
+            // if it was here before.
+            RouteKind::Filtered(false) if !within => Work::Written(unique),
+            RouteKind::Spam if !within => Work::Moved(route.folder.clone(), unique, Moved::IntoSpam),
+            RouteKind::Other if !within => Work::Moved(route.folder.clone(), unique, Moved::OutOfSpam),
+            _ => return,
+        };
+        let mailbox = route.mailbox.clone();
+        let lost = matches!(work, Work::Arrived(_) | Work::Written(_));
+        if let Some(running) = self.running.get(&mailbox)
+            && running.work.try_send(work).is_err()
+            && lost
         {
-            self.needs_scan.entry(mailbox.clone()).or_insert_with(lost_since);
+            self.needs_scan.entry(mailbox).or_insert_with(lost_since);
         }
     }
 
@@ -473,7 +745,7 @@ impl Supervisor {
     fn send_pending_scans(&mut self) {
         let running = &self.running;
         self.needs_scan.retain(|mailbox, since| {
-            running.get(mailbox).is_some_and(|r| r.work.try_send(Work::Rescan(*since)).is_err() && !r.work.is_closed())
+            running.get(mailbox).is_some_and(|r| r.work.try_send(Work::CatchUp(*since)).is_err() && !r.work.is_closed())
         });
     }
 
@@ -504,7 +776,7 @@ impl Supervisor {
 
     async fn shutdown(&mut self) {
         self.stop.cancel();
-        let tasks: Vec<_> = self.running.drain().map(|(_, r)| r.task).collect();
+        let tasks: Vec<_> = self.running.drain().chain(self.spam_running.drain()).map(|(_, r)| r.task).collect();
         let all = futures::future::join_all(tasks);
         if tokio::time::timeout(Duration::from_secs(10), all).await.is_err() {
             tracing::warn!("some mailbox tasks did not stop within 10 s");
@@ -615,7 +887,23 @@ impl MaildirWorker {
                 Work::Scan => position = self.scan(&dir, position).await,
                 // Messages handled since then moved the position past the
                 // ones whose notifications were lost: go back.
-                Work::Rescan(since) => position = self.scan(&dir, position.min(since)).await,
+                Work::CatchUp(since) => position = self.scan(&dir, position.min(since)).await,
+                Work::Rescan { id, since } => self.rescan(&dir, id, since).await,
+                Work::Moved(folder, first, direction) => {
+                    let mut moved = vec![(folder, first, direction)];
+                    while moved.len() < 256 {
+                        match work.try_recv() {
+                            Ok(Work::Moved(folder, name, direction)) => moved.push((folder, name, direction)),
+                            Ok(Work::Stop) => return,
+                            Ok(other) => {
+                                later = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.moved(moved).await;
+                }
                 Work::Arrived(first) => {
                     let mut names = vec![first];
                     while names.len() < 256 {
@@ -630,7 +918,7 @@ impl MaildirWorker {
                         }
                     }
                     let names: Vec<String> = names.into_iter().filter(|n| self.recent.insert(n.clone())).collect();
-                    if let Some(newest) = self.handle(&dir, names, false).await {
+                    if let (Some(newest), _) = self.handle(&dir, names, Pass::Delivery).await {
                         position = position.max(newest);
                         self.save_cursor(position);
                     }
@@ -638,7 +926,7 @@ impl MaildirWorker {
                 Work::Recheck(locators) => {
                     let names: Vec<String> =
                         locators.into_iter().filter(|(f, _)| *f == self.folder).map(|(_, l)| l).collect();
-                    self.handle(&dir, names, true).await;
+                    self.handle(&dir, names, Pass::Recheck).await;
                 }
             }
         }
@@ -666,19 +954,94 @@ impl MaildirWorker {
             // Messages handled a moment ago are not handled twice.
             let names: Vec<String> =
                 chunk.iter().map(|(n, _)| n.clone()).filter(|n| self.recent.insert(n.clone())).collect();
-            self.handle(dir, names, false).await;
+            self.handle(dir, names, Pass::Delivery).await;
             newest = newest.max(chunk.last().map_or(position, |(_, at)| *at));
             self.save_cursor(newest);
         }
         newest
     }
 
-    /// Reads and processes messages by unique name, in batches; returns the
-    /// newest delivery time seen.
-    async fn handle(&mut self, dir: &Path, names: Vec<String>, recheck: bool) -> Option<i64> {
-        if names.is_empty() {
-            return None;
+    /// Looks again at the messages delivered since `since` (Unix seconds).
+    async fn rescan(&mut self, dir: &Path, id: i64, since: i64) {
+        let started = std::time::Instant::now();
+        let state = self.processor.state.clone();
+        let name = self.context.name.to_string();
+        let dir_owned = dir.to_owned();
+        let after = since.saturating_mul(1_000_000_000);
+        let listed = match tokio::task::spawn_blocking(move || maildir::list_since(&dir_owned, after)).await {
+            Ok(Ok(listed)) => listed,
+            failed => {
+                let detail = match failed {
+                    Ok(Err(e)) => format!("{}: {e}", dir.display()),
+                    _ => "the listing task failed".to_owned(),
+                };
+                self.events.emit(events::RESCAN_FAILED, Some(&name), &detail);
+                let _ = state.call(move |c| state::rescan_update(c, id, "failed", (0, 0, 0), &detail)).await;
+                return;
+            }
+        };
+        let total = listed.len() as u64;
+        let _ = state.call(move |c| state::rescan_update(c, id, "running", (total, 0, 0), "")).await;
+        self.events.emit(
+            events::RESCAN_STARTED,
+            Some(&name),
+            format!(
+                "{total} message(s) in {} delivered since {}.",
+                self.folder,
+                jiff::Timestamp::from_second(since).unwrap_or_default()
+            ),
+        );
+        let (mut checked, mut filed) = (0u64, 0u64);
+        for chunk in listed.chunks(1024) {
+            let names = chunk.iter().map(|(n, _)| n.clone()).collect();
+            filed += self.handle(dir, names, Pass::Rescan).await.1;
+            checked += chunk.len() as u64;
+            let progress = (total, checked, filed);
+            state.send(move |c| state::rescan_update(c, id, "running", progress, ""));
         }
+        let _ = state.call(move |c| state::rescan_update(c, id, "done", (total, total, filed), "")).await;
+        self.events.emit(
+            events::RESCAN_FINISHED,
+            Some(&name),
+            format!("{total} message(s) looked at again, {filed} filed, in {:.1} s.", started.elapsed().as_secs_f64()),
+        );
+    }
+
+    /// Messages users moved into other folders: read them where they are
+    /// and tell the processor.
+    async fn moved(&mut self, moved: Vec<(String, String, Moved)>) {
+        let maildir = self.maildir.clone();
+        let max = self.max_bytes;
+        let read = tokio::task::spawn_blocking(move || {
+            let mut into = Vec::new();
+            let mut out = Vec::new();
+            for (folder, name, direction) in moved {
+                let dir = maildir::folder_dir(&maildir, &folder);
+                let Some(path) = maildir::locate(&dir, &name) else { continue };
+                let Ok((bytes, truncated)) = maildir::read_message(&path, max) else { continue };
+                let identity = maildir::identity(&path);
+                let item = Item { locator: name, raw: Arc::from(bytes), truncated, identity };
+                match direction {
+                    Moved::IntoSpam => into.push(item),
+                    Moved::OutOfSpam => out.push(item),
+                }
+            }
+            (into, out)
+        })
+        .await;
+        let Ok((into, out)) = read else { return };
+        let name = self.context.name.to_string();
+        self.processor.moved(&name, into, Moved::IntoSpam).await;
+        self.processor.moved(&name, out, Moved::OutOfSpam).await;
+    }
+
+    /// Reads and processes messages by unique name, in batches; returns the
+    /// newest delivery time seen and how many messages were acted on.
+    async fn handle(&mut self, dir: &Path, names: Vec<String>, pass: Pass) -> (Option<i64>, u64) {
+        if names.is_empty() {
+            return (None, 0);
+        }
+        let recheck = pass == Pass::Recheck;
         let dir_owned = dir.to_owned();
         let max = self.max_bytes;
         let read = tokio::task::spawn_blocking(move || {
@@ -698,7 +1061,8 @@ impl MaildirWorker {
                     Ok((bytes, _)) if bytes.is_empty() => incomplete.push(name),
                     Ok((bytes, truncated)) => {
                         newest = newest.max(maildir::delivered_at(&path));
-                        items.push(Item { locator: name, raw: Arc::from(bytes), truncated });
+                        let identity = maildir::identity(&path);
+                        items.push(Item { locator: name, raw: Arc::from(bytes), truncated, identity });
                     }
                     Err(_) => missing.push(name),
                 }
@@ -706,7 +1070,7 @@ impl MaildirWorker {
             (items, missing, incomplete, newest)
         })
         .await;
-        let Ok((items, missing, incomplete, newest)) = read else { return None };
+        let Ok((items, missing, incomplete, newest)) = read else { return (None, 0) };
         for name in &incomplete {
             self.recent.remove(name);
         }
@@ -725,10 +1089,11 @@ impl MaildirWorker {
             state: self.processor.state.clone(),
             events: self.events.clone(),
         };
+        let mut acted = 0;
         for chunk in items.chunks(64) {
-            self.processor.process(&mut folder, &self.context, &self.folder, chunk.to_vec(), recheck).await;
+            acted += self.processor.process(&mut folder, &self.context, &self.folder, chunk.to_vec(), pass).await.acted;
         }
-        newest
+        (newest, acted as u64)
     }
 
     fn save_cursor(&self, position: i64) {

@@ -35,6 +35,11 @@ pub struct AgentConfig {
     pub whitelist: WhitelistConfig,
     /// Catching up with mail that arrived while the agent was not running.
     pub scan: ScanConfig,
+    /// Users' feedback: moves into and out of the spam folder reported to
+    /// the network.
+    pub feedback: FeedbackConfig,
+    /// The daily rescan of young mail.
+    pub rescan: RescanConfig,
     /// Shared (public) mailboxes, each with its own action.
     pub shared: Vec<SharedMailbox>,
 }
@@ -52,6 +57,8 @@ impl Default for AgentConfig {
             rules: RulesConfig::default(),
             whitelist: WhitelistConfig::default(),
             scan: ScanConfig::default(),
+            feedback: FeedbackConfig::default(),
+            rescan: RescanConfig::default(),
             shared: Vec::new(),
         }
     }
@@ -363,6 +370,44 @@ impl Default for ScanConfig {
     }
 }
 
+/// Users' feedback.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedbackConfig {
+    /// Report users' moves (and `$Junk`/`$NotJunk` keywords) to the
+    /// network. Off: nothing leaves the agent; rescued messages are still
+    /// never filed again. Each mailbox has its own switch too.
+    pub enabled: bool,
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> FeedbackConfig {
+        FeedbackConfig { enabled: true }
+    }
+}
+
+/// The daily rescan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RescanConfig {
+    /// Rescan every enabled mailbox once a day.
+    pub enabled: bool,
+    /// When, as `HH:MM` local time (e.g. just before the working day).
+    pub time: String,
+    /// The time zone of `time`: an IANA name (`Europe/Berlin`) or a POSIX
+    /// TZ rule; empty: the system's.
+    pub timezone: String,
+    /// Messages delivered within this many hours are looked at again (the
+    /// daily rescan, and `starling rescan` without `--hours`).
+    pub max_age_hours: u32,
+}
+
+impl Default for RescanConfig {
+    fn default() -> RescanConfig {
+        RescanConfig { enabled: true, time: "06:30".into(), timezone: String::new(), max_age_hours: 12 }
+    }
+}
+
 /// A shared (public) mailbox.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -445,6 +490,13 @@ impl AgentConfig {
             if layout.starts_with('/') || layout.split('/').any(|p| p == "..") {
                 problems.push(format!("maildir.layout: must be a relative path without '..', got {layout:?}"));
             }
+        }
+        if let Err(e) = crate::schedule::Daily::parse(&self.rescan.time, &self.rescan.timezone) {
+            let key = if matches!(e, crate::schedule::ScheduleError::Time(_)) { "time" } else { "timezone" };
+            problems.push(format!("rescan.{key}: {e}"));
+        }
+        if self.rescan.max_age_hours == 0 || self.rescan.max_age_hours > 24 * 30 {
+            problems.push(format!("rescan.max_age_hours: must be 1..=720, got {}", self.rescan.max_age_hours));
         }
         let i = &self.imap;
         if self.mail_store == MailStoreKind::Imap {

@@ -10,7 +10,8 @@
 //!
 //! Ids are grouped by hundreds: 1xx the agent itself, 2xx the mail store,
 //! 3xx the network, 4xx single messages, 5xx state and configuration, 6xx
-//! users. An id is never reused for a different meaning.
+//! users, 7xx users' feedback and rescans. An id is never reused for a
+//! different meaning.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -221,6 +222,36 @@ catalogue! {
         text: "A mailbox is no longer listed by the user source; it is not watched any more."
         cause: "The user was deleted or renamed on the mail server."
         remedy: "Nothing to do; its statistics and settings are kept.";
+
+    USER_REPORTED_SPAM = 700 "user_reported_spam" Info
+        text: "A user reported spam: they put messages into the spam folder (or marked them junk) that the agent had not filed."
+        cause: "Spam the network did not know yet; the report teaches it, for every organisation."
+        remedy: "Nothing to do. Turn feedback off for a mailbox (`starling users feedback NAME off`) if its user files mail there for other reasons.";
+    USER_RESCUED = 701 "user_rescued" Notice
+        text: "A user rescued messages the agent had filed: they took them out of the spam folder (or marked them not junk). They are reported as not spam and never filed again for this user."
+        cause: "A false positive: the network thought the message was spam."
+        remedy: "Nothing to do; if one sender is rescued often, whitelist it (`starling whitelist add`).";
+    USER_UNDID = 702 "user_undid_report" Info
+        text: "A user took back an earlier move; the report it made is withdrawn."
+        cause: "A message was moved into the spam folder and out again (or the reverse)."
+        remedy: "Nothing to do.";
+    FEEDBACK_NOT_SENT = 703 "feedback_not_sent" Warning
+        text: "Users' reports could not be sent to the network; they are kept and sent when it answers."
+        cause: "The network is unreachable, refuses the credential, or the state database failed."
+        remedy: "See the reason; nothing is lost: the reports wait in the state database and are sent when the network answers.";
+
+    RESCAN_STARTED = 710 "rescan_started" Info
+        text: "A rescan of a mailbox started."
+        cause: "The daily rescan ([rescan] time), or one asked for with `starling rescan`."
+        remedy: "Nothing to do; `starling rescan status` shows its progress.";
+    RESCAN_FINISHED = 711 "rescan_finished" Info
+        text: "A rescan of a mailbox finished: messages looked at again, and those filed because they became known as spam since delivery."
+        cause: "The rescan ran to its end."
+        remedy: "Nothing to do.";
+    RESCAN_FAILED = 712 "rescan_failed" Warning
+        text: "A rescan of a mailbox could not be done or was interrupted."
+        cause: "The mailbox is not watched (disabled, unknown, not connected), or the connection to the mail server was lost."
+        remedy: "See the reason; the next daily rescan tries again, or ask again with `starling rescan`.";
 }
 
 /// Looks an event kind up by id.
@@ -395,7 +426,7 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), CATALOGUE.len());
         for kind in CATALOGUE {
-            assert!((100..700).contains(&kind.id), "{}", kind.name);
+            assert!((100..800).contains(&kind.id), "{}", kind.name);
             assert!(
                 kind.text.ends_with('.') && kind.cause.ends_with('.') && kind.remedy.ends_with('.'),
                 "{}",

@@ -8,6 +8,13 @@
 //! marked read) up to a size limit. Every command has a timeout; a lost
 //! connection is reopened with exponential backoff.
 //!
+//! A second task per mailbox watches its spam folder for users' feedback:
+//! a message that arrives there without the agent having filed it is a spam
+//! report; one that the agent filed and that leaves it for another folder
+//! (not Trash) is a rescue. `$Junk` / `$NotJunk` keywords set by mail
+//! clients are found with CONDSTORE (`CHANGEDSINCE`) and count the same.
+//! The inbox task also runs rescans.
+//!
 //! A move is `UID MOVE`, or `UID COPY` + `UID STORE +FLAGS (\Deleted)` +
 //! `UID EXPUNGE` of exactly that UID when the server lacks MOVE. A tag
 //! appends the rewritten message and removes the original only after the
@@ -37,7 +44,7 @@ use crate::config::{ImapAuth, ImapConfig, ImapSecurity};
 use crate::events::{self, Events};
 use crate::pipeline::MailboxContext;
 use crate::policy::{Action, Destination};
-use crate::process::{ActionError, Applied, Folder, Item, Processor};
+use crate::process::{ActionError, Applied, Folder, Item, Moved, Pass, Processor};
 use crate::state::{self, Cursor};
 use crate::tagging::Marker;
 
@@ -281,7 +288,31 @@ struct Capabilities {
     mv: bool,
     uidplus: bool,
     idle: bool,
+    condstore: bool,
 }
+
+/// What a watcher does with its folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Filters new mail (the inbox, a shared folder), runs rescans.
+    Filter,
+    /// Watches the spam folder (and its sub-folders) for users' moves.
+    /// The folder: the given name (created when `create`), or the server's
+    /// `\Junk` folder when there is one.
+    Spam {
+        /// The spam folder's configured name.
+        name: String,
+        /// Create it when missing (the spam action files there).
+        create: bool,
+    },
+}
+
+/// How often the spam task looks into sub-folders of the spam folder, and
+/// for messages that left it (besides when the server says some did).
+const SPAM_POLL: Duration = Duration::from_secs(60);
+
+/// Messages that left the spam folder looked for elsewhere per round.
+const VANISHED_MAX: usize = 64;
 
 /// One watched folder of one mailbox.
 pub struct Watcher {
@@ -289,8 +320,10 @@ pub struct Watcher {
     pub server: Arc<Server>,
     /// The account logged into.
     pub account: String,
-    /// The folder watched.
+    /// The folder watched (for [`Role::Spam`]: resolved when connected).
     pub folder: String,
+    /// What it does.
+    pub role: Role,
     /// The mailbox as the pipeline sees it.
     pub context: MailboxContext,
     /// Shared processing.
@@ -372,6 +405,13 @@ impl Watcher {
                     () = stop.cancelled() => return,
                     work = self.work.recv() => match work {
                         None | Some(Work::Stop) => return,
+                        Some(Work::Rescan { id, .. }) => {
+                            let detail = format!("not connected to the mail server: {error}");
+                            self.events.emit(events::RESCAN_FAILED, Some(&self.context.name), &detail);
+                            self.processor.state.send(move |c| {
+                                state::rescan_update(c, id, "failed", (0, 0, 0), &detail)
+                            });
+                        }
                         Some(_) => {}
                     },
                 }
@@ -406,6 +446,14 @@ struct Connected {
     state: crate::state::State,
     events: Events,
     told_uidplus: bool,
+    /// CONDSTORE: the highest modification sequence looked at.
+    modseq: Option<u64>,
+    /// Messages were expunged from the selected folder since the last look.
+    expunged: bool,
+    /// Folder names that cannot be selected.
+    noselect: HashSet<String>,
+    /// The hierarchy separator.
+    delimiter: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -433,6 +481,10 @@ impl Connected {
             state: watcher.processor.state.clone(),
             events: watcher.events.clone(),
             told_uidplus: false,
+            modseq: None,
+            expunged: false,
+            noselect: HashSet::new(),
+            delimiter: None,
         }
     }
 
@@ -457,10 +509,24 @@ impl Connected {
 
     async fn run(&mut self, watcher: &mut Watcher, stop: &CancellationToken) -> Result<(), SessionError> {
         self.learn().await?;
-        let folder = watcher.folder.clone();
+        match watcher.role.clone() {
+            Role::Filter => self.run_filter(watcher, stop).await,
+            Role::Spam { name, create } => self.run_spam(watcher, stop, &name, create).await,
+        }
+    }
+
+    /// Selects a folder (with CONDSTORE when the server has it); returns
+    /// its UIDNEXT.
+    async fn select(&mut self, folder: &str) -> Result<u32, SessionError> {
         let timeout = self.timeout;
+        let condstore = self.caps.condstore;
         let session = self.session()?;
-        let mailbox = match tokio::time::timeout(timeout, session.select(&folder)).await {
+        let selected = if condstore {
+            tokio::time::timeout(timeout, session.select_condstore(folder)).await
+        } else {
+            tokio::time::timeout(timeout, session.select(folder)).await
+        };
+        let mailbox = match selected {
             Err(_) => return Err(SessionError::Timeout),
             Ok(Err(async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text))) => {
                 return Err(SessionError::Folder(format!("{folder}: {text}")));
@@ -468,46 +534,486 @@ impl Connected {
             Ok(Err(e)) => return Err(SessionError::Lost(e.to_string())),
             Ok(Ok(mailbox)) => mailbox,
         };
+        self.selected = folder.to_owned();
         self.validity = mailbox.uid_validity.unwrap_or(0);
-        let next = mailbox.uid_next.unwrap_or(1);
-        self.recover().await?;
+        self.modseq = if condstore { mailbox.highest_modseq } else { None };
+        self.expunged = false;
+        self.meta.clear();
+        // Responses about the folder selected before are stale now.
+        let unsolicited = self.session()?.unsolicited_responses.clone();
+        while unsolicited.try_recv().is_ok() {}
+        Ok(mailbox.uid_next.unwrap_or(1))
+    }
 
-        let name = self.mailbox.clone();
-        let key_folder = folder.clone();
-        let cursor = self
-            .state
-            .call(move |c| state::cursor(c, &name, &key_folder))
-            .await
-            .map_err(|e| SessionError::Lost(e.to_string()))?;
-        let mut last = match cursor {
-            Some(cursor) if cursor.validity == self.validity => u32::try_from(cursor.position).unwrap_or(0),
-            _ => {
-                // First sight (or the folder was rebuilt): check what is
-                // young enough, then carry on from the newest message.
-                let young = self.young_messages(watcher.first_scan_hours).await?;
-                self.handle(watcher, young, false).await?;
-                let last = next.saturating_sub(1);
-                self.save_cursor(last);
-                last
-            }
-        };
+    /// The loop of an inbox (or shared folder): new mail, keywords,
+    /// re-checks and rescans.
+    async fn run_filter(&mut self, watcher: &mut Watcher, stop: &CancellationToken) -> Result<(), SessionError> {
+        let folder = watcher.folder.clone();
+        let next = self.select(&folder).await?;
+        self.recover().await?;
+        let mut last = self.start_position(watcher, next).await?;
         loop {
             let newer = self.uids_after(last).await?;
             if let Some(&newest) = newer.iter().max() {
-                let handled = self.handle(watcher, newer, false).await?;
+                let handled = self.handle(watcher, newer, Pass::Delivery).await?.0;
                 last = handled.max(last);
                 if handled < newest {
                     return Err(SessionError::Lost("a batch was interrupted".into()));
                 }
                 self.save_cursor(last);
             }
+            self.keywords(watcher).await?;
             match self.wait(watcher, stop).await? {
                 Wake::Mail => {}
                 Wake::Work(Work::Stop) | Wake::Stopped => return Err(SessionError::Closed),
                 Wake::Work(Work::Recheck(locators)) => self.recheck(watcher, locators).await?,
-                Wake::Work(Work::Arrived(_) | Work::Written(_) | Work::Scan | Work::Rescan(_)) => {}
+                Wake::Work(Work::Rescan { id, since }) => self.rescan(watcher, id, since).await?,
+                Wake::Work(Work::Arrived(_) | Work::Written(_) | Work::Scan | Work::CatchUp(_) | Work::Moved(..)) => {}
             }
         }
+    }
+
+    /// Where to carry on from in the selected folder: the cursor, or on
+    /// first sight (or a rebuilt folder) after checking what is young
+    /// enough, the newest message.
+    async fn start_position(&mut self, watcher: &Watcher, next: u32) -> Result<u32, SessionError> {
+        let (name, key_folder) = (self.mailbox.clone(), self.selected.clone());
+        let cursor = self
+            .state
+            .call(move |c| state::cursor(c, &name, &key_folder))
+            .await
+            .map_err(|e| SessionError::Lost(e.to_string()))?;
+        match cursor {
+            Some(cursor) if cursor.validity == self.validity => Ok(u32::try_from(cursor.position).unwrap_or(0)),
+            _ => {
+                if watcher.role == Role::Filter {
+                    let cutoff = jiff::Timestamp::now().as_second() - i64::from(watcher.first_scan_hours) * 3600;
+                    let young =
+                        if watcher.first_scan_hours == 0 { Vec::new() } else { self.delivered_since(cutoff).await? };
+                    self.handle(watcher, young, Pass::Delivery).await?;
+                }
+                let last = next.saturating_sub(1);
+                self.save_cursor(last);
+                Ok(last)
+            }
+        }
+    }
+
+    /// The loop of a spam folder: what users put there, what they take
+    /// out, and its sub-folders.
+    async fn run_spam(
+        &mut self,
+        watcher: &mut Watcher,
+        stop: &CancellationToken,
+        name: &str,
+        create: bool,
+    ) -> Result<(), SessionError> {
+        let spam = match self.spam_folder(name, create).await? {
+            Some(spam) => spam,
+            None => {
+                // No spam folder, and none to create: look again later.
+                tokio::select! {
+                    () = stop.cancelled() => return Err(SessionError::Closed),
+                    () = tokio::time::sleep(Duration::from_secs(600)) => {}
+                    work = watcher.work.recv() => if matches!(work, None | Some(Work::Stop)) {
+                        return Err(SessionError::Closed);
+                    },
+                }
+                return Err(SessionError::Lost("no spam folder yet".into()));
+            }
+        };
+        watcher.folder = spam.clone();
+        let next = self.select(&spam).await?;
+        let mut last = self.start_position(watcher, next).await?;
+        let mut present = self.message_ids(&format!("1:{last}")).await?;
+        let mut sub_last: HashMap<String, u32> = HashMap::new();
+        let mut next_poll = tokio::time::Instant::now();
+        loop {
+            let newer = self.uids_after(last).await?;
+            for chunk in newer.chunks(FETCH_BATCH) {
+                let items = self.fetch_items(chunk, &HashMap::new()).await?;
+                self.meta.clear();
+                for item in &items {
+                    if let (Some((_, uid)), Some(id)) = (parse_locator(&item.locator), header_message_id(&item.raw)) {
+                        present.insert(uid, id);
+                    }
+                }
+                watcher.processor.moved(&self.mailbox, items, Moved::IntoSpam).await;
+                last = last.max(*chunk.last().unwrap_or(&0));
+                self.save_cursor(last);
+            }
+            self.keywords(watcher).await?;
+            let due = tokio::time::Instant::now() >= next_poll;
+            // Looking elsewhere takes a second session: this one stays on
+            // the spam folder (a server may stop notifying a session that
+            // selected another folder meanwhile).
+            if self.expunged || due {
+                self.expunged = false;
+                let gone = self.vanished(&mut present).await?;
+                if !gone.is_empty() {
+                    let mut side = self.side(watcher).await?;
+                    let result = side.find_elsewhere(watcher, &spam, gone).await;
+                    side.logout().await;
+                    result?;
+                }
+            }
+            if due {
+                let news = self.sub_folder_news(&spam, &mut sub_last).await?;
+                if !news.is_empty() {
+                    let mut side = self.side(watcher).await?;
+                    let result = side.sub_folders(watcher, news, &mut sub_last).await;
+                    side.logout().await;
+                    result?;
+                }
+                next_poll = tokio::time::Instant::now() + SPAM_POLL;
+            }
+            let wait = tokio::time::sleep_until(next_poll);
+            tokio::pin!(wait);
+            let wake = tokio::select! {
+                wake = self.wait(watcher, stop) => wake?,
+                () = &mut wait => Wake::Mail,
+            };
+            match wake {
+                Wake::Work(Work::Stop) | Wake::Stopped => return Err(SessionError::Closed),
+                _ => {}
+            }
+        }
+    }
+
+    /// The spam folder's name: the server's `\Junk` folder, else `name`
+    /// (created when allowed); `None` when there is none.
+    async fn spam_folder(&mut self, name: &str, create: bool) -> Result<Option<String>, SessionError> {
+        if name.is_empty()
+            && let Some(junk) = &self.junk
+        {
+            return Ok(Some(junk.clone()));
+        }
+        let name = if name.is_empty() { "Spam" } else { name };
+        match self.destination(&Destination::Spam(name.to_owned()), create).await {
+            Ok(folder) => Ok(Some(folder)),
+            Err(ActionError::Connection(e)) => Err(SessionError::Lost(e)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The Message-IDs of messages in the selected folder (a UID set), by
+    /// UID.
+    async fn message_ids(&mut self, set: &str) -> Result<HashMap<u32, String>, SessionError> {
+        let mut ids = HashMap::new();
+        if set.ends_with(":0") {
+            return Ok(ids);
+        }
+        let timeout = self.timeout * 4;
+        let session = self.session()?;
+        let fetch = async {
+            let fetches: Vec<Fetch> =
+                session.uid_fetch(set, "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])").await?.try_collect().await?;
+            Ok::<_, async_imap::error::Error>(fetches)
+        };
+        let fetches = tokio::time::timeout(timeout, fetch).await.map_err(|_| SessionError::Timeout)?.map_err(lost)?;
+        for f in &fetches {
+            if let (Some(uid), Some(header)) = (f.uid, f.header().or_else(|| f.body()))
+                && let Some(id) = header_message_id(header)
+            {
+                ids.insert(uid, id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Messages that left the selected folder since the last look: their
+    /// Message-IDs (forgotten from `present`).
+    async fn vanished(&mut self, present: &mut HashMap<u32, String>) -> Result<Vec<String>, SessionError> {
+        if present.is_empty() {
+            return Ok(Vec::new());
+        }
+        let timeout = self.timeout;
+        let session = self.session()?;
+        let now: HashSet<u32> = tokio::time::timeout(timeout, session.uid_search("ALL"))
+            .await
+            .map_err(|_| SessionError::Timeout)?
+            .map_err(lost)?;
+        let mut gone: Vec<String> = Vec::new();
+        present.retain(|uid, id| {
+            let kept = now.contains(uid);
+            if !kept {
+                gone.push(id.clone());
+            }
+            kept
+        });
+        Ok(gone)
+    }
+
+    /// Looks for messages that left the spam folder in the user's other
+    /// folders (not the inbox, which its own task watches, not Trash, not
+    /// the spam folder's tree): found, they were taken out of spam.
+    async fn find_elsewhere(
+        &mut self,
+        watcher: &Watcher,
+        spam: &str,
+        mut gone: Vec<String>,
+    ) -> Result<(), SessionError> {
+        if gone.len() > VANISHED_MAX {
+            tracing::debug!(mailbox = self.mailbox, left = gone.len(), "many messages left the spam folder at once");
+            gone.truncate(VANISHED_MAX);
+        }
+        self.list_folders().await?;
+        let trash = self.trash.clone().unwrap_or_else(|| "Trash".into());
+        let mut folders: Vec<String> = self
+            .folders
+            .iter()
+            .filter(|f| {
+                !f.eq_ignore_ascii_case("INBOX")
+                    && **f != trash
+                    && !self.in_tree(f, spam)
+                    && !self.in_tree(f, &trash)
+                    && !self.noselect.contains(*f)
+            })
+            .cloned()
+            .collect();
+        folders.sort();
+        for folder in folders {
+            if self.examine(&folder).await.is_err() {
+                continue;
+            }
+            let mut found = Vec::new();
+            for id in &gone {
+                let timeout = self.timeout;
+                let session = self.session()?;
+                let hits =
+                    tokio::time::timeout(timeout, session.uid_search(format!("HEADER Message-ID {}", quote(id))))
+                        .await
+                        .map_err(|_| SessionError::Timeout)?
+                        .map_err(lost)?;
+                found.extend(hits);
+            }
+            tracing::debug!(mailbox = self.mailbox, folder, ?found, "looked for messages that left the spam folder");
+            if found.is_empty() {
+                continue;
+            }
+            found.sort_unstable();
+            found.dedup();
+            let items = self.fetch_items(&found, &HashMap::new()).await?;
+            self.meta.clear();
+            gone.retain(|id| !items.iter().any(|i| header_message_id(&i.raw).as_deref() == Some(id.as_str())));
+            watcher.processor.moved(&self.mailbox, items, Moved::OutOfSpam).await;
+            if gone.is_empty() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `folder` is `root` or below it.
+    fn in_tree(&self, folder: &str, root: &str) -> bool {
+        folder == root
+            || self
+                .delimiter
+                .as_deref()
+                .is_some_and(|d| folder.strip_prefix(root).is_some_and(|rest| rest.starts_with(d)))
+    }
+
+    /// Opens a folder read-only (for looking, not acting).
+    async fn examine(&mut self, folder: &str) -> Result<(), SessionError> {
+        let timeout = self.timeout;
+        let session = self.session()?;
+        let mailbox = tokio::time::timeout(timeout, session.examine(folder))
+            .await
+            .map_err(|_| SessionError::Timeout)?
+            .map_err(|e| SessionError::Folder(format!("{folder}: {e}")))?;
+        self.selected = folder.to_owned();
+        self.validity = mailbox.uid_validity.unwrap_or(0);
+        self.modseq = None;
+        Ok(())
+    }
+
+    /// Another session for the same mailbox, for looking into other
+    /// folders.
+    async fn side(&self, watcher: &Watcher) -> Result<Connected, SessionError> {
+        let session = watcher.server.login(&watcher.account).await?;
+        let mut side = Connected::new(session, watcher);
+        side.caps = self.caps;
+        side.list_folders().await?;
+        Ok(side)
+    }
+
+    /// Sub-folders of the spam folder (users put spam there too) with
+    /// messages not looked at yet, by STATUS (looked at every
+    /// [`SPAM_POLL`]): (folder, UIDVALIDITY, last UID looked at).
+    async fn sub_folder_news(
+        &mut self,
+        spam: &str,
+        last: &mut HashMap<String, u32>,
+    ) -> Result<Vec<(String, u32, u32)>, SessionError> {
+        self.list_folders().await?;
+        let subs: Vec<String> = self
+            .folders
+            .iter()
+            .filter(|f| *f != spam && self.in_tree(f, spam) && !self.noselect.contains(*f))
+            .cloned()
+            .collect();
+        let mut news = Vec::new();
+        for sub in subs {
+            let timeout = self.timeout;
+            let session = self.session()?;
+            let status = tokio::time::timeout(timeout, session.status(&sub, "(UIDNEXT UIDVALIDITY)"))
+                .await
+                .map_err(|_| SessionError::Timeout)?
+                .map_err(lost)?;
+            let next = status.uid_next.unwrap_or(1);
+            let validity = status.uid_validity.unwrap_or(0);
+            let known = match last.get(&sub) {
+                Some(&known) => known,
+                None => {
+                    let (mailbox, folder) = (self.mailbox.clone(), sub.clone());
+                    let cursor = self
+                        .state
+                        .call(move |c| state::cursor(c, &mailbox, &folder))
+                        .await
+                        .map_err(|e| SessionError::Lost(e.to_string()))?;
+                    let known = match cursor {
+                        Some(cursor) if cursor.validity == validity => u32::try_from(cursor.position).unwrap_or(0),
+                        // A new sub-folder: what was put there before it was
+                        // watched is not reported.
+                        _ => {
+                            let known = next.saturating_sub(1);
+                            let (mailbox, folder) = (self.mailbox.clone(), sub.clone());
+                            self.state.send(move |c| {
+                                state::set_cursor(c, &mailbox, &folder, Cursor { validity, position: i64::from(known) })
+                            });
+                            known
+                        }
+                    };
+                    last.insert(sub.clone(), known);
+                    known
+                }
+            };
+            if next.saturating_sub(1) > known {
+                news.push((sub, validity, known));
+            }
+        }
+        Ok(news)
+    }
+
+    /// Reports what arrived in sub-folders of the spam folder.
+    async fn sub_folders(
+        &mut self,
+        watcher: &Watcher,
+        news: Vec<(String, u32, u32)>,
+        last: &mut HashMap<String, u32>,
+    ) -> Result<(), SessionError> {
+        for (sub, validity, known) in news {
+            self.examine(&sub).await?;
+            let newer = self.uids_after(known).await?;
+            let mut newest = known;
+            for chunk in newer.chunks(FETCH_BATCH) {
+                let items = self.fetch_items(chunk, &HashMap::new()).await?;
+                self.meta.clear();
+                watcher.processor.moved(&self.mailbox, items, Moved::IntoSpam).await;
+                newest = newest.max(*chunk.last().unwrap_or(&0));
+            }
+            last.insert(sub.clone(), newest);
+            let mailbox = self.mailbox.clone();
+            self.state
+                .send(move |c| state::set_cursor(c, &mailbox, &sub, Cursor { validity, position: i64::from(newest) }));
+        }
+        Ok(())
+    }
+
+    /// `$Junk` / `$NotJunk` set on messages of the selected folder since
+    /// the last look (CONDSTORE): the same as moving them into or out of
+    /// the spam folder.
+    async fn keywords(&mut self, watcher: &Watcher) -> Result<(), SessionError> {
+        let Some(since) = self.modseq else { return Ok(()) };
+        let timeout = self.timeout;
+        let session = self.session()?;
+        let fetch = async {
+            let fetches: Vec<Fetch> =
+                session.uid_fetch("1:*", format!("(UID FLAGS) (CHANGEDSINCE {since})")).await?.try_collect().await?;
+            Ok::<_, async_imap::error::Error>(fetches)
+        };
+        let fetches = tokio::time::timeout(timeout, fetch).await.map_err(|_| SessionError::Timeout)?.map_err(lost)?;
+        let in_spam = matches!(watcher.role, Role::Spam { .. });
+        let mut highest = since;
+        let (mut junk, mut not_junk) = (Vec::new(), Vec::new());
+        for f in &fetches {
+            highest = highest.max(f.modseq.unwrap_or(0));
+            let Some(uid) = f.uid else { continue };
+            let mut flags = f.flags().filter_map(|flag| flag_name(&flag));
+            let (is_junk, is_not_junk) = flags.by_ref().fold((false, false), |(j, n), flag| {
+                (j || flag.eq_ignore_ascii_case("$Junk"), n || flag.eq_ignore_ascii_case("$NotJunk"))
+            });
+            // A client sets one and clears the other; with both, the user's
+            // intent is unclear.
+            match (is_junk, is_not_junk) {
+                (true, false) if !in_spam => junk.push(uid),
+                (false, true) => not_junk.push(uid),
+                _ => {}
+            }
+        }
+        self.modseq = Some(highest);
+        for (uids, direction) in [(junk, Moved::IntoSpam), (not_junk, Moved::OutOfSpam)] {
+            for chunk in uids.chunks(FETCH_BATCH) {
+                let items = self.fetch_items(chunk, &HashMap::new()).await?;
+                self.meta.clear();
+                watcher.processor.moved(&self.mailbox, items, direction).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Looks again at messages delivered since `since` (Unix seconds), by
+    /// the same policy; a message a user rescued is left alone.
+    async fn rescan(&mut self, watcher: &Watcher, id: i64, since: i64) -> Result<(), SessionError> {
+        let started = std::time::Instant::now();
+        let result = self.rescan_inner(watcher, id, since).await;
+        let (state, events, mailbox) = (self.state.clone(), self.events.clone(), self.mailbox.clone());
+        match result {
+            Ok((total, filed)) => {
+                let progress = (total, total, filed);
+                let _ = state.call(move |c| state::rescan_update(c, id, "done", progress, "")).await;
+                events.emit(
+                    events::RESCAN_FINISHED,
+                    Some(&mailbox),
+                    format!(
+                        "{total} message(s) looked at again, {filed} filed, in {:.1} s.",
+                        started.elapsed().as_secs_f64()
+                    ),
+                );
+                Ok(())
+            }
+            Err(error) => {
+                let detail = error.to_string();
+                let text = detail.clone();
+                let _ = state.call(move |c| state::rescan_update(c, id, "failed", (0, 0, 0), &text)).await;
+                events.emit(events::RESCAN_FAILED, Some(&mailbox), detail);
+                Err(error)
+            }
+        }
+    }
+
+    async fn rescan_inner(&mut self, watcher: &Watcher, id: i64, since: i64) -> Result<(u64, u64), SessionError> {
+        let uids = self.delivered_since(since).await?;
+        let total = uids.len() as u64;
+        let _ = self.state.call(move |c| state::rescan_update(c, id, "running", (total, 0, 0), "")).await;
+        self.events.emit(
+            events::RESCAN_STARTED,
+            Some(&self.mailbox),
+            format!(
+                "{total} message(s) in {} delivered since {}.",
+                self.selected,
+                jiff::Timestamp::from_second(since).unwrap_or_default()
+            ),
+        );
+        let (mut checked, mut filed) = (0u64, 0u64);
+        for chunk in uids.chunks(FETCH_BATCH * 4) {
+            let (_, acted) = self.handle(watcher, chunk.to_vec(), Pass::Rescan).await?;
+            checked += chunk.len() as u64;
+            filed += acted;
+            let progress = (total, checked, filed);
+            self.state.send(move |c| state::rescan_update(c, id, "running", progress, ""));
+        }
+        Ok((total, filed))
     }
 
     /// Capabilities and folders (with their special uses).
@@ -518,8 +1024,12 @@ impl Connected {
             .await
             .map_err(|_| SessionError::Timeout)?
             .map_err(|e| SessionError::Lost(e.to_string()))?;
-        self.caps =
-            Capabilities { mv: caps.has_str("MOVE"), uidplus: caps.has_str("UIDPLUS"), idle: caps.has_str("IDLE") };
+        self.caps = Capabilities {
+            mv: caps.has_str("MOVE"),
+            uidplus: caps.has_str("UIDPLUS"),
+            idle: caps.has_str("IDLE"),
+            condstore: caps.has_str("CONDSTORE"),
+        };
         if !self.caps.mv {
             // Told once per connection; the emitter folds the repeats.
             self.events.emit(events::SERVER_LACKS_MOVE, Some(&self.mailbox), "");
@@ -539,10 +1049,17 @@ impl Connected {
             .map_err(|_| SessionError::Timeout)?
             .map_err(|e| SessionError::Lost(e.to_string()))?;
         self.folders.clear();
+        self.noselect.clear();
         for name in &names {
             let folder = name.name().to_owned();
+            if self.delimiter.is_none() {
+                self.delimiter = name.delimiter().map(str::to_owned);
+            }
             for attribute in name.attributes() {
                 match attribute {
+                    NameAttribute::NoSelect => {
+                        self.noselect.insert(folder.clone());
+                    }
                     NameAttribute::Junk if self.junk.is_none() => self.junk = Some(folder.clone()),
                     NameAttribute::Trash if self.trash.is_none() => self.trash = Some(folder.clone()),
                     _ => {}
@@ -575,13 +1092,13 @@ impl Connected {
         Ok(uids)
     }
 
-    /// UIDs of messages that arrived within `hours`.
-    async fn young_messages(&mut self, hours: u32) -> Result<Vec<u32>, SessionError> {
-        if hours == 0 {
-            return Ok(Vec::new());
-        }
-        let cutoff = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(i64::from(hours));
-        let day = cutoff.strftime("%d-%b-%Y").to_string();
+    /// UIDs of messages of the selected folder delivered since `since`
+    /// (Unix seconds, by INTERNALDATE), ascending.
+    async fn delivered_since(&mut self, since: i64) -> Result<Vec<u32>, SessionError> {
+        let cutoff = jiff::Timestamp::from_second(since).unwrap_or_default();
+        // SEARCH SINCE has a day's resolution (in the server's time zone):
+        // ask from the day before, then keep the young enough.
+        let day = (cutoff - jiff::SignedDuration::from_hours(24)).strftime("%d-%b-%Y").to_string();
         let timeout = self.timeout;
         let session = self.session()?;
         let candidates = tokio::time::timeout(timeout, session.uid_search(format!("SINCE {day}")))
@@ -604,7 +1121,7 @@ impl Connected {
             let fetches =
                 tokio::time::timeout(timeout, fetch).await.map_err(|_| SessionError::Timeout)?.map_err(lost)?;
             for f in &fetches {
-                let recent = f.internal_date().is_none_or(|d| d.timestamp() >= cutoff.as_second());
+                let recent = f.internal_date().is_none_or(|d| d.timestamp() >= since);
                 if let (Some(uid), true) = (f.uid, recent) {
                     young.push(uid);
                 }
@@ -615,9 +1132,11 @@ impl Connected {
     }
 
     /// Fetches and handles messages by UID, in batches; returns the highest
-    /// UID handled (0 when none).
-    async fn handle(&mut self, watcher: &Watcher, uids: Vec<u32>, recheck: bool) -> Result<u32, SessionError> {
+    /// UID handled (0 when none) and how many messages were acted on.
+    async fn handle(&mut self, watcher: &Watcher, uids: Vec<u32>, pass: Pass) -> Result<(u32, u64), SessionError> {
+        let recheck = pass == Pass::Recheck;
         let mut highest = 0;
+        let mut acted = 0;
         let sizes = self.sizes(&uids).await?;
         let mut start = 0;
         while start < uids.len() {
@@ -630,8 +1149,8 @@ impl Connected {
             let chunk = &uids[start..end];
             let items = self.fetch_items(chunk, &sizes).await?;
             let found: HashSet<String> = items.iter().map(|i| i.locator.clone()).collect();
-            let outcome =
-                watcher.processor.process(self, &watcher.context, &watcher.folder, items.clone(), recheck).await;
+            let outcome = watcher.processor.process(self, &watcher.context, &watcher.folder, items.clone(), pass).await;
+            acted += outcome.acted as u64;
             if let Some(stopped) = outcome.stopped_at {
                 let done = stopped.checked_sub(1).and_then(|i| items.get(i)).and_then(|i| parse_locator(&i.locator));
                 let done = done.map(|(_, uid)| uid);
@@ -653,7 +1172,7 @@ impl Connected {
             self.meta.clear();
             start = end;
         }
-        Ok(highest)
+        Ok((highest, acted))
     }
 
     async fn sizes(&mut self, uids: &[u32]) -> Result<HashMap<u32, u64>, SessionError> {
@@ -695,7 +1214,10 @@ impl Connected {
             self.meta.insert(uid, MessageMeta { flags, internal_date });
             let size = sizes.get(&uid).copied().unwrap_or(body.len() as u64);
             let locator = locator(self.validity, &uid.to_string());
-            items.push(Item { locator, raw: Arc::from(body), truncated: size > max });
+            // A move keeps INTERNALDATE; another delivery (of the same
+            // Message-ID) has its own.
+            let identity = f.internal_date().map(|d| d.timestamp());
+            items.push(Item { locator, raw: Arc::from(body), truncated: size > max, identity });
         }
         items.sort_by_key(|i| parse_locator(&i.locator).map_or(0, |(_, uid)| uid));
         Ok(items)
@@ -720,7 +1242,7 @@ impl Connected {
         }
         uids.sort_unstable();
         uids.dedup();
-        self.handle(watcher, uids, true).await.map(|_| ())
+        self.handle(watcher, uids, Pass::Recheck).await.map(|_| ())
     }
 
     /// Waits in IDLE (or polls) for new mail or a command.
@@ -736,8 +1258,19 @@ impl Connected {
         // arrived after the last look) means there is work already.
         let unsolicited = self.session()?.unsolicited_responses.clone();
         let mut pending = false;
+        // Messages leaving the spam folder matter to its task only.
+        let watch_expunges = matches!(watcher.role, Role::Spam { .. });
         while let Ok(response) = unsolicited.try_recv() {
-            pending |= matches!(response, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_));
+            // New mail, or (with CONDSTORE) changed flags to look at.
+            pending |= match response {
+                UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_) => true,
+                UnsolicitedResponse::Other(_) => self.modseq.is_some(),
+                UnsolicitedResponse::Expunge(_) if watch_expunges => {
+                    self.expunged = true;
+                    true
+                }
+                _ => false,
+            };
         }
         if pending {
             return Ok(Wake::Mail);
@@ -751,7 +1284,9 @@ impl Connected {
         }
         // Mail that arrived while IDLE started was reported before it.
         while let Ok(response) = unsolicited.try_recv() {
-            pending |= matches!(response, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_));
+            let expunge = watch_expunges && matches!(response, UnsolicitedResponse::Expunge(_));
+            self.expunged |= expunge;
+            pending |= expunge || matches!(response, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_));
         }
         let wake = if pending {
             Wake::Mail
@@ -759,7 +1294,12 @@ impl Connected {
             let (waiting, interrupt) = idle.wait_with_timeout(self.idle_time);
             let wake = tokio::select! {
                 response = waiting => match response {
-                    Ok(IdleResponse::NewData(_) | IdleResponse::Timeout | IdleResponse::ManualInterrupt) => Wake::Mail,
+                    Ok(IdleResponse::NewData(data)) => {
+                        self.expunged |=
+                            watch_expunges && matches!(data.parsed(), async_imap::imap_proto::Response::Expunge(_));
+                        Wake::Mail
+                    }
+                    Ok(IdleResponse::Timeout | IdleResponse::ManualInterrupt) => Wake::Mail,
                     Err(e) => return Err(SessionError::Lost(e.to_string())),
                 },
                 () = stop.cancelled() => Wake::Stopped,
@@ -1078,6 +1618,12 @@ fn flag_name(flag: &Flag<'_>) -> Option<String> {
         Flag::Recent | Flag::MayCreate => return None,
         Flag::Custom(name) => name.to_string(),
     })
+}
+
+/// The Message-ID of a message (or of its header alone), as the pipeline
+/// reads it.
+fn header_message_id(raw: &[u8]) -> Option<String> {
+    crate::facts::Facts::from_message(raw, 0).message_id.filter(|id| !id.trim().is_empty())
 }
 
 /// An IMAP quoted string.

@@ -95,6 +95,21 @@ pub fn folder_dir(maildir: &Path, folder: &str) -> PathBuf {
     }
 }
 
+/// The folders of a Maildir++ besides INBOX, by Maildir++ name (`Spam`,
+/// `Spam.Sub`).
+pub fn folders(maildir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(maildir) else { return Vec::new() };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_str()?.strip_prefix('.')?.to_owned();
+            (!name.is_empty() && !name.starts_with('.') && is_maildir(&entry.path())).then_some(name)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
 /// Creates a Maildir++ folder (and subscribes it, as IMAP servers expect);
 /// true when it was created now.
 pub fn ensure_folder(maildir: &Path, folder: &str) -> std::io::Result<bool> {
@@ -174,6 +189,14 @@ fn hostname() -> String {
 /// Syncs a directory, so that a rename or creation in it is durable.
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// What identifies one delivery of a message file: its inode, which a
+/// rename or a hard link (a mail server's copy) keeps and a new delivery
+/// does not share.
+pub fn identity(path: &Path) -> Option<i64> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().and_then(|m| i64::try_from(m.ino()).ok())
 }
 
 /// The delivery time of a message file in nanoseconds since the epoch

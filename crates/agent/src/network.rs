@@ -66,6 +66,8 @@ struct Pending {
 /// A handle on the network for the whole agent.
 #[derive(Clone)]
 pub struct Network {
+    client: v1::network_client::NetworkClient<client::Authorised>,
+    timeout: Duration,
     pending: mpsc::Sender<Pending>,
     health: watch::Receiver<Health>,
     key: watch::Receiver<Option<Key>>,
@@ -90,8 +92,9 @@ impl Network {
         let key = cached.and_then(|hex| parse_key(&hex));
         let (health_tx, health) = watch::channel(Health::Unknown);
         let (key_tx, key_rx) = watch::channel(key);
+        let network_client = client::network(channel, credential);
         let shared = Arc::new(Shared {
-            client: client::network(channel, credential),
+            client: network_client.clone(),
             health: health_tx,
             key: key_tx,
             events,
@@ -101,7 +104,8 @@ impl Network {
         let (pending, receiver) = mpsc::channel(settings.batch_size.max(1) * IN_FLIGHT * 4);
         tokio::spawn(batcher(shared.clone(), receiver, settings.batch_wait));
         tokio::spawn(prober(shared.clone(), settings.retry));
-        Ok(Network { pending, health, key: key_rx })
+        let timeout = settings.target.timeout;
+        Ok(Network { client: network_client, timeout, pending, health, key: key_rx })
     }
 
     /// The network's fingerprint key, once known.
@@ -143,6 +147,28 @@ impl Network {
             });
         }
         verdicts
+    }
+}
+
+impl Network {
+    /// Sends users' reports; acknowledged once the network stored them.
+    pub async fn report(&self, reports: Vec<v1::Report>) -> Result<Vec<v1::ReportOutcome>, tonic::Status> {
+        let mut client = self.client.clone();
+        let call = client.report(v1::ReportRequest { reports });
+        match tokio::time::timeout(self.timeout * 4, call).await {
+            Ok(result) => result.map(|r| r.into_inner().outcomes),
+            Err(_) => Err(tonic::Status::deadline_exceeded("the network did not answer in time")),
+        }
+    }
+
+    /// Withdraws reports made earlier.
+    pub async fn revoke(&self, revocations: Vec<v1::Revocation>) -> Result<Vec<u32>, tonic::Status> {
+        let mut client = self.client.clone();
+        let call = client.revoke(v1::RevokeRequest { revocations });
+        match tokio::time::timeout(self.timeout * 4, call).await {
+            Ok(result) => result.map(|r| r.into_inner().removed),
+            Err(_) => Err(tonic::Status::deadline_exceeded("the network did not answer in time")),
+        }
     }
 }
 

@@ -75,6 +75,35 @@ pub struct Evaluation {
     pub facts: Facts,
     /// The text fingerprint (to recognise the message later).
     pub fingerprint: Option<Vec<u8>>,
+    /// Every fingerprint, as sent to the network (for a later report),
+    /// when the message was fingerprinted and has any.
+    pub wire: Option<v1::FingerprintSet>,
+}
+
+/// A message as users' feedback needs it: how to recognise it, and what to
+/// report.
+#[derive(Clone, Debug)]
+pub struct Identified {
+    /// The header facts.
+    pub facts: Facts,
+    /// The text fingerprint.
+    pub fingerprint: Option<Vec<u8>>,
+    /// Every fingerprint, as sent to the network.
+    pub wire: Option<v1::FingerprintSet>,
+}
+
+impl Identified {
+    /// The feedback key (Message-ID, or text fingerprint).
+    pub fn key(&self) -> Option<String> {
+        crate::feedback::key(self.facts.message_id.as_deref(), self.fingerprint.as_deref())
+    }
+}
+
+impl Evaluation {
+    /// The feedback key (Message-ID, or text fingerprint).
+    pub fn key(&self) -> Option<String> {
+        crate::feedback::key(self.facts.message_id.as_deref(), self.fingerprint.as_deref())
+    }
 }
 
 /// The pipeline, shared by every mailbox.
@@ -155,7 +184,7 @@ impl Pipeline {
         .unwrap_or_else(|_| Vec::new());
         let local: Vec<Local> = local;
 
-        let asks: Vec<v1::FingerprintSet> = local.iter().filter_map(|l| l.ask.clone()).collect();
+        let asks: Vec<v1::FingerprintSet> = local.iter().filter(|l| l.ask).filter_map(|l| l.wire.clone()).collect();
         let mut verdicts = self.network.check(asks).await.into_iter();
         local
             .into_iter()
@@ -163,7 +192,7 @@ impl Pipeline {
                 let (class, reason, confidence) = match l.decided {
                     Some((class, reason)) => (class, reason, None),
                     None => {
-                        let verdict = if l.ask.is_some() {
+                        let verdict = if l.ask {
                             verdicts.next().map_or(Verdict::Unavailable, |v| v.unwrap_or(Verdict::Unavailable))
                         } else if l.key_missing {
                             Verdict::Unavailable
@@ -179,7 +208,15 @@ impl Pipeline {
                     }
                 };
                 let action = policy::decide(class, l.facts.subject.as_deref(), &mailbox.policy);
-                Evaluation { class, reason, action, confidence, facts: l.facts, fingerprint: l.fingerprint }
+                Evaluation {
+                    class,
+                    reason,
+                    action,
+                    confidence,
+                    facts: l.facts,
+                    fingerprint: l.fingerprint,
+                    wire: l.wire,
+                }
             })
             .collect()
     }
@@ -202,7 +239,15 @@ impl Pipeline {
             observed.whitelisted = whitelists.matches(&mailbox.name, &facts);
         }
         if let Some(decided) = policy::classify_local(&observed, self.rules) {
-            return Local { facts, observed, decided: Some(decided), ask: None, fingerprint: None, key_missing: false };
+            return Local {
+                facts,
+                observed,
+                decided: Some(decided),
+                ask: false,
+                wire: None,
+                fingerprint: None,
+                key_missing: false,
+            };
         }
         let key_missing = fingerprinter.is_none();
         if key_missing {
@@ -221,10 +266,38 @@ impl Pipeline {
         let fingerprints = fingerprinter.fingerprint(raw);
         observed.body_empty = !fingerprints.stats.visible_text && fingerprints.stats.attachments == 0;
         let decided = policy::classify_local(&observed, self.rules);
-        let ask = (decided.is_none() && !key_missing && !fingerprints.is_empty())
-            .then(|| starling_proto::to_wire(&fingerprints));
+        let wire = (!key_missing && !fingerprints.is_empty()).then(|| starling_proto::to_wire(&fingerprints));
+        let ask = decided.is_none() && wire.is_some();
         let fingerprint = (!key_missing).then(|| fingerprints.text.map(|d| d.0.to_vec())).flatten();
-        Local { facts, observed, decided, ask, fingerprint, key_missing }
+        Local { facts, observed, decided, ask, wire, fingerprint, key_missing }
+    }
+
+    /// Recognises messages users moved (no whitelist, rules or network):
+    /// their facts and fingerprints. Without the network's key the
+    /// fingerprints are unknown, and only the Message-ID identifies them.
+    pub async fn identify(self: &Arc<Self>, messages: Vec<Arc<[u8]>>) -> Vec<Identified> {
+        if messages.is_empty() {
+            return Vec::new();
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let fingerprinter = this.fingerprinter();
+            messages
+                .iter()
+                .map(|raw| {
+                    let facts = Facts::from_message(raw, this.received_headers);
+                    let Some(fingerprinter) = &fingerprinter else {
+                        return Identified { facts, fingerprint: None, wire: None };
+                    };
+                    let fingerprints = fingerprinter.fingerprint(raw);
+                    let fingerprint = fingerprints.text.map(|d| d.0.to_vec());
+                    let wire = (!fingerprints.is_empty()).then(|| starling_proto::to_wire(&fingerprints));
+                    Identified { facts, fingerprint, wire }
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
     }
 }
 
@@ -232,7 +305,8 @@ struct Local {
     facts: Facts,
     observed: Observed,
     decided: Option<(Class, Reason)>,
-    ask: Option<v1::FingerprintSet>,
+    ask: bool,
+    wire: Option<v1::FingerprintSet>,
     fingerprint: Option<Vec<u8>>,
     key_missing: bool,
 }

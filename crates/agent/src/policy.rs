@@ -97,6 +97,9 @@ pub enum Reason {
     LowConfidence,
     /// The network was not asked or could not be.
     NotAsked,
+    /// A user took it out of the spam folder (or marked it not junk): it is
+    /// never filed again for them.
+    Rescued,
 }
 
 /// What a message is.

@@ -1,15 +1,50 @@
 //! From a batch of messages read from a folder to actions done and
-//! recorded: evaluate with the pipeline, record what will be filed, act
-//! through the mail store, count, queue deferred messages, raise events.
-//! Shared by every mail store.
+//! recorded: evaluate with the pipeline, recognise messages users took out
+//! of the spam folder, record what will be filed, act through the mail
+//! store, count, queue deferred messages, raise events. And the other half
+//! of users' feedback: messages users moved into (or out of) the spam
+//! folder, seen there. Shared by every mail store.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::events::{self, Events};
+use crate::feedback::{Feedback, Observation, Opinion};
 use crate::pipeline::{Evaluation, MailboxContext, Pipeline};
 use crate::policy::{Action, Class, Reason};
-use crate::state::{self, Counters, Filed, State};
+use crate::state::{self, Counters, FeedbackRow, Filed, State};
+
+/// Why a batch of messages is looked at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// They arrived.
+    Delivery,
+    /// They were left in place while the network was unreachable.
+    Recheck,
+    /// A rescan: they arrived earlier and may have become known as spam.
+    Rescan,
+}
+
+impl Pass {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pass::Delivery => "delivery",
+            Pass::Recheck => "recheck",
+            Pass::Rescan => "rescan",
+        }
+    }
+}
+
+/// Which way a user moved messages, as seen where they arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moved {
+    /// Into the spam folder (or a sub-folder), or marked `$Junk`.
+    IntoSpam,
+    /// Out of the spam folder into a folder that is not watched for new
+    /// mail (nor Trash), or marked `$NotJunk`.
+    OutOfSpam,
+}
 
 /// One message read from a folder.
 #[derive(Clone, Debug)]
@@ -20,6 +55,11 @@ pub struct Item {
     pub raw: Arc<[u8]>,
     /// Whether `raw` was cut.
     pub truncated: bool,
+    /// What identifies this delivery across moves, when known: IMAP's
+    /// INTERNALDATE (seconds), a Maildir file's inode. With the Message-ID
+    /// it tells a message taken out of the spam folder from another
+    /// delivery of the same Message-ID.
+    pub identity: Option<i64>,
 }
 
 /// Why an action was not done. In every case the message is where it was.
@@ -96,6 +136,8 @@ pub async fn one_by_one<F: Folder + ?Sized>(
 pub struct Outcome {
     /// Messages acted on as decided (or left, as decided).
     pub done: usize,
+    /// Messages acted on (moved, tagged, deleted).
+    pub acted: usize,
     /// Messages queued for a re-check.
     pub deferred: usize,
     /// Messages whose action failed (left in place).
@@ -115,22 +157,172 @@ pub struct Processor {
     pub events: Events,
     /// Re-check queue bound.
     pub recheck_queue_max: u32,
+    /// Users' feedback.
+    pub feedback: Feedback,
+}
+
+/// What the agent knows of a message a user may have moved.
+struct Known {
+    /// The agent filed it: (action, destination folder, delivery identity).
+    filed: Option<(String, String, Option<i64>)>,
+    /// A user's opinion of it.
+    opinion: Option<FeedbackRow>,
+}
+
+impl Known {
+    /// The agent moved it out of the inbox (the move done).
+    fn moved_by_agent(&self) -> bool {
+        self.filed.as_ref().is_some_and(|(action, folder, _)| {
+            !folder.is_empty() && matches!(action.as_str(), "spam-folder" | "folder" | "trash")
+        })
+    }
+
+    /// The agent moved this very message (not another delivery with the
+    /// same Message-ID) out of the folder it is in now.
+    fn came_back(&self, delivered: Option<i64>) -> bool {
+        self.moved_by_agent() && self.filed.as_ref().is_some_and(|(_, _, filed)| same_delivery(*filed, delivered))
+    }
+
+    /// Taking it out of spam is a false positive worth reporting (filing
+    /// to Trash collects no feedback).
+    fn reportable_filing(&self) -> bool {
+        self.filed.as_ref().is_some_and(|(action, folder, _)| {
+            !folder.is_empty() && matches!(action.as_str(), "spam-folder" | "folder")
+        })
+    }
+
+    fn opinion_is(&self, opinion: Opinion) -> bool {
+        self.opinion.as_ref().is_some_and(|row| row.opinion == opinion.as_str())
+    }
+}
+
+/// Whether two delivery identities ([`Item::identity`]) are the same
+/// delivery; unknown ones match.
+fn same_delivery(a: Option<i64>, b: Option<i64>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
+}
+
+/// Looks up what is known of messages (by Message-ID or text fingerprint).
+fn known(
+    c: &rusqlite::Connection,
+    mailbox: &str,
+    messages: &[(Option<String>, Option<Vec<u8>>)],
+) -> rusqlite::Result<Vec<Known>> {
+    messages
+        .iter()
+        .map(|(message_id, fingerprint)| {
+            let key = crate::feedback::key(message_id.as_deref(), fingerprint.as_deref());
+            let filed = state::filed_lookup(c, mailbox, message_id.as_deref(), fingerprint.as_deref())?;
+            let opinion = match &key {
+                Some(key) => state::feedback_get(c, mailbox, key)?,
+                None => None,
+            };
+            Ok(Known { filed, opinion })
+        })
+        .collect()
 }
 
 impl Processor {
-    /// Evaluates and handles a batch of messages of one folder. With
-    /// `recheck`, handled messages leave the re-check queue.
+    /// Evaluates and handles a batch of messages of one folder. On a
+    /// re-check, handled messages leave the re-check queue.
     pub async fn process<F: Folder>(
         &self,
         folder: &mut F,
         mailbox: &MailboxContext,
         folder_name: &str,
         items: Vec<Item>,
-        recheck: bool,
+        pass: Pass,
     ) -> Outcome {
         let raws = items.iter().map(|i| i.raw.clone()).collect();
-        let evaluations = self.pipeline.evaluate(mailbox, raws).await;
-        self.handle(folder, mailbox, folder_name, &items, evaluations, recheck).await
+        let mut evaluations = self.pipeline.evaluate(mailbox, raws).await;
+        let delivered: Vec<Option<i64>> = items.iter().map(|i| i.identity).collect();
+        tracing::trace!(mailbox = %mailbox.name, messages = evaluations.len(), ?pass, "evaluated");
+        if let Err(e) = self.recognise_rescues(mailbox, &mut evaluations, &delivered).await {
+            // Without knowing what users rescued, filing could undo a
+            // rescue: leave everything in place this time.
+            self.events.emit(events::STATE_ERROR, Some(&mailbox.name), e.to_string());
+            return Outcome { failed: items.len(), ..Outcome::default() };
+        }
+        self.handle(folder, mailbox, folder_name, &items, evaluations, pass).await
+    }
+
+    /// Messages in a watched folder that the agent had filed, or that the
+    /// user had put into the spam folder, were taken out of it by the user:
+    /// they are reported as such and left alone, now and ever after.
+    async fn recognise_rescues(
+        &self,
+        mailbox: &MailboxContext,
+        evaluations: &mut [Evaluation],
+        delivered: &[Option<i64>],
+    ) -> Result<(), state::StateError> {
+        let messages: Vec<_> =
+            evaluations.iter().map(|e| (e.facts.message_id.clone(), e.fingerprint.clone())).collect();
+        let name = mailbox.name.to_string();
+        let known = self.state.call(move |c| known(c, &name, &messages)).await?;
+        let mut observations = Vec::new();
+        for ((evaluation, known), delivered) in evaluations.iter_mut().zip(known).zip(delivered) {
+            if evaluation.reason == Reason::AlreadyTagged {
+                continue;
+            }
+            let rescued = known.opinion_is(Opinion::Ham);
+            let taken_out = !rescued && (known.came_back(*delivered) || known.opinion_is(Opinion::Spam));
+            if taken_out && let Some(key) = evaluation.key() {
+                observations.push(Observation {
+                    key,
+                    opinion: Opinion::Ham,
+                    filed: known.reportable_filing(),
+                    fingerprints: evaluation.wire.clone(),
+                });
+            }
+            if rescued || taken_out {
+                evaluation.class = Class::Clean;
+                evaluation.reason = Reason::Rescued;
+                evaluation.action = Action::Leave;
+            }
+        }
+        self.feedback.observe(&mailbox.name, observations).await;
+        Ok(())
+    }
+
+    /// Messages a user moved, seen where they arrived: into the spam
+    /// folder (or marked junk), or out of it into a folder not watched for
+    /// new mail (or marked not junk). The agent's own moves are recognised
+    /// and not reported.
+    pub async fn moved(&self, mailbox: &str, items: Vec<Item>, direction: Moved) {
+        if items.is_empty() {
+            return;
+        }
+        let identified = self.pipeline.identify(items.iter().map(|i| i.raw.clone()).collect()).await;
+        let messages: Vec<_> = identified.iter().map(|m| (m.facts.message_id.clone(), m.fingerprint.clone())).collect();
+        let name = mailbox.to_owned();
+        let known = match self.state.call(move |c| known(c, &name, &messages)).await {
+            Ok(known) => known,
+            Err(e) => {
+                self.events.emit(events::STATE_ERROR, Some(mailbox), e.to_string());
+                return;
+            }
+        };
+        let mut observations = Vec::new();
+        for (message, known) in identified.into_iter().zip(known) {
+            let Some(key) = message.key() else { continue };
+            let opinion = match direction {
+                // Back into spam after a rescue takes the rescue back; the
+                // agent's own filing is not a report.
+                Moved::IntoSpam if known.opinion_is(Opinion::Ham) || known.filed.is_none() => Opinion::Spam,
+                Moved::OutOfSpam if known.moved_by_agent() || known.opinion_is(Opinion::Spam) => Opinion::Ham,
+                _ => continue,
+            };
+            observations.push(Observation {
+                key,
+                opinion,
+                filed: known.reportable_filing(),
+                fingerprints: message.wire,
+            });
+        }
+        self.feedback.observe(mailbox, observations).await;
     }
 
     async fn handle<F: Folder>(
@@ -140,8 +332,9 @@ impl Processor {
         folder_name: &str,
         items: &[Item],
         evaluations: Vec<Evaluation>,
-        recheck: bool,
+        pass: Pass,
     ) -> Outcome {
+        let recheck = pass == Pass::Recheck;
         let name: &str = &mailbox.name;
         let mut outcome = Outcome::default();
         let mut counters = Counters::default();
@@ -152,8 +345,9 @@ impl Processor {
         // the two must not make the agent's own move look like a user's.
         let filing: Vec<Filed> = evaluations
             .iter()
-            .filter(|e| acts(&e.action))
-            .map(|e| Filed {
+            .zip(items)
+            .filter(|(e, _)| acts(&e.action))
+            .map(|(e, item)| Filed {
                 mailbox: name.to_owned(),
                 message_id: e.facts.message_id.clone(),
                 fingerprint: e.fingerprint.clone(),
@@ -161,6 +355,8 @@ impl Processor {
                 reason: reason_name(&e.reason).to_owned(),
                 action: action_name(&e.action).to_owned(),
                 folder: String::new(),
+                pass: pass.as_str(),
+                delivered: item.identity,
             })
             .collect();
         let filed_ids = if filing.is_empty() {
@@ -188,7 +384,11 @@ impl Processor {
         // one by one.
         let mut groups: Vec<(&Action, Vec<usize>)> = Vec::new();
         for (index, (item, evaluation)) in items.iter().zip(&evaluations).enumerate() {
-            if evaluation.class != Class::Deferred && evaluation.reason != Reason::AlreadyTagged {
+            let counted = evaluation.class != Class::Deferred
+                && !matches!(evaluation.reason, Reason::AlreadyTagged | Reason::Rescued);
+            if counted && pass == Pass::Rescan {
+                counters.rescanned += 1;
+            } else if counted {
                 counters.checked += 1;
                 match evaluation.class {
                     Class::Spam => counters.spam += 1,
@@ -235,6 +435,10 @@ impl Processor {
                 match result {
                     Ok(applied) => {
                         outcome.done += 1;
+                        outcome.acted += 1;
+                        if pass == Pass::Rescan {
+                            counters.rescan_filed += 1;
+                        }
                         if recheck {
                             rechecked.push(item.locator.clone());
                         }
@@ -354,6 +558,7 @@ pub fn reason_name(reason: &Reason) -> &'static str {
         Reason::Network => "network",
         Reason::LowConfidence => "low_confidence",
         Reason::NotAsked => "not_asked",
+        Reason::Rescued => "rescued",
     }
 }
 
@@ -367,5 +572,17 @@ pub fn action_name(action: &Action) -> &'static str {
         Action::Tag { .. } => "tag",
         Action::Delete => "delete",
         Action::Defer => "defer",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_delivery;
+
+    #[test]
+    fn a_delivery_is_told_from_another_of_the_same_message_id() {
+        assert!(same_delivery(Some(1_700_000_000), Some(1_700_000_000)));
+        assert!(!same_delivery(Some(1_700_000_000), Some(1_700_000_001)));
+        assert!(same_delivery(None, Some(42)), "unknown identities match");
     }
 }

@@ -1,8 +1,9 @@
 //! The agent's state: one SQLite database (`state.sqlite3` in `state_dir`).
 //!
 //! Mailboxes and their settings, whitelist entries, cursors (where each
-//! mailbox was read up to), the messages the agent filed, hourly counters,
-//! events, the re-check queue and the journal of actions in progress.
+//! mailbox was read up to), the messages the agent filed, users' feedback
+//! (and the reports still to send), hourly counters, events, the re-check
+//! queue, rescans and the journal of actions in progress.
 //!
 //! One thread owns the writing connection and runs every statement the
 //! running agent issues, in order ([`State::call`]); the CLI opens its own
@@ -24,7 +25,7 @@ use crate::events::{Event, EventSink};
 /// The database file's name in `state_dir`.
 pub const FILE_NAME: &str = "state.sqlite3";
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -69,7 +70,9 @@ CREATE TABLE IF NOT EXISTS filed (
     reason TEXT NOT NULL,
     action TEXT NOT NULL,
     folder TEXT NOT NULL,
-    at INTEGER NOT NULL
+    at INTEGER NOT NULL,
+    pass TEXT NOT NULL DEFAULT 'delivery',
+    delivered INTEGER
 );
 CREATE INDEX IF NOT EXISTS filed_message ON filed (mailbox, message_id);
 CREATE INDEX IF NOT EXISTS filed_fingerprint ON filed (mailbox, fingerprint);
@@ -84,6 +87,10 @@ CREATE TABLE IF NOT EXISTS hourly (
     whitelisted INTEGER NOT NULL DEFAULT 0,
     empty INTEGER NOT NULL DEFAULT 0,
     errors INTEGER NOT NULL DEFAULT 0,
+    blocked INTEGER NOT NULL DEFAULT 0,
+    unblocked INTEGER NOT NULL DEFAULT 0,
+    rescanned INTEGER NOT NULL DEFAULT 0,
+    rescan_filed INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (hour, mailbox)
 ) WITHOUT ROWID;
 
@@ -114,6 +121,49 @@ CREATE TABLE IF NOT EXISTS journal (
     replacement TEXT NOT NULL,
     at INTEGER NOT NULL
 );
+"#;
+
+/// Tables added by schema 2 (feedback and rescans); part of a new database,
+/// added to an older one by [`MIGRATE_2`].
+const SCHEMA_2: &str = r#"
+CREATE TABLE IF NOT EXISTS feedback (
+    mailbox TEXT NOT NULL,
+    key TEXT NOT NULL,
+    opinion TEXT NOT NULL,
+    filed INTEGER NOT NULL,
+    fingerprints BLOB,
+    desired TEXT NOT NULL,
+    sent TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (mailbox, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS feedback_outbox ON feedback (mailbox) WHERE desired <> sent;
+
+CREATE TABLE IF NOT EXISTS rescans (
+    id INTEGER PRIMARY KEY,
+    mailbox TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    origin TEXT NOT NULL,
+    status TEXT NOT NULL,
+    requested_at INTEGER NOT NULL,
+    started_at INTEGER,
+    finished_at INTEGER,
+    total INTEGER NOT NULL DEFAULT 0,
+    checked INTEGER NOT NULL DEFAULT 0,
+    filed INTEGER NOT NULL DEFAULT 0,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS rescans_status ON rescans (status);
+"#;
+
+/// Schema 1 → 2.
+const MIGRATE_2: &str = r#"
+ALTER TABLE filed ADD COLUMN pass TEXT NOT NULL DEFAULT 'delivery';
+ALTER TABLE filed ADD COLUMN delivered INTEGER;
+ALTER TABLE hourly ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE hourly ADD COLUMN unblocked INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE hourly ADD COLUMN rescanned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE hourly ADD COLUMN rescan_filed INTEGER NOT NULL DEFAULT 0;
 "#;
 
 /// Opens (creating and migrating) the database at `path`.
@@ -151,7 +201,12 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
         let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         version = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
         if version < SCHEMA_VERSION {
-            tx.execute_batch(SCHEMA)?;
+            if version == 0 {
+                tx.execute_batch(SCHEMA)?;
+            } else if version == 1 {
+                tx.execute_batch(MIGRATE_2)?;
+            }
+            tx.execute_batch(SCHEMA_2)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             version = SCHEMA_VERSION;
         }
@@ -488,6 +543,16 @@ pub struct Counters {
     pub empty: u32,
     /// Failed (read or action errors).
     pub errors: u32,
+    /// Put into the spam folder (or marked junk) by users: spam the agent
+    /// had not caught.
+    pub blocked: u32,
+    /// Taken out of the spam folder (or marked not junk) by users after the
+    /// agent had filed them: false positives.
+    pub unblocked: u32,
+    /// Looked at again by a rescan.
+    pub rescanned: u32,
+    /// Filed by a rescan (spam that was not known at delivery).
+    pub rescan_filed: u32,
 }
 
 impl Counters {
@@ -499,6 +564,10 @@ impl Counters {
         self.whitelisted += other.whitelisted;
         self.empty += other.empty;
         self.errors += other.errors;
+        self.blocked += other.blocked;
+        self.unblocked += other.unblocked;
+        self.rescanned += other.rescanned;
+        self.rescan_filed += other.rescan_filed;
     }
 }
 
@@ -519,6 +588,11 @@ pub struct Filed {
     pub action: String,
     /// The destination folder ("" when not moved).
     pub folder: String,
+    /// How it was found: `delivery`, `recheck` or `rescan`.
+    pub pass: &'static str,
+    /// What identifies this delivery (IMAP INTERNALDATE, Maildir inode),
+    /// when known.
+    pub delivered: Option<i64>,
 }
 
 /// Adds a batch's hourly counters (by hour start, Unix seconds, and
@@ -527,14 +601,30 @@ pub fn record_batch(c: &mut Connection, counters: &BTreeMap<(i64, String), Count
     let tx = c.transaction()?;
     {
         let mut upsert = tx.prepare_cached(
-            "INSERT INTO hourly (hour, mailbox, checked, spam, phish, whitelisted, empty, errors)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO hourly (hour, mailbox, checked, spam, phish, whitelisted, empty, errors,
+                                 blocked, unblocked, rescanned, rescan_filed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT (hour, mailbox) DO UPDATE SET
                checked = checked + ?3, spam = spam + ?4, phish = phish + ?5,
-               whitelisted = whitelisted + ?6, empty = empty + ?7, errors = errors + ?8",
+               whitelisted = whitelisted + ?6, empty = empty + ?7, errors = errors + ?8,
+               blocked = blocked + ?9, unblocked = unblocked + ?10, rescanned = rescanned + ?11,
+               rescan_filed = rescan_filed + ?12",
         )?;
         for ((hour, mailbox), n) in counters {
-            upsert.execute(params![hour, mailbox, n.checked, n.spam, n.phish, n.whitelisted, n.empty, n.errors])?;
+            upsert.execute(params![
+                hour,
+                mailbox,
+                n.checked,
+                n.spam,
+                n.phish,
+                n.whitelisted,
+                n.empty,
+                n.errors,
+                n.blocked,
+                n.unblocked,
+                n.rescanned,
+                n.rescan_filed
+            ])?;
         }
     }
     tx.commit()
@@ -547,8 +637,8 @@ pub fn insert_filed(c: &mut Connection, filed: &[Filed]) -> rusqlite::Result<Vec
     let mut ids = Vec::with_capacity(filed.len());
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO filed (mailbox, message_id, fingerprint, class, reason, action, folder, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO filed (mailbox, message_id, fingerprint, class, reason, action, folder, at, pass, delivered)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         let at = now();
         for f in filed {
@@ -560,7 +650,9 @@ pub fn insert_filed(c: &mut Connection, filed: &[Filed]) -> rusqlite::Result<Vec
                 f.reason,
                 f.action,
                 f.folder,
-                at
+                at,
+                f.pass,
+                f.delivered
             ])?;
             ids.push(tx.last_insert_rowid());
         }
@@ -589,7 +681,8 @@ pub fn unfile(c: &Connection, ids: &[i64]) -> rusqlite::Result<()> {
 /// Hourly counters since `since` (Unix seconds), for one mailbox or all.
 pub fn hourly(c: &Connection, since: i64, mailbox: Option<&str>) -> rusqlite::Result<Vec<(i64, String, Counters)>> {
     let mut statement = c.prepare_cached(
-        "SELECT hour, mailbox, checked, spam, phish, whitelisted, empty, errors FROM hourly
+        "SELECT hour, mailbox, checked, spam, phish, whitelisted, empty, errors,
+                blocked, unblocked, rescanned, rescan_filed FROM hourly
          WHERE hour >= ?1 AND (?2 IS NULL OR mailbox = ?2) ORDER BY hour, mailbox",
     )?;
     statement
@@ -604,37 +697,239 @@ pub fn hourly(c: &Connection, since: i64, mailbox: Option<&str>) -> rusqlite::Re
                     whitelisted: row.get(5)?,
                     empty: row.get(6)?,
                     errors: row.get(7)?,
+                    blocked: row.get(8)?,
+                    unblocked: row.get(9)?,
+                    rescanned: row.get(10)?,
+                    rescan_filed: row.get(11)?,
                 },
             ))
         })?
         .collect()
 }
 
-/// Whether the agent filed a message with this Message-ID or fingerprint
-/// in this mailbox.
-pub fn was_filed(
+/// What the agent last filed in a mailbox under this Message-ID (or, for
+/// a message without one, this text fingerprint): (action, destination
+/// folder — "" until the move is done, delivery identity).
+pub fn filed_lookup(
     c: &Connection,
     mailbox: &str,
     message_id: Option<&str>,
     fingerprint: Option<&[u8]>,
-) -> rusqlite::Result<bool> {
+) -> rusqlite::Result<Option<(String, String, Option<i64>)>> {
     if let Some(id) = message_id {
-        let hit: Option<i64> = c
-            .prepare_cached("SELECT 1 FROM filed WHERE mailbox = ?1 AND message_id = ?2 LIMIT 1")?
-            .query_row(params![mailbox, id], |row| row.get(0))
-            .optional()?;
-        if hit.is_some() {
-            return Ok(true);
-        }
+        return c
+            .prepare_cached(
+                "SELECT action, folder, delivered FROM filed WHERE mailbox = ?1 AND message_id = ?2
+                 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row(params![mailbox, id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .optional();
     }
     if let Some(fingerprint) = fingerprint {
-        let hit: Option<i64> = c
-            .prepare_cached("SELECT 1 FROM filed WHERE mailbox = ?1 AND fingerprint = ?2 LIMIT 1")?
-            .query_row(params![mailbox, fingerprint], |row| row.get(0))
-            .optional()?;
-        return Ok(hit.is_some());
+        return c
+            .prepare_cached(
+                "SELECT action, folder, delivered FROM filed WHERE mailbox = ?1 AND message_id IS NULL
+                 AND fingerprint = ?2 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row(params![mailbox, fingerprint], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .optional();
     }
-    Ok(false)
+    Ok(None)
+}
+
+/// Forgets filed messages older than `before` (Unix seconds); returns how
+/// many.
+pub fn filed_expire(c: &Connection, before: i64) -> rusqlite::Result<usize> {
+    c.execute("DELETE FROM filed WHERE at < ?1", [before])
+}
+
+// ---------------------------------------------------------------- feedback
+
+/// A user's opinion of one message, and the report it calls for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedbackRow {
+    /// `spam` (put into the spam folder, marked junk) or `ham` (taken out,
+    /// marked not junk).
+    pub opinion: String,
+    /// The agent had filed the message (so `ham` is a false positive).
+    pub filed: bool,
+    /// The fingerprint set (protobuf), reported and revoked with it.
+    pub fingerprints: Option<Vec<u8>>,
+    /// The report the network should hold: `spam`, `not-spam` or "".
+    pub desired: String,
+    /// The report the network holds: `spam`, `not-spam` or "".
+    pub sent: String,
+}
+
+/// A user's opinion of a message (by its key, see `feedback::key`).
+pub fn feedback_get(c: &Connection, mailbox: &str, key: &str) -> rusqlite::Result<Option<FeedbackRow>> {
+    c.prepare_cached(
+        "SELECT opinion, filed, fingerprints, desired, sent FROM feedback WHERE mailbox = ?1 AND key = ?2",
+    )?
+    .query_row([mailbox, key], |row| {
+        Ok(FeedbackRow {
+            opinion: row.get(0)?,
+            filed: row.get(1)?,
+            fingerprints: row.get(2)?,
+            desired: row.get(3)?,
+            sent: row.get(4)?,
+        })
+    })
+    .optional()
+}
+
+/// Stores a user's opinion of a message.
+pub fn feedback_put(c: &Connection, mailbox: &str, key: &str, row: &FeedbackRow) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO feedback (mailbox, key, opinion, filed, fingerprints, desired, sent, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (mailbox, key) DO UPDATE SET
+           opinion = ?3, filed = ?4, fingerprints = ?5, desired = ?6, sent = ?7, at = ?8",
+    )?
+    .execute(params![mailbox, key, row.opinion, row.filed, row.fingerprints, row.desired, row.sent, now()])?;
+    Ok(())
+}
+
+/// Reports still to send or withdraw: (mailbox, key, row), oldest first.
+pub fn feedback_outbox(c: &Connection, limit: u32) -> rusqlite::Result<Vec<(String, String, FeedbackRow)>> {
+    c.prepare_cached(
+        "SELECT mailbox, key, opinion, filed, fingerprints, desired, sent FROM feedback
+         WHERE desired <> sent ORDER BY at LIMIT ?1",
+    )?
+    .query_map([limit], |row| {
+        Ok((
+            row.get(0)?,
+            row.get(1)?,
+            FeedbackRow {
+                opinion: row.get(2)?,
+                filed: row.get(3)?,
+                fingerprints: row.get(4)?,
+                desired: row.get(5)?,
+                sent: row.get(6)?,
+            },
+        ))
+    })?
+    .collect()
+}
+
+/// Records that the network now holds `report` for these messages:
+/// (mailbox, key, report). A row whose wish changed meanwhile stays in the
+/// outbox.
+pub fn feedback_sent(c: &mut Connection, done: &[(String, String, String)]) -> rusqlite::Result<()> {
+    let tx = c.transaction()?;
+    {
+        let mut update =
+            tx.prepare_cached("UPDATE feedback SET sent = ?3 WHERE mailbox = ?1 AND key = ?2 AND desired = ?3")?;
+        for (mailbox, key, report) in done {
+            update.execute(params![mailbox, key, report])?;
+        }
+    }
+    tx.commit()
+}
+
+/// Reports waiting to be sent.
+pub fn feedback_pending(c: &Connection) -> rusqlite::Result<u64> {
+    c.query_row("SELECT count(*) FROM feedback WHERE desired <> sent", [], |row| row.get::<_, i64>(0)).map(|n| n as u64)
+}
+
+// ---------------------------------------------------------------- rescans
+
+/// A rescan: asked for, running or finished.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RescanRow {
+    /// Its id.
+    pub id: i64,
+    /// The mailbox.
+    pub mailbox: String,
+    /// Messages delivered since this time (Unix seconds) are looked at.
+    pub since: i64,
+    /// `schedule` or `request` (CLI, console).
+    pub origin: String,
+    /// `requested`, `running`, `done` or `failed`.
+    pub status: String,
+    /// When asked for (Unix seconds).
+    pub requested_at: i64,
+    /// When started.
+    pub started_at: Option<i64>,
+    /// When finished.
+    pub finished_at: Option<i64>,
+    /// Messages to look at.
+    pub total: u64,
+    /// Messages looked at so far.
+    pub checked: u64,
+    /// Messages filed.
+    pub filed: u64,
+    /// Why it failed, or a note.
+    pub detail: String,
+}
+
+/// Asks for a rescan of a mailbox; returns its id.
+pub fn rescan_request(c: &Connection, mailbox: &str, since: i64, origin: &str) -> rusqlite::Result<i64> {
+    c.prepare_cached(
+        "INSERT INTO rescans (mailbox, since, origin, status, requested_at) VALUES (?1, ?2, ?3, 'requested', ?4)",
+    )?
+    .execute(params![mailbox, since, origin, now()])?;
+    Ok(c.last_insert_rowid())
+}
+
+const RESCAN_COLUMNS: &str =
+    "id, mailbox, since, origin, status, requested_at, started_at, finished_at, total, checked, filed, detail";
+
+fn rescan_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RescanRow> {
+    Ok(RescanRow {
+        id: row.get(0)?,
+        mailbox: row.get(1)?,
+        since: row.get(2)?,
+        origin: row.get(3)?,
+        status: row.get(4)?,
+        requested_at: row.get(5)?,
+        started_at: row.get(6)?,
+        finished_at: row.get(7)?,
+        total: row.get::<_, i64>(8)? as u64,
+        checked: row.get::<_, i64>(9)? as u64,
+        filed: row.get::<_, i64>(10)? as u64,
+        detail: row.get(11)?,
+    })
+}
+
+/// Rescans with this status, oldest first.
+pub fn rescans_with_status(c: &Connection, status: &str) -> rusqlite::Result<Vec<RescanRow>> {
+    c.prepare_cached(&format!("SELECT {RESCAN_COLUMNS} FROM rescans WHERE status = ?1 ORDER BY id"))?
+        .query_map([status], rescan_row)?
+        .collect()
+}
+
+/// The latest rescans, newest first.
+pub fn rescans(c: &Connection, limit: u32) -> rusqlite::Result<Vec<RescanRow>> {
+    c.prepare_cached(&format!("SELECT {RESCAN_COLUMNS} FROM rescans ORDER BY id DESC LIMIT ?1"))?
+        .query_map([limit], rescan_row)?
+        .collect()
+}
+
+/// One rescan.
+pub fn rescan(c: &Connection, id: i64) -> rusqlite::Result<Option<RescanRow>> {
+    c.prepare_cached(&format!("SELECT {RESCAN_COLUMNS} FROM rescans WHERE id = ?1"))?
+        .query_row([id], rescan_row)
+        .optional()
+}
+
+/// Records a rescan's status and progress.
+pub fn rescan_update(
+    c: &Connection,
+    id: i64,
+    status: &str,
+    (total, checked, filed): (u64, u64, u64),
+    detail: &str,
+) -> rusqlite::Result<()> {
+    let at = now();
+    c.prepare_cached(
+        "UPDATE rescans SET status = ?2, total = ?3, checked = ?4, filed = ?5, detail = ?6,
+           started_at = coalesce(started_at, ?7),
+           finished_at = CASE WHEN ?2 IN ('done', 'failed') THEN ?7 ELSE finished_at END
+         WHERE id = ?1",
+    )?
+    .execute(params![id, status, total as i64, checked as i64, filed as i64, detail, at])?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------- events

@@ -232,3 +232,75 @@ async fn write_slowly(path: &Path, raw: &[u8]) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     file.write_all(tail).expect("write");
 }
+
+/// The path of the message with this Message-ID in a Maildir folder.
+fn find(folder: &Path, id: &str) -> Option<PathBuf> {
+    for sub in ["new", "cur"] {
+        for entry in std::fs::read_dir(folder.join(sub)).into_iter().flatten().flatten() {
+            let raw = std::fs::read(entry.path()).unwrap_or_default();
+            if starling_agent::facts::Facts::from_message(&raw, 0).message_id.as_deref() == Some(id) {
+                return Some(entry.path());
+            }
+        }
+    }
+    None
+}
+
+/// Moves a message file to another folder's `cur/` as a mail client (or
+/// Dovecot) does: a rename, with flags.
+fn user_moves(from: &Path, to: &Path) {
+    let name = from.file_name().unwrap().to_str().unwrap();
+    let unique = name.split(':').next().unwrap();
+    std::fs::rename(from, to.join("cur").join(format!("{unique}:2,S"))).expect("move");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_moves_between_maildir_folders_are_reported() {
+    let setup = setup(&["ann"]);
+    let ann = setup.root.join("ann");
+    for folder in [".Spam", ".Archive"] {
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(ann.join(folder).join(sub)).expect("folder");
+        }
+    }
+    let node = Node::start().await.expect("node");
+    let extra = "[users]\nsource = \"maildir\"\nlist = []\n";
+    let (stop, task) = start(config(&setup, &node, extra), &node);
+    assert!(wait_until(WAIT, || events(&setup.state, 600) == 1), "mailbox found");
+    let counters = || {
+        let Ok(c) = state::open(&setup.state.join("state.sqlite3")) else { return state::Counters::default() };
+        let mut total = state::Counters::default();
+        for (_, _, counters) in state::hourly(&c, 0, Some("ann")).unwrap_or_default() {
+            total.add(&counters);
+        }
+        total
+    };
+    // Not known at delivery: left in the inbox.
+    let spam = testdata(true);
+    let unknown = with_message_id(&spam[2].1, "unknown@spam");
+    deliver(&ann, "1700000001.M1P1.test", &unknown);
+    assert!(wait_until(WAIT, || counters().checked == 1), "checked");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ann files it into Spam: a report, and the campaign is blocked.
+    user_moves(&find(&ann, "unknown@spam").expect("in the inbox"), &ann.join(".Spam"));
+    let copy = with_message_id(&spam[2].1, "unknown-2@spam");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while node.verdict(&copy).await.unwrap() != Class::Spam {
+        assert!(tokio::time::Instant::now() < deadline, "ann's move is reported");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(counters().blocked, 1);
+    // A known spam is filed; ann takes it back to her inbox: a rescue, and
+    // the agent leaves it there.
+    let known = with_message_id(&spam[3].1, "known@spam");
+    node.report(ReportClass::Spam, &[&known]).await.expect("report");
+    deliver(&ann, "1700000002.M2P1.test", &known);
+    assert!(wait_until(WAIT, || find(&ann.join(".Spam"), "known@spam").is_some()), "filed");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    user_moves(&find(&ann.join(".Spam"), "known@spam").unwrap(), &ann);
+    assert!(wait_until(WAIT, || counters().unblocked == 1), "the rescue is recognised");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(find(&ann, "known@spam").is_some(), "a rescued message stays in the inbox");
+    assert!(find(&ann.join(".Spam"), "known@spam").is_none());
+    finish(stop, task).await;
+}

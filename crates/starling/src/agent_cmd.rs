@@ -1,5 +1,5 @@
 //! `starling agent`, `starling serve` and the commands that administer an
-//! agent's state: `users`, `whitelist`, `events`.
+//! agent's state: `users`, `whitelist`, `events`, `rescan`.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -284,6 +284,15 @@ enum UsersCommand {
         /// The CSV file.
         file: PathBuf,
     },
+    /// Turn users' feedback (reports of their moves) on or off for mailboxes.
+    Feedback {
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        switch: String,
+        /// Mailbox names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
 }
 
 /// `starling users …`.
@@ -298,9 +307,10 @@ pub(crate) fn users(args: UsersArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     writeln!(
                         out,
-                        "{:<40} {:<8} {:<9} {}",
+                        "{:<40} {:<8} {:<12} {:<9} {}",
                         row.name,
                         if row.enabled { "enabled" } else { "disabled" },
+                        if row.feedback { "feedback" } else { "no feedback" },
                         row.source,
                         if row.present { "" } else { "(no longer listed)" }
                     )?;
@@ -317,6 +327,20 @@ pub(crate) fn users(args: UsersArgs) -> anyhow::Result<ExitCode> {
         UsersCommand::Enable { names } | UsersCommand::Disable { names } if names.is_empty() => {}
         UsersCommand::Enable { names } => return set_enabled(&c, &names, true),
         UsersCommand::Disable { names } => return set_enabled(&c, &names, false),
+        UsersCommand::Feedback { switch, names } => {
+            let on = switch == "on";
+            let unknown: Vec<&str> = names
+                .iter()
+                .map(|name| Ok::<_, rusqlite::Error>((name.as_str(), state::set_feedback(&c, name, on)?)))
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .filter(|(_, known)| !known)
+                .map(|(name, _)| name)
+                .collect();
+            if !unknown.is_empty() {
+                anyhow::bail!("unknown mailboxes: {} (see `starling users list`)", unknown.join(", "));
+            }
+        }
         UsersCommand::Import { file } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let (rows, problems) = starling_agent::users::parse_csv(&text);
@@ -560,5 +584,131 @@ mod tests {
         assert_eq!(parse_age("30m").unwrap(), 1800);
         assert_eq!(parse_age("7d").unwrap(), 604_800);
         assert!(parse_age("soon").is_err());
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct RescanArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(subcommand)]
+    command: RescanCommand,
+}
+
+#[derive(Subcommand)]
+enum RescanCommand {
+    /// Look again at a mailbox's young mail now: spam that became known
+    /// since delivery is filed (the running agent does it).
+    Start {
+        /// Mailbox names.
+        #[arg(required_unless_present = "all")]
+        names: Vec<String>,
+        /// Every enabled mailbox.
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+        /// Mail delivered within this many hours (default: rescan.max_age_hours).
+        #[arg(long)]
+        hours: Option<u32>,
+        /// Wait until the rescans finish, showing progress.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show the latest rescans and their progress.
+    Status {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// One JSON object per rescan.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `starling rescan …`.
+pub(crate) fn rescan(args: RescanArgs) -> anyhow::Result<ExitCode> {
+    let config = args.config.agent()?;
+    let c = args.config.connection()?;
+    let mut out = std::io::stdout().lock();
+    match args.command {
+        RescanCommand::Start { names, all, hours, wait } => {
+            let known = state::mailboxes(&c)?;
+            let names: Vec<String> = if all {
+                known.iter().filter(|m| m.enabled && m.present).map(|m| m.name.clone()).collect()
+            } else {
+                names
+            };
+            let unknown: Vec<&str> =
+                names.iter().filter(|n| !known.iter().any(|m| m.name == **n)).map(String::as_str).collect();
+            if !unknown.is_empty() {
+                anyhow::bail!("unknown mailboxes: {} (see `starling users list`)", unknown.join(", "));
+            }
+            let hours = hours.unwrap_or(config.rescan.max_age_hours);
+            let since = jiff::Timestamp::now().as_second() - i64::from(hours) * 3600;
+            let mut ids = Vec::new();
+            for name in &names {
+                let id = state::rescan_request(&c, name, since, "request")?;
+                writeln!(out, "{name}: rescan {id} asked for (mail of the last {hours} h)")?;
+                ids.push(id);
+            }
+            out.flush()?;
+            if wait {
+                return wait_for_rescans(&c, &ids, &mut out);
+            }
+        }
+        RescanCommand::Status { limit, json } => {
+            for row in state::rescans(&c, limit)? {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(&row)?)?;
+                } else {
+                    writeln!(out, "{}", rescan_line(&row))?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rescan_line(row: &state::RescanRow) -> String {
+    let at = jiff::Timestamp::from_second(row.requested_at).map(|t| t.to_string()).unwrap_or_default();
+    let mut line = format!(
+        "{:>5} {at} {:<30} {:<9} {:<8} {}/{} looked at, {} filed",
+        row.id, row.mailbox, row.origin, row.status, row.checked, row.total, row.filed
+    );
+    if !row.detail.is_empty() {
+        line.push_str(&format!(" ({})", row.detail));
+    }
+    line
+}
+
+/// Polls until every rescan finished; fails when one failed.
+fn wait_for_rescans(c: &rusqlite::Connection, ids: &[i64], out: &mut impl std::io::Write) -> anyhow::Result<ExitCode> {
+    let mut shown: std::collections::HashMap<i64, String> = std::collections::HashMap::new();
+    let started = std::time::Instant::now();
+    loop {
+        let mut open = 0;
+        let mut failed = 0;
+        for &id in ids {
+            let Some(row) = state::rescan(c, id)? else { continue };
+            let line = rescan_line(&row);
+            if shown.get(&id) != Some(&line) {
+                writeln!(out, "{line}")?;
+                out.flush()?;
+                shown.insert(id, line);
+            }
+            match row.status.as_str() {
+                "done" => {}
+                "failed" => failed += 1,
+                _ => open += 1,
+            }
+        }
+        if open == 0 {
+            return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        if started.elapsed() > std::time::Duration::from_secs(20) && shown.values().all(|l| l.contains(" requested ")) {
+            anyhow::bail!(
+                "no agent picked the rescans up within 20 s: is `starling agent` (or `serve`) running with this configuration?"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }

@@ -36,6 +36,8 @@ enum Command {
     Whitelist(agent_cmd::WhitelistArgs),
     /// Show the agent's events, or their catalogue.
     Events(agent_cmd::EventsArgs),
+    /// Rescan mailboxes now, or show rescans and their progress.
+    Rescan(agent_cmd::RescanArgs),
     /// Print the fingerprints that would be sent for each message (no content is printed).
     Fingerprint(fingerprint_cmd::FingerprintArgs),
     /// Ask a network for the verdict on messages.
@@ -153,6 +155,7 @@ fn main() -> ExitCode {
         Command::Users(args) => agent_cmd::users(args),
         Command::Whitelist(args) => agent_cmd::whitelist_cmd(args),
         Command::Events(args) => agent_cmd::events(args),
+        Command::Rescan(args) => agent_cmd::rescan(args),
         Command::Fingerprint(args) => fingerprint_cmd::run(&args),
         Command::Check(args) => {
             init_logging("warn");

@@ -191,7 +191,11 @@ impl Dovecot {
              service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {lmtp}\n  }}\n}}\n\
              service pop3-login {{\n  inet_listener pop3 {{\n    port = 0\n  }}\n}}\n\
              service submission-login {{\n  inet_listener submission {{\n    port = 0\n  }}\n}}\n\
-             namespace inbox {{\n  inbox = yes\n  separator = /\n{junk}}}\n",
+             namespace inbox {{\n  inbox = yes\n  separator = /\n{junk}}}\n{rawlog}",
+            // For debugging: every IMAP session's traffic, when asked for.
+            rawlog = std::env::var("STARLING_TEST_RAWLOG")
+                .map(|dir| format!("protocol imap {{\n  rawlog_dir = {dir}\n}}\n"))
+                .unwrap_or_default(),
             imap = self.imap_port,
             lmtp = self.lmtp_port,
         );
@@ -268,6 +272,24 @@ impl Dovecot {
             bail!("doveadm mailbox create failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         Ok(())
+    }
+
+    /// Acts as `user` with a real IMAP client (Python's imaplib, logged in
+    /// through the master user): `move ID FROM TO`, `copy ID FROM TO`,
+    /// `keyword ID FOLDER KEYWORD`. Returns how many messages matched.
+    pub fn imap_user(&self, user: &str, args: &[&str]) -> anyhow::Result<usize> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("imap_user.py");
+        let login = format!("{user}*{MASTER_USER}");
+        let out = Command::new("python3")
+            .arg(&script)
+            .args([self.imap_port.to_string().as_str(), login.as_str(), MASTER_PASSWORD])
+            .args(args)
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !out.status.success() {
+            bail!("imap_user {args:?} as {user} failed ({text}): {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(text.parse()?)
     }
 
     /// Delivers a message over LMTP, as an MTA would.
@@ -454,6 +476,22 @@ impl Node {
         };
         let credential = admin.create_organisation(request).await?.into_inner().credential;
         Ok(Node { running: Some(running), data, url, credential, _dir: Some(dir), port })
+    }
+
+    /// Creates another organisation; returns its credential.
+    pub async fn add_organisation(&self, name: &str) -> anyhow::Result<String> {
+        let token = starling_network::node::operator_token(&self.data)?;
+        let channel = starling_proto::client::Target::new(&self.url).connect().await?;
+        let mut admin = starling_proto::client::admin(
+            channel,
+            starling_proto::client::Credential::new(&token).map_err(anyhow::Error::msg)?,
+        );
+        let request = starling_proto::v1::CreateOrganisationRequest {
+            name: name.into(),
+            plan: starling_proto::v1::Plan::Subscription.into(),
+            expires_at: 0,
+        };
+        Ok(admin.create_organisation(request).await?.into_inner().credential)
     }
 
     /// Stops the node (its data stays).
