@@ -5,7 +5,8 @@
 //! - `latency N`: N spams delivered one at a time over LMTP while the agent
 //!   waits in IDLE; time from the end of the delivery to the message's file
 //!   appearing in the spam folder (p50, p99, max).
-//! - `memory N`: N mailboxes watched at once; the agent's resident memory
+//! - `memory N`: N mailboxes watched at once (two IDLE sessions each: the
+//!   inbox and, for feedback, the spam folder); the agent's resident memory
 //!   per idle mailbox (the process's RSS after all are in IDLE, minus before).
 //! - `compare N`: the same N-message mailbox scanned by the agent and by
 //!   isbg with SpamAssassin's spamd (`spamc`), the tool an administrator
@@ -247,7 +248,9 @@ async fn memory(count: usize) -> anyhow::Result<()> {
     let mut logged_in = 0;
     while started.elapsed() < Duration::from_secs(600) {
         logged_in = who(&dovecot);
-        if logged_in >= count {
+        // Two sessions per mailbox: the inbox, and the spam folder for
+        // users' feedback.
+        if logged_in >= 2 * count {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
