@@ -314,6 +314,11 @@ const SPAM_POLL: Duration = Duration::from_secs(60);
 /// Messages that left the spam folder looked for elsewhere per round.
 const VANISHED_MAX: usize = 64;
 
+/// The newest messages of a spam folder whose leaving is watched (their
+/// Message-IDs are kept in memory): a rescue of an older one into a folder
+/// other than the inbox goes unnoticed.
+const PRESENT_MAX: usize = 2_000;
+
 /// One watched folder of one mailbox.
 pub struct Watcher {
     /// The server.
@@ -625,7 +630,9 @@ impl Connected {
         watcher.folder = spam.clone();
         let next = self.select(&spam).await?;
         let mut last = self.start_position(watcher, next).await?;
-        let mut present = self.message_ids(&format!("1:{last}")).await?;
+        let first = last.saturating_sub(PRESENT_MAX as u32) + 1;
+        let mut present: std::collections::BTreeMap<u32, String> =
+            self.message_ids(&format!("{first}:{last}")).await?.into_iter().collect();
         let mut sub_last: HashMap<String, u32> = HashMap::new();
         let mut next_poll = tokio::time::Instant::now();
         loop {
@@ -636,6 +643,9 @@ impl Connected {
                 for item in &items {
                     if let (Some((_, uid)), Some(id)) = (parse_locator(&item.locator), header_message_id(&item.raw)) {
                         present.insert(uid, id);
+                        if present.len() > PRESENT_MAX {
+                            present.pop_first();
+                        }
                     }
                 }
                 watcher.processor.moved(&self.mailbox, items, Moved::IntoSpam).await;
@@ -723,7 +733,10 @@ impl Connected {
 
     /// Messages that left the selected folder since the last look: their
     /// Message-IDs (forgotten from `present`).
-    async fn vanished(&mut self, present: &mut HashMap<u32, String>) -> Result<Vec<String>, SessionError> {
+    async fn vanished(
+        &mut self,
+        present: &mut std::collections::BTreeMap<u32, String>,
+    ) -> Result<Vec<String>, SessionError> {
         if present.is_empty() {
             return Ok(Vec::new());
         }
