@@ -458,15 +458,17 @@ impl Supervisor {
         }
     }
 
-    /// The folders that should be watched now.
-    async fn wanted(&self) -> Vec<Wanted> {
+    /// The folders that should be watched now, and the mailboxes disabled;
+    /// `None` when the state cannot be read (then nothing changes).
+    async fn wanted(&self) -> Option<(Vec<Wanted>, HashSet<String>)> {
         let rows = match self.state.call(|c| state::mailboxes(c)).await {
             Ok(rows) => rows,
             Err(e) => {
                 self.events.emit(events::STATE_ERROR, None, e.to_string());
-                return Vec::new();
+                return None;
             }
         };
+        let disabled = rows.iter().filter(|row| !row.enabled).map(|row| row.name.clone()).collect();
         let user_policy = pipeline::user_policy(&self.config);
         let global = self.config.feedback.enabled;
         let mut wanted: Vec<Wanted> = rows
@@ -489,7 +491,7 @@ impl Supervisor {
                 feedback: false,
             });
         }
-        wanted
+        Some((wanted, disabled))
     }
 
     /// Stops a task (and its spam-folder task, and its watches).
@@ -507,7 +509,7 @@ impl Supervisor {
 
     /// Starts and stops tasks to match the wanted folders.
     async fn reconcile(&mut self) {
-        let wanted = self.wanted().await;
+        let Some((wanted, disabled)) = self.wanted().await else { return };
         let names: HashMap<&str, bool> = wanted.iter().map(|w| (w.name.as_str(), w.feedback)).collect();
         let stopping: Vec<String> = self
             .running
@@ -517,6 +519,9 @@ impl Supervisor {
             .collect();
         for name in stopping {
             self.stop_task(&name).await;
+            if disabled.contains(&name) {
+                self.events.emit(events::MAILBOX_DISABLED, Some(&name), "");
+            }
         }
         for wanted in wanted {
             if self.running.get(&wanted.name).is_some_and(|r| !r.task.is_finished()) {
@@ -862,6 +867,8 @@ impl MaildirWorker {
             }
         };
         position = self.scan(&dir, position).await;
+        // Watching from here on (the watch was set before the task started).
+        self.save_cursor(position);
         let mut poll = tokio::time::interval(self.poll);
         poll.tick().await;
         let mut later: Option<Work> = None;

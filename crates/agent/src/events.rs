@@ -222,6 +222,10 @@ catalogue! {
         text: "A mailbox is no longer listed by the user source; it is not watched any more."
         cause: "The user was deleted or renamed on the mail server."
         remedy: "Nothing to do; its statistics and settings are kept.";
+    MAILBOX_DISABLED = 603 "mailbox_disabled" Info
+        text: "A mailbox is no longer filtered: it was disabled; its mail is left alone from now on."
+        cause: "`starling users disable` (or the console) turned filtering off for it."
+        remedy: "Nothing to do; `starling users enable` turns it back on.";
 
     USER_REPORTED_SPAM = 700 "user_reported_spam" Info
         text: "A user reported spam: they put messages into the spam folder (or marked them junk) that the agent had not filed."

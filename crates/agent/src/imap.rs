@@ -638,17 +638,21 @@ impl Connected {
         loop {
             let newer = self.uids_after(last).await?;
             for chunk in newer.chunks(FETCH_BATCH) {
-                let items = self.fetch_items(chunk, &HashMap::new()).await?;
-                self.meta.clear();
-                for item in &items {
-                    if let (Some((_, uid)), Some(id)) = (parse_locator(&item.locator), header_message_id(&item.raw)) {
-                        present.insert(uid, id);
-                        if present.len() > PRESENT_MAX {
-                            present.pop_first();
-                        }
-                    }
+                // The header first: most arrivals are the agent's own
+                // filings, whose bodies need not be fetched again.
+                let ids = self.message_ids(&uid_set(chunk)).await?;
+                let wanted: Vec<Option<String>> = chunk.iter().map(|uid| ids.get(uid).cloned()).collect();
+                let worth = watcher.processor.worth_a_look(&self.mailbox, wanted, Moved::IntoSpam).await;
+                let fetch: Vec<u32> = chunk.iter().zip(worth).filter(|(_, w)| *w).map(|(uid, _)| *uid).collect();
+                if !fetch.is_empty() {
+                    let items = self.fetch_items(&fetch, &HashMap::new()).await?;
+                    self.meta.clear();
+                    watcher.processor.moved(&self.mailbox, items, Moved::IntoSpam).await;
                 }
-                watcher.processor.moved(&self.mailbox, items, Moved::IntoSpam).await;
+                present.extend(ids);
+                while present.len() > PRESENT_MAX {
+                    present.pop_first();
+                }
                 last = last.max(*chunk.last().unwrap_or(&0));
                 self.save_cursor(last);
             }
@@ -845,8 +849,8 @@ impl Connected {
     async fn side(&self, watcher: &Watcher) -> Result<Connected, SessionError> {
         let session = watcher.server.login(&watcher.account).await?;
         let mut side = Connected::new(session, watcher);
+        // What it needs of the folder list, it lists itself.
         side.caps = self.caps;
-        side.list_folders().await?;
         Ok(side)
     }
 

@@ -196,6 +196,19 @@ impl Known {
     }
 }
 
+/// What a user says by moving a message this way, given what is known of
+/// it; `None` when it says nothing (the agent's own filing, a message
+/// nobody reported leaving the spam folder).
+fn opinion_for(direction: Moved, known: &Known) -> Option<Opinion> {
+    match direction {
+        // Back into spam after a rescue takes the rescue back; the agent's
+        // own filing is not a report.
+        Moved::IntoSpam if known.opinion_is(Opinion::Ham) || known.filed.is_none() => Some(Opinion::Spam),
+        Moved::OutOfSpam if known.moved_by_agent() || known.opinion_is(Opinion::Spam) => Some(Opinion::Ham),
+        _ => None,
+    }
+}
+
 /// Whether two delivery identities ([`Item::identity`]) are the same
 /// delivery; unknown ones match.
 fn same_delivery(a: Option<i64>, b: Option<i64>) -> bool {
@@ -287,15 +300,42 @@ impl Processor {
         Ok(())
     }
 
+    /// Which of these messages (by Message-ID) could make a report when
+    /// seen moved this way: the agent's own filings and messages nobody
+    /// reported do not. A message without a Message-ID can only be told
+    /// by its fingerprints: it is worth a look.
+    pub async fn worth_a_look(&self, mailbox: &str, ids: Vec<Option<String>>, direction: Moved) -> Vec<bool> {
+        if ids.iter().all(Option::is_none) {
+            return vec![true; ids.len()];
+        }
+        let name = mailbox.to_owned();
+        let messages: Vec<_> = ids.iter().map(|id| (id.clone(), None)).collect();
+        match self.state.call(move |c| known(c, &name, &messages)).await {
+            Ok(known) => ids
+                .iter()
+                .zip(known)
+                .map(|(id, known)| id.is_none() || opinion_for(direction, &known).is_some())
+                .collect(),
+            Err(e) => {
+                self.events.emit(events::STATE_ERROR, Some(mailbox), e.to_string());
+                vec![false; ids.len()]
+            }
+        }
+    }
+
     /// Messages a user moved, seen where they arrived: into the spam
     /// folder (or marked junk), or out of it into a folder not watched for
     /// new mail (or marked not junk). The agent's own moves are recognised
-    /// and not reported.
+    /// (by the header first: only messages that make a report are
+    /// fingerprinted) and not reported.
     pub async fn moved(&self, mailbox: &str, items: Vec<Item>, direction: Moved) {
-        if items.is_empty() {
+        let ids = items.iter().map(|i| crate::facts::Facts::from_message(&i.raw, 0).message_id).collect();
+        let worth = self.worth_a_look(mailbox, ids, direction).await;
+        let raws: Vec<Arc<[u8]>> = items.iter().zip(worth).filter(|(_, w)| *w).map(|(i, _)| i.raw.clone()).collect();
+        if raws.is_empty() {
             return;
         }
-        let identified = self.pipeline.identify(items.iter().map(|i| i.raw.clone()).collect()).await;
+        let identified = self.pipeline.identify(raws).await;
         let messages: Vec<_> = identified.iter().map(|m| (m.facts.message_id.clone(), m.fingerprint.clone())).collect();
         let name = mailbox.to_owned();
         let known = match self.state.call(move |c| known(c, &name, &messages)).await {
@@ -305,23 +345,18 @@ impl Processor {
                 return;
             }
         };
-        let mut observations = Vec::new();
-        for (message, known) in identified.into_iter().zip(known) {
-            let Some(key) = message.key() else { continue };
-            let opinion = match direction {
-                // Back into spam after a rescue takes the rescue back; the
-                // agent's own filing is not a report.
-                Moved::IntoSpam if known.opinion_is(Opinion::Ham) || known.filed.is_none() => Opinion::Spam,
-                Moved::OutOfSpam if known.moved_by_agent() || known.opinion_is(Opinion::Spam) => Opinion::Ham,
-                _ => continue,
-            };
-            observations.push(Observation {
-                key,
-                opinion,
-                filed: known.reportable_filing(),
-                fingerprints: message.wire,
-            });
-        }
+        let observations = identified
+            .into_iter()
+            .zip(known)
+            .filter_map(|(message, known)| {
+                Some(Observation {
+                    key: message.key()?,
+                    opinion: opinion_for(direction, &known)?,
+                    filed: known.reportable_filing(),
+                    fingerprints: message.wire,
+                })
+            })
+            .collect();
         self.feedback.observe(mailbox, observations).await;
     }
 

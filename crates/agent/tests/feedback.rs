@@ -3,115 +3,18 @@
 //! it, and the network protects other organisations; rescues, undoing,
 //! Trash, `$Junk`, the feedback switches, and rescans.
 
-use std::path::Path;
+mod common;
+
 use std::time::Duration;
 
-use starling_agent::AgentConfig;
+use common::{Agent, WAIT, config, eventually, ids};
 use starling_agent::state;
 use starling_proto::v1::{Class, ReportClass};
-use starling_testkit::{Dovecot, DovecotOptions, Message, Node, testdata, wait_until, with_message_id};
-use tokio_util::sync::CancellationToken;
+use starling_testkit::{Dovecot, DovecotOptions, Node, testdata, with_message_id};
 
-const WAIT: Duration = Duration::from_secs(30);
-
-fn config(dovecot: &Dovecot, node: &Node, state_dir: &Path, users: &[&str], extra: &str) -> AgentConfig {
-    let users = users.iter().map(|u| format!("{u:?}")).collect::<Vec<_>>().join(", ");
-    let text = format!(
-        r#"
-state_dir = {state:?}
-mail_store = "imap"
-
-[network]
-url = {url:?}
-retry_seconds = 1
-
-[imap]
-host = "127.0.0.1"
-port = {port}
-security = "plain"
-admin_user = "starling"
-password_file = {password:?}
-timeout_seconds = 10
-reconnect_min_seconds = 1
-reconnect_max_seconds = 2
-
-[users]
-source = "list"
-list = [{users}]
-
-{extra}
-"#,
-        state = state_dir.display().to_string(),
-        url = node.url,
-        port = dovecot.imap_port,
-        password = dovecot.password_file().display().to_string(),
-    );
-    AgentConfig::from_toml(&text).unwrap_or_else(|problems| panic!("test configuration: {problems:?}\n{text}"))
-}
-
-struct Agent {
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    state_dir: std::path::PathBuf,
-}
-
-impl Agent {
-    fn start(config: AgentConfig, credential: &str) -> Agent {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-        let stop = CancellationToken::new();
-        let state_dir = config.state_dir.clone();
-        let options = starling_agent::Options { credential: Some(credential.to_owned()) };
-        let task = tokio::spawn(starling_agent::run(config, options, stop.clone()));
-        Agent { stop, task, state_dir }
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(20), self.task)
-            .await
-            .expect("the agent stops within 20 s")
-            .expect("the agent task")
-            .expect("the agent ran without error");
-    }
-
-    fn db(&self) -> rusqlite::Connection {
-        state::open(&self.state_dir.join(state::FILE_NAME)).expect("state")
-    }
-
-    fn events(&self, id: u16) -> Vec<state::EventRow> {
-        state::events(&self.db(), 0, Some(id), 1000).unwrap_or_default()
-    }
-
-    fn counters(&self, mailbox: &str) -> state::Counters {
-        assert!(!self.task.is_finished(), "the agent stopped early");
-        let mut total = state::Counters::default();
-        for (_, _, counters) in state::hourly(&self.db(), 0, Some(mailbox)).expect("hourly") {
-            total.add(&counters);
-        }
-        total
-    }
-
-    /// Waits until the agent has looked at `n` messages of `mailbox` in all.
-    fn wait_checked(&self, mailbox: &str, n: u32) {
-        assert!(wait_until(WAIT, || self.counters(mailbox).checked >= n), "{mailbox}: {n} checked");
-    }
-}
-
-fn ids(messages: &[Message]) -> Vec<String> {
-    let mut ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
-    ids.sort();
-    ids
-}
-
+/// Whether a folder holds the message with this Message-ID.
 fn has(dovecot: &Dovecot, user: &str, folder: &str, id: &str) -> bool {
     dovecot.messages(user, folder).map(|m| ids(&m).iter().any(|i| i == &format!("<{id}>"))).unwrap_or(false)
-}
-
-fn eventually(what: &str, dovecot: &Dovecot, condition: impl FnMut() -> bool) {
-    assert!(wait_until(WAIT, condition), "timed out waiting for: {what}\nDovecot log:\n{}", dovecot.log());
 }
 
 /// Waits until the node's verdict on `raw` is `class`.
@@ -188,7 +91,7 @@ async fn a_report_at_one_organisation_protects_another_and_a_rescue_there_unbloc
     dovecot.lmtp_deliver("bob", &next_wave).expect("lmtp");
     eventually("the mutated copy filed at B", &dovecot, || has(&dovecot, "bob", "Spam", "wave-2@campaign"));
     // B's agent filed it; that is not a report of bob's.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    agent_b.wait_seen("bob", "Spam", 1);
     assert_eq!(agent_b.counters("bob").blocked, 0, "the agent's own move is not a user's report");
 
     // A false positive: a newsletter someone reported as spam reaches
@@ -226,9 +129,13 @@ async fn moves_count_once_undo_revokes_trash_is_silent_and_keywords_count() {
     dovecot.create_folder("alice", "Archive").expect("folder");
     dovecot.create_folder("alice", "Trash").expect("folder");
     let dir = tempfile::tempdir().expect("tempdir");
+    // bob does not take part in feedback (set before the first start, as
+    // `starling users feedback off bob` can).
+    let db = state::open(&dir.path().join(state::FILE_NAME)).expect("state");
+    assert!(state::add_mailbox(&db, "bob", true, "cli").unwrap());
+    assert!(state::set_feedback(&db, "bob", false).unwrap());
+    dovecot.create_folder("bob", "Spam").expect("folder");
     let agent = Agent::start(config(&dovecot, &node, dir.path(), &["alice", "bob"], ""), &node.credential);
-    // bob does not take part in feedback.
-    assert!(wait_until(WAIT, || state::set_feedback(&agent.db(), "bob", false).unwrap_or(false)), "bob listed");
 
     let x = unknown_spam(3, "x@spam");
     let y = unknown_spam(4, "y@spam");
@@ -250,9 +157,10 @@ async fn moves_count_once_undo_revokes_trash_is_silent_and_keywords_count() {
     // A client marking z as junk reports it like a move.
     assert_eq!(dovecot.imap_user("alice", &["keyword", "<z@spam>", "INBOX", "$Junk"]).unwrap(), 1);
     assert!(verdict_becomes(&node, &z, Class::Spam).await, "$Junk reports");
-    // bob's move is not reported: his feedback is off.
+    // bob's move is not reported: his feedback is off, so his spam folder
+    // is not even watched.
     assert_eq!(dovecot.imap_user("bob", &["move", "<w@spam>", "INBOX", "Spam"]).unwrap(), 1);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(state::cursor(&agent.db(), "bob", "Spam").unwrap(), None, "bob's spam folder is not watched");
     assert_eq!(node.verdict(&y).await.unwrap(), Class::Clean, "Trash is not a report");
     assert_eq!(node.verdict(&w).await.unwrap(), Class::Clean, "feedback off: nothing leaves the agent");
     assert_eq!(agent.counters("alice").blocked, 2, "x once (two copies), z once");
@@ -271,10 +179,10 @@ async fn moves_count_once_undo_revokes_trash_is_silent_and_keywords_count() {
     node.report(ReportClass::Spam, &[&known]).await.expect("report");
     dovecot.lmtp_deliver("alice", &known).expect("lmtp");
     eventually("filed", &dovecot, || has(&dovecot, "alice", "Spam", "known@spam"));
-    // A person takes a moment to notice; a message that comes and goes
-    // within the server's notification delay (Dovecot: 0.5 s) is never seen
-    // in the spam folder.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A person takes a moment to notice: the agent has seen it in Spam (two
+    // copies of x came before it). A message that comes and goes within the
+    // server's notification delay (Dovecot: 0.5 s) is never seen there.
+    agent.wait_seen("alice", "Spam", 3);
     assert_eq!(dovecot.imap_user("alice", &["move", "<known@spam>", "Spam", "Archive"]).unwrap(), 1);
     eventually("rescued from Spam to Archive", &dovecot, || agent.counters("alice").unblocked == 1);
     agent.stop().await;

@@ -5,16 +5,14 @@
 //!
 //! Each test starts its own Dovecot and node on free loopback ports.
 
-use std::path::Path;
+mod common;
+
 use std::time::Duration;
 
-use starling_agent::AgentConfig;
+use common::{Agent, WAIT, config, eventually, ids};
 use starling_agent::state;
 use starling_proto::v1::{Class, ReportClass};
 use starling_testkit::{Dovecot, DovecotOptions, Message, Node, testdata, wait_until, with_message_id};
-use tokio_util::sync::CancellationToken;
-
-const WAIT: Duration = Duration::from_secs(30);
 
 /// Spam the node knows (reported), ham it does not, each with a unique
 /// Message-ID; and the phishing message reported as phishing.
@@ -50,93 +48,6 @@ async fn mail(node: &Node, tag: &str) -> Mail {
     Mail { spam, ham, phish }
 }
 
-/// An agent configuration for `users`, with extra TOML appended.
-fn config(dovecot: &Dovecot, node: &Node, state_dir: &Path, users: &[&str], extra: &str) -> AgentConfig {
-    let users = users.iter().map(|u| format!("{u:?}")).collect::<Vec<_>>().join(", ");
-    let text = format!(
-        r#"
-state_dir = {state:?}
-mail_store = "imap"
-
-[network]
-url = {url:?}
-retry_seconds = 1
-
-[imap]
-host = "127.0.0.1"
-port = {port}
-security = "plain"
-admin_user = "starling"
-password_file = {password:?}
-timeout_seconds = 10
-reconnect_min_seconds = 1
-reconnect_max_seconds = 2
-
-[users]
-source = "list"
-list = [{users}]
-
-{extra}
-"#,
-        state = state_dir.display().to_string(),
-        url = node.url,
-        port = dovecot.imap_port,
-        password = dovecot.password_file().display().to_string(),
-    );
-    // Extra tables may repeat [policy] etc.: merge by parsing both.
-    AgentConfig::from_toml(&text).unwrap_or_else(|problems| panic!("test configuration: {problems:?}\n{text}"))
-}
-
-struct Agent {
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    state_dir: std::path::PathBuf,
-}
-
-impl Agent {
-    fn start(config: AgentConfig, node: &Node) -> Agent {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-        let stop = CancellationToken::new();
-        let state_dir = config.state_dir.clone();
-        let options = starling_agent::Options { credential: Some(node.credential.clone()) };
-        let task = tokio::spawn(starling_agent::run(config, options, stop.clone()));
-        Agent { stop, task, state_dir }
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(20), self.task)
-            .await
-            .expect("the agent stops within 20 s")
-            .expect("the agent task")
-            .expect("the agent ran without error");
-    }
-
-    fn events(&self, id: u16) -> Vec<state::EventRow> {
-        let Ok(c) = state::open(&self.state_dir.join("state.sqlite3")) else { return Vec::new() };
-        state::events(&c, 0, Some(id), 1000).unwrap_or_default()
-    }
-
-    fn counters(&self, mailbox: &str) -> state::Counters {
-        assert!(!self.task.is_finished(), "the agent stopped early");
-        let c = state::open(&self.state_dir.join("state.sqlite3")).expect("state");
-        let mut total = state::Counters::default();
-        for (_, _, counters) in state::hourly(&c, 0, Some(mailbox)).expect("hourly") {
-            total.add(&counters);
-        }
-        total
-    }
-}
-
-fn ids(messages: &[Message]) -> Vec<String> {
-    let mut ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
-    ids.sort();
-    ids
-}
-
 fn ids_of(raws: &[&Vec<u8>]) -> Vec<String> {
     let mut ids: Vec<String> = raws
         .iter()
@@ -154,10 +65,6 @@ fn folder(dovecot: &Dovecot, user: &str, name: &str) -> Vec<Message> {
     dovecot.messages(user, name).expect("doveadm fetch")
 }
 
-fn eventually(what: &str, dovecot: &Dovecot, condition: impl FnMut() -> bool) {
-    assert!(wait_until(WAIT, condition), "timed out waiting for: {what}\nDovecot log:\n{}", dovecot.log());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_spam_live_and_on_catch_up_and_leaves_ham_unread() {
     let dovecot = Dovecot::start(&["alice"], DovecotOptions::default()).expect("dovecot");
@@ -170,7 +77,7 @@ async fn files_spam_live_and_on_catch_up_and_leaves_ham_unread() {
         dovecot.save("alice", "INBOX", raw).expect("save");
     }
     let state = tempfile::tempdir().expect("tempdir");
-    let agent = Agent::start(config(&dovecot, &node, state.path(), &["alice"], ""), &node);
+    let agent = Agent::start(config(&dovecot, &node, state.path(), &["alice"], ""), &node.credential);
     for raw in late_spam {
         dovecot.lmtp_deliver("alice", raw).expect("lmtp");
     }
@@ -220,7 +127,7 @@ async fn every_action_leaves_the_expected_folders_and_flags() {
             dovecot.save(user, "INBOX", raw).expect("save");
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        agents.push((user, Agent::start(config(&dovecot, &node, dir.path(), &[user], policy), &node)));
+        agents.push((user, Agent::start(config(&dovecot, &node, dir.path(), &[user], policy), &node.credential)));
         dirs.push(dir);
     }
     let spam_and_phish: Vec<&Vec<u8>> = mail.spam.iter().chain([&mail.phish]).collect();
@@ -287,7 +194,7 @@ async fn junk_special_use_whitelist_and_empty_message_rules() {
     let whitelisted = &mail.spam[0];
     let sender = starling_agent::facts::Facts::from_message(whitelisted, 3).senders[0].clone();
     let extra = format!("[whitelist]\nentries = [{sender:?}]\n");
-    let agent = Agent::start(config(&dovecot, &node, state.path(), &["bob"], &extra), &node);
+    let agent = Agent::start(config(&dovecot, &node, state.path(), &["bob"], &extra), &node.credential);
     let empty = b"Message-ID: <empty-c@test>\nFrom: someone@example.org\nTo: bob@example.com\nSubject:\n\n\n".to_vec();
     for raw in mail.spam.iter().chain([&empty]) {
         dovecot.lmtp_deliver("bob", raw).expect("lmtp");
@@ -310,7 +217,7 @@ async fn copy_and_expunge_when_the_server_lacks_move() {
     let node = Node::start().await.expect("node");
     let mail = mail(&node, "d").await;
     let state = tempfile::tempdir().expect("tempdir");
-    let agent = Agent::start(config(&dovecot, &node, state.path(), &["carol"], ""), &node);
+    let agent = Agent::start(config(&dovecot, &node, state.path(), &["carol"], ""), &node.credential);
     for raw in mail.spam.iter().chain(&mail.ham) {
         dovecot.lmtp_deliver("carol", raw).expect("lmtp");
     }
@@ -337,7 +244,7 @@ async fn copy_and_expunge_spares_other_deleted_messages() {
         .expect("doveadm flags");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let state = tempfile::tempdir().expect("tempdir");
-    let agent = Agent::start(config(&dovecot, &node, state.path(), &["dave"], ""), &node);
+    let agent = Agent::start(config(&dovecot, &node, state.path(), &["dave"], ""), &node.credential);
     dovecot.lmtp_deliver("dave", &mail.spam[0]).expect("lmtp");
     eventually("spam moved", &dovecot, || folder(&dovecot, "dave", "Spam").len() == 1);
     let inbox = folder(&dovecot, "dave", "INBOX");
@@ -351,7 +258,7 @@ async fn reconnects_when_dovecot_restarts() {
     let node = Node::start().await.expect("node");
     let mail = mail(&node, "f").await;
     let state = tempfile::tempdir().expect("tempdir");
-    let agent = Agent::start(config(&dovecot, &node, state.path(), &["erin"], ""), &node);
+    let agent = Agent::start(config(&dovecot, &node, state.path(), &["erin"], ""), &node.credential);
     dovecot.lmtp_deliver("erin", &mail.spam[0]).expect("lmtp");
     eventually("first spam filed", &dovecot, || folder(&dovecot, "erin", "Spam").len() == 1);
     dovecot.restart().expect("restart dovecot");
@@ -368,7 +275,7 @@ async fn fails_open_while_the_network_is_down_and_drains_the_queue() {
     let mut node = Node::start().await.expect("node");
     let mail = mail(&node, "g").await;
     let state = tempfile::tempdir().expect("tempdir");
-    let agent = Agent::start(config(&dovecot, &node, state.path(), &["frank"], ""), &node);
+    let agent = Agent::start(config(&dovecot, &node, state.path(), &["frank"], ""), &node.credential);
     dovecot.lmtp_deliver("frank", &mail.spam[0]).expect("lmtp");
     eventually("first spam filed", &dovecot, || folder(&dovecot, "frank", "Spam").len() == 1);
     node.stop().await;
@@ -405,10 +312,10 @@ async fn shared_mailbox_has_its_own_action_and_users_come_from_doveadm() {
     let text = config(&dovecot, &node, state.path(), &[], "");
     // Replace the list source with the doveadm one.
     let mut config = text;
-    let parsed = AgentConfig::from_toml(&extra).expect("extra");
+    let parsed = starling_agent::AgentConfig::from_toml(&extra).expect("extra");
     config.users = parsed.users;
     config.shared = parsed.shared;
-    let agent = Agent::start(config, &node);
+    let agent = Agent::start(config, &node.credential);
     dovecot.lmtp_deliver("gina", &mail.spam[0]).expect("lmtp");
     dovecot.lmtp_deliver("shared", &mail.spam[1]).expect("lmtp");
     eventually("gina's spam moved", &dovecot, || folder(&dovecot, "gina", "Spam").len() == 1);
@@ -436,7 +343,7 @@ async fn scans_a_mailbox_of_ten_thousand_messages() {
     // Index them now, as a long-lived mailbox would be.
     assert_eq!(folder(&dovecot, "heidi", "INBOX").len(), COUNT);
     let state = tempfile::tempdir().expect("tempdir");
-    let agent = Agent::start(config(&dovecot, &node, state.path(), &["heidi"], ""), &node);
+    let agent = Agent::start(config(&dovecot, &node, state.path(), &["heidi"], ""), &node.credential);
     assert!(
         wait_until(Duration::from_secs(300), || agent.counters("heidi").checked == COUNT as u32),
         "all {COUNT} checked: {:?}",
@@ -457,7 +364,7 @@ async fn logs_in_with_sasl_plain_and_reports_wrong_credentials() {
     let state = tempfile::tempdir().expect("tempdir");
     let mut sasl = config(&dovecot, &node, state.path(), &["ivan"], "");
     sasl.imap.auth = starling_agent::config::ImapAuth::SaslPlain;
-    let agent = Agent::start(sasl, &node);
+    let agent = Agent::start(sasl, &node.credential);
     dovecot.lmtp_deliver("ivan", &mail.spam[0]).expect("lmtp");
     eventually("filed through a SASL PLAIN login", &dovecot, || folder(&dovecot, "ivan", "Spam").len() == 1);
     assert!(dovecot.log().contains("user=<ivan>"), "logged in as ivan");
@@ -469,11 +376,11 @@ async fn logs_in_with_sasl_plain_and_reports_wrong_credentials() {
     std::fs::write(&wrong, "not-the-password\n").expect("write");
     let mut config = config(&dovecot, &node, state.path(), &["judy"], "");
     config.imap.password_file = wrong;
-    let agent = Agent::start(config, &node);
+    let agent = Agent::start(config, &node.credential);
     dovecot.lmtp_deliver("judy", &mail.spam[0]).expect("lmtp");
     eventually("authentication_failed event", &dovecot, || !agent.events(202).is_empty());
     assert_eq!(folder(&dovecot, "judy", "INBOX").len(), 1, "mail stays where it is");
-    assert!(!agent.task.is_finished(), "the agent keeps running (and retrying)");
+    assert!(agent.running(), "the agent keeps running (and retrying)");
     agent.stop().await;
 }
 
@@ -494,7 +401,7 @@ async fn connects_with_tls_and_with_starttls() {
         config.imap.security = security;
         config.imap.port = port;
         config.imap.ca_file = Some(dovecot.certificate());
-        agents.push(Agent::start(config, &node));
+        agents.push(Agent::start(config, &node.credential));
         dirs.push(state);
         dovecot.lmtp_deliver(user, &mail.spam[0]).expect("lmtp");
     }

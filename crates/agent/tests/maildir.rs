@@ -89,6 +89,19 @@ async fn finish(stop: CancellationToken, task: tokio::task::JoinHandle<anyhow::R
     tokio::time::timeout(Duration::from_secs(20), task).await.expect("stops").expect("task").expect("no error");
 }
 
+/// Waits until a mailbox's task has caught up and watches its inbox (it
+/// records its cursor then, at a time after `after`, Unix seconds).
+fn wait_watching(state_dir: &Path, mailbox: &str, after: i64) {
+    let updated = || {
+        let c = state::open(&state_dir.join("state.sqlite3")).ok()?;
+        c.query_row("SELECT updated FROM cursors WHERE mailbox = ?1 AND folder = 'INBOX'", [mailbox], |row| {
+            row.get::<_, i64>(0)
+        })
+        .ok()
+    };
+    assert!(wait_until(WAIT, || updated().is_some_and(|at| at > after)), "{mailbox} watched");
+}
+
 fn events(state_dir: &Path, id: u16) -> usize {
     let Ok(c) = state::open(&state_dir.join("state.sqlite3")) else { return 0 };
     state::events(&c, 0, Some(id), 1000).map(|e| e.len()).unwrap_or(0)
@@ -122,13 +135,13 @@ async fn files_live_tags_and_whitelists_in_maildirs_found_under_the_root() {
     let names: Vec<String> = state::mailboxes(&c).expect("mailboxes").into_iter().map(|m| m.name).collect();
     assert_eq!(names, ["ann", "ben"]);
     // Disabling a user (as `starling users disable` does) stops filtering
-    // their mail at once; ann's is still filtered.
+    // their mail at once (the agent says so: its task and watches are gone
+    // then); ann's is still filtered.
     assert!(state::set_enabled(&c, "ben", false).expect("disable"));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(wait_until(WAIT, || events(&setup.state, 603) == 1), "ben is no longer filtered");
     deliver(&ben, "1700000002.M1P1.off", &with_message_id(&spam[1], "ben-off@test"));
     deliver(&ann, "1700000002.M1P1.on", &with_message_id(&spam[1], "ann-on@test"));
     assert!(wait_until(WAIT, || count(&ann.join(".Spam")) == moved + 1), "ann's spam still filed");
-    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(count(&ben.join(".Spam")), moved, "ben's new spam is left alone");
     assert!(ben.join("new/1700000002.M1P1.off").exists());
     finish(stop, task).await;
@@ -139,7 +152,7 @@ async fn files_live_tags_and_whitelists_in_maildirs_found_under_the_root() {
     let mut config = config(&tag_setup, &node, extra);
     config.scan.first_scan_hours = 0;
     let (stop, task) = start(config.clone(), &node);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_watching(&tag_setup.state, "ann", 0);
     deliver(&ann, "1700000001.M1P1.tag", &with_message_id(&spam[1], "tag-1@test"));
     assert!(
         wait_until(WAIT, || subjects(&ann).iter().filter(|s| s.starts_with("[SPAM]")).count() == 1),
@@ -147,8 +160,14 @@ async fn files_live_tags_and_whitelists_in_maildirs_found_under_the_root() {
         subjects(&ann)
     );
     finish(stop, task).await;
+    // The restart has caught up (and finished any interrupted tag) once it
+    // writes its cursor again: mark the old one to tell them apart.
+    state::open(&tag_setup.state.join("state.sqlite3"))
+        .expect("state")
+        .execute("UPDATE cursors SET updated = 0", [])
+        .expect("mark");
     let (stop, task) = start(config, &node);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_watching(&tag_setup.state, "ann", 0);
     finish(stop, task).await;
     let tagged: Vec<String> = subjects(&ann).into_iter().filter(|s| s.starts_with("[SPAM]")).collect();
     assert_eq!(tagged.len(), 1, "{tagged:?}");
@@ -206,16 +225,17 @@ async fn a_message_written_in_place_is_judged_when_complete() {
     let (spam, ham) = known_spam(&node).await;
     let (stop, task) = start(config(&setup, &node, ""), &node);
     let slow = setup.root.join("slow");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_watching(&setup.state, "slow", 0);
     // Not the Maildir way (write in tmp/, rename into new/), but some tools
     // do it: the file is seen empty, then half-written, then complete. Seen
     // empty it must not be taken for an empty message (which is spam).
     write_slowly(&slow.join("new/1700000003.M1P1.ham"), &with_message_id(&ham[0], "slow-ham@test")).await;
-    write_slowly(&slow.join("new/1700000003.M2P1.spam"), &with_message_id(&spam[0], "slow-spam@test")).await;
     // An empty file, created and closed, is not a message: never filed.
     std::fs::File::create(slow.join("new/1700000003.M3P1.empty")).expect("create");
+    write_slowly(&slow.join("new/1700000003.M2P1.spam"), &with_message_id(&spam[0], "slow-spam@test")).await;
+    // One task handles a mailbox's notifications in order: once the spam
+    // (written last) is filed, the ham and the empty file were judged.
     assert!(wait_until(WAIT, || count(&slow.join(".Spam")) == 1), "the complete spam was judged and filed");
-    tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(slow.join("new/1700000003.M1P1.ham").exists(), "the ham is left alone");
     assert!(slow.join("new/1700000003.M3P1.empty").exists(), "the empty file is left alone");
     assert_eq!(count(&slow.join(".Spam")), 1);
@@ -280,7 +300,6 @@ async fn users_moves_between_maildir_folders_are_reported() {
     let unknown = with_message_id(&spam[2].1, "unknown@spam");
     deliver(&ann, "1700000001.M1P1.test", &unknown);
     assert!(wait_until(WAIT, || counters().checked == 1), "checked");
-    tokio::time::sleep(Duration::from_millis(300)).await;
     // ann files it into Spam: a report, and the campaign is blocked.
     user_moves(&find(&ann, "unknown@spam").expect("in the inbox"), &ann.join(".Spam"));
     let copy = with_message_id(&spam[2].1, "unknown-2@spam");
@@ -295,11 +314,15 @@ async fn users_moves_between_maildir_folders_are_reported() {
     let known = with_message_id(&spam[3].1, "known@spam");
     node.report(ReportClass::Spam, &[&known]).await.expect("report");
     deliver(&ann, "1700000002.M2P1.test", &known);
-    assert!(wait_until(WAIT, || find(&ann.join(".Spam"), "known@spam").is_some()), "filed");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The agent records where it filed a message once the move is done.
+    let filed_to = || {
+        let c = state::open(&setup.state.join("state.sqlite3")).ok()?;
+        c.query_row("SELECT folder FROM filed WHERE message_id = 'known@spam'", [], |row| row.get::<_, String>(0)).ok()
+    };
+    assert!(wait_until(WAIT, || filed_to().is_some_and(|f| !f.is_empty())), "filed");
     user_moves(&find(&ann.join(".Spam"), "known@spam").unwrap(), &ann);
+    // Recognised as a rescue, it is left where it is in the same pass.
     assert!(wait_until(WAIT, || counters().unblocked == 1), "the rescue is recognised");
-    tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(find(&ann, "known@spam").is_some(), "a rescued message stays in the inbox");
     assert!(find(&ann.join(".Spam"), "known@spam").is_none());
     finish(stop, task).await;
