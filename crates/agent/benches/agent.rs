@@ -126,7 +126,7 @@ impl Agent {
         let state_dir = tempfile::tempdir()?;
         let config = config(dovecot, node, state_dir.path(), users, extra)?;
         let stop = CancellationToken::new();
-        let options = starling_agent::Options { credential: Some(credential.to_owned()) };
+        let options = starling_agent::Options { credential: Some(credential.to_owned()), ..Default::default() };
         let task = tokio::spawn(starling_agent::run(config, options, stop.clone()));
         Ok(Agent { stop, task, state_dir })
     }

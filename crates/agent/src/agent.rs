@@ -71,6 +71,8 @@ pub struct Options {
     /// The organisation's credential, instead of `network.credential_file`
     /// (`starling serve` passes its embedded network's).
     pub credential: Option<String>,
+    /// Where the agent shows what it is doing (the console reads it).
+    pub live: Arc<crate::live::Live>,
 }
 
 /// Reads the agent's secret, creating it (mode 0600) on first start.
@@ -110,6 +112,8 @@ struct Running {
     watched: Vec<PathBuf>,
     /// Users' moves are watched (the task must restart when that changes).
     feedback: bool,
+    /// The policy it applies (the task restarts when it changes).
+    policy: MailboxPolicy,
 }
 
 /// Runs the agent until `stop` is cancelled.
@@ -120,6 +124,24 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
     }
     let state = State::open(&config.state_dir)?;
     let events = Events::new(Some(Box::new(state.clone())));
+    // The file's configuration with the settings changed in the console
+    // laid over it; stored settings that became invalid are ignored (with
+    // an event) rather than stopping the agent.
+    let base = config;
+    let config = match state.call(|c| state::settings(c)).await {
+        Ok(stored) => match crate::settings::effective(&base, &stored) {
+            Ok(config) => config,
+            Err(problems) => {
+                events.emit(events::SETTINGS_REJECTED, None, problems.join("; "));
+                base.clone()
+            }
+        },
+        Err(e) => {
+            events.emit(events::STATE_ERROR, None, e.to_string());
+            base.clone()
+        }
+    };
+    let live = options.live.clone();
     let secret = load_or_create_secret(&config.state_dir.join(SECRET_FILE))?;
     let marker = Marker::new(&secret);
     let credential = match options.credential {
@@ -161,6 +183,12 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
         events: events.clone(),
         recheck_queue_max: config.network.recheck_queue_max,
         feedback: feedback.clone(),
+        live: live.clone(),
+    });
+    live.set_network(network.clone());
+    live.set_mail_store(match config.mail_store {
+        MailStoreKind::Maildir => format!("Maildir {}", config.maildir.root.display()),
+        MailStoreKind::Imap => format!("IMAP {}:{}", config.imap.host, config.imap.port()),
     });
     events.emit(
         events::AGENT_STARTED,
@@ -192,7 +220,9 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
         .then(|| crate::schedule::Daily::parse(&config.rescan.time, &config.rescan.timezone))
         .transpose()?;
     let mut supervisor = Supervisor {
+        base,
         config,
+        live,
         state,
         events: events.clone(),
         network,
@@ -247,7 +277,11 @@ enum RouteKind {
 }
 
 struct Supervisor {
+    /// The configuration file's settings.
+    base: AgentConfig,
+    /// In effect: `base` with the stored settings laid over it.
     config: AgentConfig,
+    live: Arc<crate::live::Live>,
     state: State,
     events: Events,
     network: Network,
@@ -313,10 +347,14 @@ impl Supervisor {
                 }
                 _ = settings_poll.tick() => {
                     self.send_pending_scans();
+                    self.report_load();
                     if let Ok(version) = self.state.call(|c| state::data_version(c)).await
                         && version != data_version
                     {
                         data_version = version;
+                        if self.reload_settings().await {
+                            rescan_due = self.next_rescan();
+                        }
                         self.reload_whitelists().await;
                         self.reconcile().await;
                         self.dispatch_rescans().await;
@@ -409,6 +447,63 @@ impl Supervisor {
         }
     }
 
+    /// Tells the live view how much work waits and how many tasks run.
+    fn report_load(&self) {
+        let queued = self
+            .running
+            .values()
+            .chain(self.spam_running.values())
+            .map(|r| (r.work.max_capacity() - r.work.capacity()) as u64)
+            .sum();
+        self.live.set_load(queued, (self.running.len() + self.spam_running.len()) as u64);
+    }
+
+    /// Applies changed settings (from the console or the CLI); true when
+    /// something changed. Tasks whose policy changed are restarted by the
+    /// next reconcile.
+    async fn reload_settings(&mut self) -> bool {
+        let stored = match self.state.call(|c| state::settings(c)).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.events.emit(events::STATE_ERROR, None, e.to_string());
+                return false;
+            }
+        };
+        let config = match crate::settings::effective(&self.base, &stored) {
+            Ok(config) => config,
+            Err(problems) => {
+                self.events.emit(events::SETTINGS_REJECTED, None, problems.join("; "));
+                return false;
+            }
+        };
+        if config == self.config {
+            return false;
+        }
+        let schedule = if config.rescan.enabled {
+            match crate::schedule::Daily::parse(&config.rescan.time, &config.rescan.timezone) {
+                Ok(schedule) => Some(schedule),
+                Err(e) => {
+                    self.events.emit(events::SETTINGS_REJECTED, None, e.to_string());
+                    return false;
+                }
+            }
+        } else {
+            None
+        };
+        let changed: Vec<&str> = crate::settings::values(&config)
+            .into_iter()
+            .zip(crate::settings::values(&self.config))
+            .filter(|((_, new), (_, old))| new != old)
+            .map(|((key, _), _)| key)
+            .collect();
+        self.pipeline.set_rules(&config);
+        self.processor.feedback.set_enabled(config.feedback.enabled);
+        self.schedule = schedule;
+        self.config = config;
+        self.events.emit(events::SETTINGS_CHANGED, None, changed.join(", "));
+        true
+    }
+
     async fn reload_whitelists(&self) {
         match self.state.call(|c| state::whitelist(c, None)).await {
             Ok(rows) => self.pipeline.set_whitelists(Whitelists::build(&self.config.whitelist.entries, &rows)),
@@ -496,6 +591,7 @@ impl Supervisor {
 
     /// Stops a task (and its spam-folder task, and its watches).
     async fn stop_task(&mut self, name: &str) {
+        self.live.forget(name);
         for running in [self.running.remove(name), self.spam_running.remove(name)].into_iter().flatten() {
             let _ = running.work.send(Work::Stop).await;
             for dir in running.watched {
@@ -510,11 +606,12 @@ impl Supervisor {
     /// Starts and stops tasks to match the wanted folders.
     async fn reconcile(&mut self) {
         let Some((wanted, disabled)) = self.wanted().await else { return };
-        let names: HashMap<&str, bool> = wanted.iter().map(|w| (w.name.as_str(), w.feedback)).collect();
+        let names: HashMap<&str, (bool, &MailboxPolicy)> =
+            wanted.iter().map(|w| (w.name.as_str(), (w.feedback, &w.policy))).collect();
         let stopping: Vec<String> = self
             .running
             .iter()
-            .filter(|(n, r)| names.get(n.as_str()) != Some(&r.feedback))
+            .filter(|(n, r)| names.get(n.as_str()) != Some(&(r.feedback, &r.policy)))
             .map(|(n, _)| n.clone())
             .collect();
         for name in stopping {
@@ -539,6 +636,7 @@ impl Supervisor {
                 policy: policy.clone(),
                 feedback,
             });
+            let kept = policy.clone();
             let context = MailboxContext { name: Arc::from(name.as_str()), enabled: true, policy: Arc::new(policy) };
             let (work, receiver) = mpsc::channel(1024);
             let running = match (&self.imap, self.config.mail_store) {
@@ -556,7 +654,7 @@ impl Supervisor {
                         events: self.events.clone(),
                     };
                     let stop = self.stop.clone();
-                    Running { work, task: tokio::spawn(watcher.run(stop)), watched: Vec::new(), feedback }
+                    Running { work, task: tokio::spawn(watcher.run(stop)), watched: Vec::new(), feedback, policy: kept }
                 }
                 _ => {
                     let maildir =
@@ -575,7 +673,7 @@ impl Supervisor {
                         recent: Recent::default(),
                     };
                     let stop = self.stop.clone();
-                    Running { work, task: tokio::spawn(worker.run(receiver, stop)), watched, feedback }
+                    Running { work, task: tokio::spawn(worker.run(receiver, stop)), watched, feedback, policy: kept }
                 }
             };
             self.running.insert(name, running);
@@ -610,7 +708,8 @@ impl Supervisor {
             events: self.events.clone(),
         };
         let task = tokio::spawn(watcher.run(self.stop.clone()));
-        self.spam_running.insert(wanted.name.clone(), Running { work, task, watched: Vec::new(), feedback: true });
+        let running = Running { work, task, watched: Vec::new(), feedback: true, policy: wanted.policy.clone() };
+        self.spam_running.insert(wanted.name.clone(), running);
     }
 
     /// Watches a Maildir's filtered folder and, with feedback, its other

@@ -42,6 +42,10 @@ pub struct AgentConfig {
     pub rescan: RescanConfig,
     /// Shared (public) mailboxes, each with its own action.
     pub shared: Vec<SharedMailbox>,
+    /// The web console and REST API.
+    pub console: ConsoleConfig,
+    /// Statistics reports and the "time and money saved" estimate.
+    pub reports: ReportsConfig,
 }
 
 impl Default for AgentConfig {
@@ -60,6 +64,8 @@ impl Default for AgentConfig {
             feedback: FeedbackConfig::default(),
             rescan: RescanConfig::default(),
             shared: Vec::new(),
+            console: ConsoleConfig::default(),
+            reports: ReportsConfig::default(),
         }
     }
 }
@@ -408,6 +414,64 @@ impl Default for RescanConfig {
     }
 }
 
+/// The web console and REST API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Serve the console (and `/api/v1`, `/metrics`).
+    pub enabled: bool,
+    /// Address and port to listen on. Loopback by default; anything else
+    /// should sit behind a TLS-terminating proxy.
+    pub listen: String,
+    /// A browser session ends after this many hours.
+    pub session_hours: u32,
+    /// Mark the session cookie `Secure` (when the console is reached over
+    /// HTTPS through a proxy).
+    pub secure_cookie: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> ConsoleConfig {
+        ConsoleConfig { enabled: true, listen: "127.0.0.1:8025".into(), session_hours: 12, secure_cookie: false }
+    }
+}
+
+/// Statistics reports and the "time and money saved" estimate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportsConfig {
+    /// Where scheduled reports are written (relative: in `state_dir`).
+    pub dir: PathBuf,
+    /// Write a report of the previous month (by day) on the 1st.
+    pub monthly: bool,
+    /// Write the last 30 days (by day) and the last 24 hours (by hour)
+    /// every day.
+    pub daily: bool,
+    /// When the scheduled reports are written, `HH:MM` in `rescan.timezone`.
+    pub time: String,
+    /// Seconds a person spends on one spam message the agent filed for
+    /// them (seeing, judging, deleting it).
+    pub seconds_per_spam: u32,
+    /// What an hour of a person's time costs.
+    pub hourly_cost: f64,
+    /// The currency of `hourly_cost` (a code or symbol).
+    pub currency: String,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> ReportsConfig {
+        ReportsConfig {
+            dir: PathBuf::from("reports"),
+            monthly: true,
+            daily: true,
+            time: "00:15".into(),
+            seconds_per_spam: 8,
+            hourly_cost: 40.0,
+            currency: "EUR".into(),
+        }
+    }
+}
+
 /// A shared (public) mailbox.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -494,6 +558,29 @@ impl AgentConfig {
         if let Err(e) = crate::schedule::Daily::parse(&self.rescan.time, &self.rescan.timezone) {
             let key = if matches!(e, crate::schedule::ScheduleError::Time(_)) { "time" } else { "timezone" };
             problems.push(format!("rescan.{key}: {e}"));
+        }
+        if let Err(e) = crate::schedule::Daily::parse(&self.reports.time, &self.rescan.timezone)
+            && matches!(e, crate::schedule::ScheduleError::Time(_))
+        {
+            problems.push(format!("reports.time: {e}"));
+        }
+        if !(self.reports.hourly_cost.is_finite() && self.reports.hourly_cost >= 0.0) {
+            problems.push(format!("reports.hourly_cost: must be 0 or more, got {}", self.reports.hourly_cost));
+        }
+        if self.reports.seconds_per_spam > 3600 {
+            problems.push(format!("reports.seconds_per_spam: must be 0..=3600, got {}", self.reports.seconds_per_spam));
+        }
+        if self.reports.currency.chars().count() > 8 || self.reports.currency.chars().any(char::is_control) {
+            problems.push("reports.currency: at most 8 characters".into());
+        }
+        if self.console.listen.parse::<std::net::SocketAddr>().is_err() {
+            problems.push(format!(
+                "console.listen: must be an address and port such as 127.0.0.1:8025, got {:?}",
+                self.console.listen
+            ));
+        }
+        if self.console.session_hours == 0 || self.console.session_hours > 24 * 30 {
+            problems.push(format!("console.session_hours: must be 1..=720, got {}", self.console.session_hours));
         }
         if self.rescan.max_age_hours == 0 || self.rescan.max_age_hours > 24 * 30 {
             problems.push(format!("rescan.max_age_hours: must be 1..=720, got {}", self.rescan.max_age_hours));

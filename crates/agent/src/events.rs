@@ -10,8 +10,8 @@
 //!
 //! Ids are grouped by hundreds: 1xx the agent itself, 2xx the mail store,
 //! 3xx the network, 4xx single messages, 5xx state and configuration, 6xx
-//! users, 7xx users' feedback and rescans. An id is never reused for a
-//! different meaning.
+//! users, 7xx users' feedback and rescans, 8xx the console and reports.
+//! An id is never reused for a different meaning.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -210,6 +210,15 @@ catalogue! {
         cause: "A wrong key, type or value in the configuration file."
         remedy: "Fix every problem listed (each names its key); `starling agent --check-config` validates without starting.";
 
+    SETTINGS_CHANGED = 502 "settings_changed" Notice
+        text: "Settings were changed; they apply now."
+        cause: "An administrator changed settings in the console or with `starling settings set` (the details name them)."
+        remedy: "Nothing to do. Mailbox tasks whose action changed restart on their own.";
+    SETTINGS_REJECTED = 503 "settings_rejected" Error
+        text: "The stored settings are invalid; the previous settings stay in effect."
+        cause: "A setting stored in the state database does not fit the configuration file any more (for example after an upgrade or a file change)."
+        remedy: "Open Settings in the console (or `starling settings get`) and correct or reset the settings named in the details.";
+
     MAILBOX_ADDED = 600 "mailbox_added" Info
         text: "A new mailbox was found."
         cause: "The user source lists a mailbox the agent did not know."
@@ -256,6 +265,31 @@ catalogue! {
         text: "A rescan of a mailbox could not be done or was interrupted."
         cause: "The mailbox is not watched (disabled, unknown, not connected), or the connection to the mail server was lost."
         remedy: "See the reason; the next daily rescan tries again, or ask again with `starling rescan`.";
+
+    CONSOLE_STARTED = 800 "console_started" Info
+        text: "The web console and REST API are listening."
+        cause: "The service started with [console] enabled."
+        remedy: "Nothing to do. Open the address in the details in a browser.";
+    ADMIN_CREATED = 801 "admin_created" Notice
+        text: "An administrator account was created."
+        cause: "First start (the initial `admin` account, its password written to a file in the state directory), or an administrator added one."
+        remedy: "Log in and change the initial password; delete the password file afterwards.";
+    LOGIN_FAILED = 802 "login_failed" Warning
+        text: "A console login or API token was refused."
+        cause: "A wrong name or password, an expired session, or a revoked token — or somebody guessing."
+        remedy: "If it repeats for names you do not know, restrict who can reach [console] listen.";
+    CONSOLE_FAILED = 803 "console_failed" Critical
+        text: "The web console could not start; the agent goes on filtering without it."
+        cause: "The [console] listen address is in use or not available on this machine."
+        remedy: "Free the port or choose another [console] listen address, then restart.";
+    REPORT_WRITTEN = 810 "report_written" Info
+        text: "A scheduled statistics report was written."
+        cause: "The report schedule ([reports] daily, monthly, time)."
+        remedy: "Nothing to do; download it from Reports in the console.";
+    REPORT_FAILED = 811 "report_failed" Error
+        text: "A scheduled statistics report could not be written."
+        cause: "The reports directory cannot be written (permissions, a full disk) or the state database failed."
+        remedy: "Check [reports] dir and the free space; the next schedule tries again.";
 }
 
 /// Looks an event kind up by id.
@@ -430,7 +464,7 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), CATALOGUE.len());
         for kind in CATALOGUE {
-            assert!((100..800).contains(&kind.id), "{}", kind.name);
+            assert!((100..900).contains(&kind.id), "{}", kind.name);
             assert!(
                 kind.text.ends_with('.') && kind.cause.ends_with('.') && kind.remedy.ends_with('.'),
                 "{}",

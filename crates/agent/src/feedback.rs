@@ -24,6 +24,7 @@
 //! secret — never an address or content.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use prost::Message as _;
@@ -181,19 +182,24 @@ pub fn enabled_for(c: &rusqlite::Connection, mailbox: &str, global: bool) -> rus
 pub struct Feedback {
     state: State,
     events: Events,
-    global: bool,
+    global: Arc<AtomicBool>,
     wake: Arc<Notify>,
 }
 
 impl Feedback {
     /// Feedback recorded in `state`; `global` is the configuration's switch.
     pub fn new(state: State, events: Events, global: bool) -> Feedback {
-        Feedback { state, events, global, wake: Arc::new(Notify::new()) }
+        Feedback { state, events, global: Arc::new(AtomicBool::new(global)), wake: Arc::new(Notify::new()) }
     }
 
     /// Whether feedback is on at all.
     pub fn global(&self) -> bool {
-        self.global
+        self.global.load(Ordering::Relaxed)
+    }
+
+    /// Turns feedback on or off for everybody (a changed setting).
+    pub fn set_enabled(&self, global: bool) {
+        self.global.store(global, Ordering::Relaxed);
     }
 
     /// Records what users of `mailbox` did.
@@ -202,7 +208,7 @@ impl Feedback {
             return;
         }
         let name = mailbox.to_owned();
-        let global = self.global;
+        let global = self.global();
         let result = self
             .state
             .call(move |c| {

@@ -344,6 +344,14 @@ pub struct Watcher {
 }
 
 impl Watcher {
+    /// The name of this task's connection in the live view.
+    fn live_name(&self) -> String {
+        match &self.role {
+            Role::Filter => self.context.name.to_string(),
+            Role::Spam { .. } => format!("{} (spam folder)", self.context.name),
+        }
+    }
+
     /// Runs until `stop` is cancelled or a `Stop` command arrives.
     pub async fn run(mut self, stop: CancellationToken) {
         let server = self.server.clone();
@@ -370,6 +378,7 @@ impl Watcher {
                         failing = false;
                     }
                     backoff = Duration::from_secs(config.reconnect_min_seconds);
+                    self.processor.live.connection(&self.live_name(), true, "");
                     let mut connected = Connected::new(session, &self);
                     let result = connected.run(&mut self, &stop).await;
                     connected.logout().await;
@@ -381,6 +390,7 @@ impl Watcher {
                 Ok(()) | Err(SessionError::Closed) => return,
                 Err(error) => error,
             };
+            self.processor.live.connection(&self.live_name(), false, &error.to_string());
             let name: &str = &self.context.name;
             match &error {
                 SessionError::Auth(_) => self.events.emit(events::AUTHENTICATION_FAILED, Some(name), error.to_string()),

@@ -63,6 +63,34 @@ struct Pending {
     reply: oneshot::Sender<Result<Verdict, Unavailable>>,
 }
 
+/// What the network said of itself in its last `Hello`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Info {
+    /// The node's version.
+    pub node_version: String,
+    /// The newest agent release announced, when newer than this agent.
+    pub new_version: Option<String>,
+    /// The organisation: name, plan (`trial`, `subscription`), expiry
+    /// (Unix seconds, 0: never).
+    pub organisation: Option<(String, String, i64)>,
+}
+
+/// Round-trip times of recent requests.
+#[derive(Debug, Default)]
+struct Latency {
+    last_ms: Option<f64>,
+    mean_ms: Option<f64>,
+}
+
+impl Latency {
+    fn record(&mut self, elapsed: Duration) {
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        self.last_ms = Some(ms);
+        // An exponential mean over roughly the last 20 requests.
+        self.mean_ms = Some(self.mean_ms.map_or(ms, |mean| mean + (ms - mean) / 20.0));
+    }
+}
+
 /// A handle on the network for the whole agent.
 #[derive(Clone)]
 pub struct Network {
@@ -71,6 +99,13 @@ pub struct Network {
     pending: mpsc::Sender<Pending>,
     health: watch::Receiver<Health>,
     key: watch::Receiver<Option<Key>>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network").field("health", &*self.health.borrow()).finish_non_exhaustive()
+    }
 }
 
 struct Shared {
@@ -80,6 +115,14 @@ struct Shared {
     events: Events,
     state: State,
     batch_size: std::sync::atomic::AtomicUsize,
+    info: std::sync::Mutex<Info>,
+    latency: std::sync::Mutex<Latency>,
+}
+
+impl Shared {
+    fn record_latency(&self, elapsed: Duration) {
+        self.latency.lock().unwrap_or_else(|e| e.into_inner()).record(elapsed);
+    }
 }
 
 impl Network {
@@ -100,12 +143,25 @@ impl Network {
             events,
             state,
             batch_size: settings.batch_size.max(1).into(),
+            info: std::sync::Mutex::new(Info::default()),
+            latency: std::sync::Mutex::new(Latency::default()),
         });
         let (pending, receiver) = mpsc::channel(settings.batch_size.max(1) * IN_FLIGHT * 4);
         tokio::spawn(batcher(shared.clone(), receiver, settings.batch_wait));
         tokio::spawn(prober(shared.clone(), settings.retry));
         let timeout = settings.target.timeout;
-        Ok(Network { client: network_client, timeout, pending, health, key: key_rx })
+        Ok(Network { client: network_client, timeout, pending, health, key: key_rx, shared })
+    }
+
+    /// What the network said of itself.
+    pub fn info(&self) -> Info {
+        self.shared.info.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The last and the mean round-trip time (milliseconds), once measured.
+    pub fn latency(&self) -> (Option<f64>, Option<f64>) {
+        let latency = self.shared.latency.lock().unwrap_or_else(|e| e.into_inner());
+        (latency.last_ms, latency.mean_ms)
     }
 
     /// The network's fingerprint key, once known.
@@ -206,8 +262,10 @@ async fn batcher(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Pending>, wai
 async fn send_batch(shared: &Shared, batch: Vec<Pending>) {
     let (sets, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.set, p.reply)).unzip();
     let mut client = shared.client.clone();
+    let started = std::time::Instant::now();
     match client.check(v1::CheckRequest { messages: sets }).await {
         Ok(response) => {
+            shared.record_latency(started.elapsed());
             let verdicts = response.into_inner().verdicts;
             for (reply, verdict) in
                 replies.into_iter().zip(verdicts.into_iter().map(Some).chain(std::iter::repeat(None)))
@@ -288,8 +346,10 @@ async fn prober(shared: Arc<Shared>, retry: Duration) {
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             protocol_version: starling_proto::PROTOCOL_VERSION,
         };
+        let started = std::time::Instant::now();
         match client.hello(hello).await {
             Ok(response) => {
+                shared.record_latency(started.elapsed());
                 let hello = response.into_inner();
                 hello_received(&shared, &hello, &mut announced_version).await;
             }
@@ -305,6 +365,19 @@ async fn prober(shared: Arc<Shared>, retry: Duration) {
 }
 
 async fn hello_received(shared: &Shared, hello: &v1::HelloResponse, announced_version: &mut String) {
+    {
+        let latest = hello.latest_agent_version.trim();
+        let plan = |plan: i32| match v1::Plan::try_from(plan) {
+            Ok(v1::Plan::Trial) => "trial",
+            Ok(v1::Plan::Subscription) => "subscription",
+            _ => "unknown",
+        };
+        *shared.info.lock().unwrap_or_else(|e| e.into_inner()) = Info {
+            node_version: hello.node_version.clone(),
+            new_version: (!latest.is_empty() && newer(latest, env!("CARGO_PKG_VERSION"))).then(|| latest.to_owned()),
+            organisation: hello.organisation.as_ref().map(|o| (o.name.clone(), plan(o.plan).to_owned(), o.expires_at)),
+        };
+    }
     if let Ok(bytes) = <[u8; 32]>::try_from(hello.fingerprint_key.as_slice()) {
         let key = Key::from_bytes(bytes);
         if shared.key.borrow().as_ref().map(Key::as_bytes) != Some(&bytes) {

@@ -110,8 +110,9 @@ impl Evaluation {
 pub struct Pipeline {
     network: Network,
     events: Events,
-    rules: Rules,
-    min_confidence: f32,
+    /// The empty-message rules and the confidence floor (settings change
+    /// them while the agent runs).
+    tunables: RwLock<(Rules, f32)>,
     received_headers: usize,
     marker: Marker,
     fingerprint_settings: FingerprintSettings,
@@ -125,17 +126,22 @@ impl Pipeline {
         Pipeline {
             network,
             events,
-            rules: Rules {
-                empty_subject_and_body: config.rules.empty_subject_and_body,
-                empty_body: config.rules.empty_body,
-            },
-            min_confidence: config.policy.min_confidence,
+            tunables: RwLock::new(tunables(config)),
             received_headers: config.whitelist.received_headers,
             marker,
             fingerprint_settings: FingerprintSettings::default(),
             fingerprinter: RwLock::new(None),
             whitelists: RwLock::new(Arc::new(Whitelists::default())),
         }
+    }
+
+    /// Takes the rules and the confidence floor of a changed configuration.
+    pub fn set_rules(&self, config: &AgentConfig) {
+        *self.tunables.write().unwrap_or_else(|e| e.into_inner()) = tunables(config);
+    }
+
+    fn rules(&self) -> (Rules, f32) {
+        *self.tunables.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Replaces the whitelists (after a change in the database).
@@ -203,7 +209,8 @@ impl Pipeline {
                             Verdict::Answer { confidence, .. } => Some(confidence),
                             _ => None,
                         };
-                        let (class, reason) = policy::classify(&l.observed, self.rules, verdict, self.min_confidence);
+                        let (rules, min_confidence) = self.rules();
+                        let (class, reason) = policy::classify(&l.observed, rules, verdict, min_confidence);
                         (class, reason, confidence)
                     }
                 };
@@ -238,7 +245,8 @@ impl Pipeline {
         if observed.enabled && !observed.tagged_by_us {
             observed.whitelisted = whitelists.matches(&mailbox.name, &facts);
         }
-        if let Some(decided) = policy::classify_local(&observed, self.rules) {
+        let (rules, _) = self.rules();
+        if let Some(decided) = policy::classify_local(&observed, rules) {
             return Local {
                 facts,
                 observed,
@@ -265,7 +273,7 @@ impl Pipeline {
         };
         let fingerprints = fingerprinter.fingerprint(raw);
         observed.body_empty = !fingerprints.stats.visible_text && fingerprints.stats.attachments == 0;
-        let decided = policy::classify_local(&observed, self.rules);
+        let decided = policy::classify_local(&observed, rules);
         let wire = (!key_missing && !fingerprints.is_empty()).then(|| starling_proto::to_wire(&fingerprints));
         let ask = decided.is_none() && wire.is_some();
         let fingerprint = (!key_missing).then(|| fingerprints.text.map(|d| d.0.to_vec())).flatten();
@@ -299,6 +307,12 @@ impl Pipeline {
         .await
         .unwrap_or_default()
     }
+}
+
+fn tunables(config: &AgentConfig) -> (Rules, f32) {
+    let rules =
+        Rules { empty_subject_and_body: config.rules.empty_subject_and_body, empty_body: config.rules.empty_body };
+    (rules, config.policy.min_confidence)
 }
 
 struct Local {

@@ -159,6 +159,8 @@ pub struct Processor {
     pub recheck_queue_max: u32,
     /// Users' feedback.
     pub feedback: Feedback,
+    /// The live view.
+    pub live: Arc<crate::live::Live>,
 }
 
 /// What the agent knows of a message a user may have moved.
@@ -531,6 +533,7 @@ impl Processor {
             self.state.send(move |c| state::set_filed_folders(c, &destinations));
         }
 
+        self.live.count(u64::from(counters.checked), u64::from(counters.spam + counters.phish));
         let hour = jiff::Timestamp::now().as_second().div_euclid(3600) * 3600;
         let mailbox_name = name.to_owned();
         let folder_owned = folder_name.to_owned();

@@ -25,7 +25,7 @@ use crate::events::{Event, EventSink};
 /// The database file's name in `state_dir`.
 pub const FILE_NAME: &str = "state.sqlite3";
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -156,6 +156,68 @@ CREATE TABLE IF NOT EXISTS rescans (
 CREATE INDEX IF NOT EXISTS rescans_status ON rescans (status);
 "#;
 
+/// Tables added by schema 3 (the console: settings, administrators, API
+/// tokens, browser sessions; totals per hour for reports).
+const SCHEMA_3: &str = r#"
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated INTEGER NOT NULL,
+    updated_by TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS admins (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    password TEXT NOT NULL,
+    role TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    last_login INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id INTEGER PRIMARY KEY,
+    admin INTEGER NOT NULL REFERENCES admins (id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    hash BLOB NOT NULL UNIQUE,
+    created INTEGER NOT NULL,
+    last_used INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS sessions (
+    hash BLOB PRIMARY KEY,
+    admin INTEGER NOT NULL REFERENCES admins (id) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    expires INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS hourly_total (
+    hour INTEGER PRIMARY KEY,
+    checked INTEGER NOT NULL DEFAULT 0,
+    spam INTEGER NOT NULL DEFAULT 0,
+    phish INTEGER NOT NULL DEFAULT 0,
+    whitelisted INTEGER NOT NULL DEFAULT 0,
+    empty INTEGER NOT NULL DEFAULT 0,
+    errors INTEGER NOT NULL DEFAULT 0,
+    blocked INTEGER NOT NULL DEFAULT 0,
+    unblocked INTEGER NOT NULL DEFAULT 0,
+    rescanned INTEGER NOT NULL DEFAULT 0,
+    rescan_filed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS hourly_mailbox ON hourly (mailbox, hour);
+CREATE INDEX IF NOT EXISTS events_code ON events (code, at);
+"#;
+
+/// Schema 2 → 3: the totals of the hours already counted.
+const MIGRATE_3: &str = r#"
+INSERT INTO hourly_total (hour, checked, spam, phish, whitelisted, empty, errors,
+                          blocked, unblocked, rescanned, rescan_filed)
+SELECT hour, sum(checked), sum(spam), sum(phish), sum(whitelisted), sum(empty), sum(errors),
+       sum(blocked), sum(unblocked), sum(rescanned), sum(rescan_filed)
+FROM hourly GROUP BY hour;
+"#;
+
 /// Schema 1 → 2.
 const MIGRATE_2: &str = r#"
 ALTER TABLE filed ADD COLUMN pass TEXT NOT NULL DEFAULT 'delivery';
@@ -207,6 +269,10 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
                 tx.execute_batch(MIGRATE_2)?;
             }
             tx.execute_batch(SCHEMA_2)?;
+            tx.execute_batch(SCHEMA_3)?;
+            if (1..3).contains(&version) {
+                tx.execute_batch(MIGRATE_3)?;
+            }
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             version = SCHEMA_VERSION;
         }
@@ -390,6 +456,65 @@ pub fn mailboxes(c: &Connection) -> rusqlite::Result<Vec<MailboxRow>> {
             })
         })?
         .collect()
+}
+
+fn mailbox_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxRow> {
+    Ok(MailboxRow {
+        name: row.get(0)?,
+        kind: row.get(1)?,
+        enabled: row.get(2)?,
+        feedback: row.get(3)?,
+        source: row.get(4)?,
+        present: row.get(5)?,
+        first_seen: row.get(6)?,
+        last_seen: row.get(7)?,
+    })
+}
+
+/// One page of the mailboxes whose name contains `search` (any case), by
+/// name, and how many match in all.
+pub fn mailboxes_page(
+    c: &Connection,
+    search: &str,
+    offset: u32,
+    limit: u32,
+) -> rusqlite::Result<(Vec<MailboxRow>, u64)> {
+    let pattern = format!("%{}%", search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let total: i64 =
+        c.query_row("SELECT count(*) FROM mailboxes WHERE name LIKE ?1 ESCAPE '\\'", [&pattern], |row| row.get(0))?;
+    let mut statement = c.prepare_cached(
+        "SELECT name, kind, enabled, feedback, source, present, first_seen, last_seen FROM mailboxes
+         WHERE name LIKE ?1 ESCAPE '\\' ORDER BY name LIMIT ?2 OFFSET ?3",
+    )?;
+    let rows = statement.query_map(params![pattern, limit, offset], mailbox_from)?.collect::<Result<_, _>>()?;
+    Ok((rows, total.max(0) as u64))
+}
+
+/// One mailbox.
+pub fn mailbox(c: &Connection, name: &str) -> rusqlite::Result<Option<MailboxRow>> {
+    c.query_row(
+        "SELECT name, kind, enabled, feedback, source, present, first_seen, last_seen FROM mailboxes WHERE name = ?1",
+        [name],
+        mailbox_from,
+    )
+    .optional()
+}
+
+/// The counters of these mailboxes summed since `since`.
+pub fn mailbox_totals(c: &Connection, names: &[String], since: i64) -> rusqlite::Result<BTreeMap<String, Counters>> {
+    let mut statement = c.prepare_cached(
+        "SELECT mailbox, sum(checked), sum(spam), sum(phish), sum(whitelisted), sum(empty), sum(errors),
+                sum(blocked), sum(unblocked), sum(rescanned), sum(rescan_filed)
+         FROM hourly WHERE mailbox = ?1 AND hour >= ?2",
+    )?;
+    let mut out = BTreeMap::new();
+    for name in names {
+        let counters = statement.query_row(params![name, since], |row| {
+            if row.get::<_, Option<i64>>(1)?.is_none() { Ok(Counters::default()) } else { counters_from(row, 1) }
+        })?;
+        out.insert(name.clone(), counters);
+    }
+    Ok(out)
 }
 
 /// Records the mailboxes a source lists now: new ones are added (enabled
@@ -610,6 +735,35 @@ pub fn record_batch(c: &mut Connection, counters: &BTreeMap<(i64, String), Count
                blocked = blocked + ?9, unblocked = unblocked + ?10, rescanned = rescanned + ?11,
                rescan_filed = rescan_filed + ?12",
         )?;
+        let mut total = tx.prepare_cached(
+            "INSERT INTO hourly_total (hour, checked, spam, phish, whitelisted, empty, errors,
+                                       blocked, unblocked, rescanned, rescan_filed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (hour) DO UPDATE SET
+               checked = checked + ?2, spam = spam + ?3, phish = phish + ?4,
+               whitelisted = whitelisted + ?5, empty = empty + ?6, errors = errors + ?7,
+               blocked = blocked + ?8, unblocked = unblocked + ?9, rescanned = rescanned + ?10,
+               rescan_filed = rescan_filed + ?11",
+        )?;
+        let mut hours: BTreeMap<i64, Counters> = BTreeMap::new();
+        for ((hour, _), n) in counters {
+            hours.entry(*hour).or_default().add(n);
+        }
+        for (hour, n) in &hours {
+            total.execute(params![
+                hour,
+                n.checked,
+                n.spam,
+                n.phish,
+                n.whitelisted,
+                n.empty,
+                n.errors,
+                n.blocked,
+                n.unblocked,
+                n.rescanned,
+                n.rescan_filed
+            ])?;
+        }
         for ((hour, mailbox), n) in counters {
             upsert.execute(params![
                 hour,
@@ -705,6 +859,69 @@ pub fn hourly(c: &Connection, since: i64, mailbox: Option<&str>) -> rusqlite::Re
             ))
         })?
         .collect()
+}
+
+fn counters_from(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Counters> {
+    Ok(Counters {
+        checked: row.get(first)?,
+        spam: row.get(first + 1)?,
+        phish: row.get(first + 2)?,
+        whitelisted: row.get(first + 3)?,
+        empty: row.get(first + 4)?,
+        errors: row.get(first + 5)?,
+        blocked: row.get(first + 6)?,
+        unblocked: row.get(first + 7)?,
+        rescanned: row.get(first + 8)?,
+        rescan_filed: row.get(first + 9)?,
+    })
+}
+
+/// The counters of every mailbox together, per hour, for hours in
+/// `[since, until)`: hours without activity are absent.
+pub fn hourly_totals(c: &Connection, since: i64, until: i64) -> rusqlite::Result<Vec<(i64, Counters)>> {
+    let mut statement = c.prepare_cached(
+        "SELECT hour, checked, spam, phish, whitelisted, empty, errors,
+                blocked, unblocked, rescanned, rescan_filed FROM hourly_total
+         WHERE hour >= ?1 AND hour < ?2 ORDER BY hour",
+    )?;
+    statement.query_map(params![since, until], |row| Ok((row.get(0)?, counters_from(row, 1)?)))?.collect()
+}
+
+/// One mailbox's counters per hour in `[since, until)`.
+pub fn hourly_of(c: &Connection, mailbox: &str, since: i64, until: i64) -> rusqlite::Result<Vec<(i64, Counters)>> {
+    let mut statement = c.prepare_cached(
+        "SELECT hour, checked, spam, phish, whitelisted, empty, errors,
+                blocked, unblocked, rescanned, rescan_filed FROM hourly
+         WHERE mailbox = ?1 AND hour >= ?2 AND hour < ?3 ORDER BY hour",
+    )?;
+    statement.query_map(params![mailbox, since, until], |row| Ok((row.get(0)?, counters_from(row, 1)?)))?.collect()
+}
+
+// ---------------------------------------------------------------- settings
+
+/// The stored settings (key → JSON value).
+pub fn settings(c: &Connection) -> rusqlite::Result<BTreeMap<String, serde_json::Value>> {
+    let mut statement = c.prepare_cached("SELECT key, value FROM settings ORDER BY key")?;
+    let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (key, text) = row?;
+        out.insert(key, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)));
+    }
+    Ok(out)
+}
+
+/// Stores a setting (`None`: back to the configuration file's value).
+pub fn setting_put(c: &Connection, key: &str, value: Option<&serde_json::Value>, by: &str) -> rusqlite::Result<()> {
+    match value {
+        Some(value) => c.execute(
+            "INSERT INTO settings (key, value, updated, updated_by) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (key) DO UPDATE SET value = ?2, updated = ?3, updated_by = ?4",
+            params![key, value.to_string(), now(), by],
+        )?,
+        None => c.execute("DELETE FROM settings WHERE key = ?1", [key])?,
+    };
+    Ok(())
 }
 
 /// What the agent last filed in a mailbox under this Message-ID (or, for
@@ -976,6 +1193,57 @@ pub fn events(c: &Connection, since: i64, id: Option<u16>, limit: u32) -> rusqli
                 text: row.get(5)?,
             })
         })?
+        .collect()
+}
+
+/// Which events to list.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    /// Only this catalogue id.
+    pub id: Option<u16>,
+    /// Only events at least this severe.
+    pub min_severity: Option<crate::events::Severity>,
+    /// From (Unix seconds).
+    pub since: Option<i64>,
+    /// Before (Unix seconds).
+    pub until: Option<i64>,
+    /// Only for this mailbox.
+    pub mailbox: Option<String>,
+    /// Only rows older than this row id (paging back).
+    pub before_seq: Option<i64>,
+}
+
+/// The newest events matching `filter` first, at most `limit`.
+pub fn events_filtered(c: &Connection, filter: &EventFilter, limit: u32) -> rusqlite::Result<Vec<EventRow>> {
+    use crate::events::Severity;
+    let severities: Vec<&str> =
+        [Severity::Info, Severity::Notice, Severity::Warning, Severity::Error, Severity::Critical]
+            .into_iter()
+            .filter(|s| filter.min_severity.is_none_or(|min| *s >= min))
+            .map(Severity::as_str)
+            .collect();
+    let mut statement = c.prepare_cached(
+        "SELECT id, at, code, severity, mailbox, text FROM events
+         WHERE (?1 IS NULL OR code = ?1) AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR at < ?3)
+           AND (?4 IS NULL OR mailbox = ?4) AND (?5 IS NULL OR id < ?5)
+           AND severity IN (SELECT value FROM json_each(?6))
+         ORDER BY id DESC LIMIT ?7",
+    )?;
+    let severities = serde_json::to_string(&severities).unwrap_or_else(|_| "[]".into());
+    statement
+        .query_map(
+            params![filter.id, filter.since, filter.until, filter.mailbox, filter.before_seq, severities, limit],
+            |row| {
+                Ok(EventRow {
+                    seq: row.get(0)?,
+                    at: row.get(1)?,
+                    id: row.get(2)?,
+                    severity: row.get(3)?,
+                    mailbox: row.get(4)?,
+                    text: row.get(5)?,
+                })
+            },
+        )?
         .collect()
 }
 

@@ -80,7 +80,7 @@ fn start(config: AgentConfig, node: &Node) -> (CancellationToken, tokio::task::J
         .with_test_writer()
         .try_init();
     let stop = CancellationToken::new();
-    let options = starling_agent::Options { credential: Some(node.credential.clone()) };
+    let options = starling_agent::Options { credential: Some(node.credential.clone()), ..Default::default() };
     (stop.clone(), tokio::spawn(starling_agent::run(config, options, stop)))
 }
 
@@ -325,5 +325,33 @@ async fn users_moves_between_maildir_folders_are_reported() {
     assert!(wait_until(WAIT, || counters().unblocked == 1), "the rescue is recognised");
     assert!(find(&ann, "known@spam").is_some(), "a rescued message stays in the inbox");
     assert!(find(&ann.join(".Spam"), "known@spam").is_none());
+    finish(stop, task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_setting_applies_without_a_restart() {
+    let setup = setup(&["eve"]);
+    let node = Node::start().await.expect("node");
+    let (spam, _) = known_spam(&node).await;
+    let extra = "[users]\nsource = \"maildir\"\n";
+    let (stop, task) = start(config(&setup, &node, extra), &node);
+    let eve = setup.root.join("eve");
+    wait_watching(&setup.state, "eve", 0);
+    deliver(&eve, "1.test", &with_message_id(&spam[0], "first@live-setting"));
+    assert!(wait_until(WAIT, || count(&eve.join(".Spam")) == 1), "filed into the spam folder");
+
+    // The console (or `starling settings set`) stores a new action.
+    let c = state::open(&setup.state.join("state.sqlite3")).expect("db");
+    state::setting_put(&c, "policy.spam_action", Some(&serde_json::json!("tag")), "test").expect("setting");
+    assert!(wait_until(WAIT, || events(&setup.state, 502) > 0), "the agent took the change");
+    let after = jiff::Timestamp::now().as_second();
+    wait_watching(&setup.state, "eve", after - 1);
+    deliver(&eve, "2.test", &with_message_id(&spam[1], "second@live-setting"));
+    assert!(
+        wait_until(WAIT, || subjects(&eve).iter().any(|s| s.starts_with("[SPAM]"))),
+        "tagged in place: {:?}",
+        subjects(&eve)
+    );
+    assert_eq!(count(&eve.join(".Spam")), 1, "the second was not moved");
     finish(stop, task).await;
 }

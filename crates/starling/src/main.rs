@@ -2,6 +2,7 @@
 //! crates together, runs, and maps errors to exit codes. Nothing else lives
 //! here.
 
+mod admin_cmd;
 mod agent_cmd;
 mod check_cmd;
 mod eval_adapter;
@@ -30,14 +31,20 @@ enum Command {
     Serve(agent_cmd::ServeArgs),
     /// Run the agent: watch mailboxes, ask a network, file spam.
     Agent(agent_cmd::AgentArgs),
+    /// Show the running service's state: mail server, network, mailboxes, activity.
+    Status(admin_cmd::StatusArgs),
     /// Manage the mailboxes the agent filters.
-    Users(agent_cmd::UsersArgs),
+    Users(admin_cmd::UsersArgs),
     /// Manage whitelists (server-wide and per mailbox).
-    Whitelist(agent_cmd::WhitelistArgs),
+    Whitelist(admin_cmd::WhitelistArgs),
+    /// Show or change settings (they apply without a restart).
+    Settings(admin_cmd::SettingsArgs),
+    /// Export statistics, list and write reports.
+    Reports(admin_cmd::ReportsArgs),
     /// Show the agent's events, or their catalogue.
-    Events(agent_cmd::EventsArgs),
+    Events(admin_cmd::EventsArgs),
     /// Rescan mailboxes now, or show rescans and their progress.
-    Rescan(agent_cmd::RescanArgs),
+    Rescan(admin_cmd::RescanArgs),
     /// Print the fingerprints that would be sent for each message (no content is printed).
     Fingerprint(fingerprint_cmd::FingerprintArgs),
     /// Ask a network for the verdict on messages.
@@ -152,10 +159,13 @@ fn main() -> ExitCode {
             init_logging("info");
             agent_cmd::agent(args)
         }
-        Command::Users(args) => agent_cmd::users(args),
-        Command::Whitelist(args) => agent_cmd::whitelist_cmd(args),
-        Command::Events(args) => agent_cmd::events(args),
-        Command::Rescan(args) => agent_cmd::rescan(args),
+        Command::Status(args) => admin_cmd::status(args),
+        Command::Users(args) => admin_cmd::users(args),
+        Command::Whitelist(args) => admin_cmd::whitelist(args),
+        Command::Settings(args) => admin_cmd::settings(args),
+        Command::Reports(args) => admin_cmd::reports(args),
+        Command::Events(args) => admin_cmd::events(args),
+        Command::Rescan(args) => admin_cmd::rescan(args),
         Command::Fingerprint(args) => fingerprint_cmd::run(&args),
         Command::Check(args) => {
             init_logging("warn");
@@ -178,7 +188,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("starling: {error:#}");
-            ExitCode::from(2)
+            admin_cmd::exit_code(&error)
         }
     }
 }

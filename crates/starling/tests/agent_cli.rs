@@ -1,13 +1,19 @@
-//! The agent's administration commands as an administrator runs them:
-//! users, whitelist, events, and configuration checking.
+//! The administrator's commands as an administrator runs them, against a
+//! running `starling serve` (its REST API): users, whitelist, settings,
+//! reports, events, status; and the errors when the service is not
+//! running or the token is wrong.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 fn starling(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_starling"))
         .env("STARLING_CONFIG", config)
         .env("STARLING_LOG", "warn")
+        .env_remove("STARLING_URL")
+        .env_remove("STARLING_TOKEN")
+        .env_remove("STARLING_TOKEN_FILE")
         .args(args)
         .output()
         .expect("starling runs")
@@ -18,91 +24,160 @@ fn ok(out: Output) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
-fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
+struct Service {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    child: Child,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `starling serve` on free loopback ports over an empty Maildir root.
+fn serve() -> Service {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("agent.toml");
-    std::fs::write(&config, format!("state_dir = {:?}\n", dir.path().join("state").display().to_string()))
-        .expect("config");
-    (dir, config)
+    let config = dir.path().join("starling.toml");
+    std::fs::create_dir_all(dir.path().join("mail")).expect("mail root");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\n[maildir]\nroot = {:?}\n[console]\nlisten = \"127.0.0.1:0\"\n\
+             [embedded_network]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().join("state").display().to_string(),
+            dir.path().join("mail").display().to_string()
+        ),
+    )
+    .expect("config");
+    let child = Command::new(env!("CARGO_BIN_EXE_starling"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("STARLING_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let service = Service { dir, config, child };
+    let url_file = service.dir.path().join("state").join(starling_console::URL_FILE);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !url_file.exists() || !service.dir.path().join("state").join(starling_console::CLI_TOKEN_FILE).exists() {
+        assert!(Instant::now() < deadline, "the console did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    service
 }
 
 #[test]
-fn users_are_added_enabled_disabled_and_imported() {
-    let (dir, config) = setup();
-    ok(starling(&config, &["users", "add", "alice", "bob"]));
-    ok(starling(&config, &["users", "add", "--disabled", "carol"]));
-    ok(starling(&config, &["users", "disable", "bob"]));
-    let csv = dir.path().join("users.csv");
-    std::fs::write(&csv, "user,enabled\ndave,yes\nerin,no\n").expect("csv");
-    ok(starling(&config, &["users", "import", csv.to_str().expect("path")]));
-    let listed = ok(starling(&config, &["users", "list", "--json"]));
+fn every_admin_command_goes_through_the_running_service() {
+    let service = serve();
+    let config = &service.config;
+
+    // Users.
+    ok(starling(config, &["users", "add", "alice", "bob"]));
+    ok(starling(config, &["users", "add", "--disabled", "carol"]));
+    ok(starling(config, &["users", "disable", "bob"]));
+    let csv = service.dir.path().join("users.csv");
+    std::fs::write(&csv, "user,enabled\ndave,yes\ncarol,true\n").expect("csv");
+    assert!(ok(starling(config, &["users", "import", csv.to_str().expect("path")])).contains("1 added, 1 updated"));
+    let listed = ok(starling(config, &["users", "list", "--json"]));
     let rows: Vec<serde_json::Value> = listed.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
-    let enabled = |name: &str| {
-        rows.iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("{name} listed: {listed}"))["enabled"]
-            .as_bool()
-            .expect("bool")
-    };
-    assert!(enabled("alice"));
-    assert!(!enabled("bob"));
-    assert!(!enabled("carol"));
-    assert!(enabled("dave"));
-    assert!(!enabled("erin"));
-    // A name that cannot be a mailbox is refused with a clear message.
-    let bad = starling(&config, &["users", "add", "../etc"]);
-    assert!(!bad.status.success());
-    assert!(!String::from_utf8_lossy(&bad.stderr).is_empty());
+    let state = |name: &str| rows.iter().find(|r| r["name"] == name).map(|r| r["enabled"].as_bool().expect("bool"));
+    assert_eq!(
+        (state("alice"), state("bob"), state("carol"), state("dave")),
+        (Some(true), Some(false), Some(true), Some(true))
+    );
+    let unknown = starling(config, &["users", "enable", "alice", "nobody"]);
+    assert_eq!(unknown.status.code(), Some(1), "a refused part exits 1");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("nobody: unknown mailbox"));
+    ok(starling(config, &["users", "feedback", "off", "alice"]));
+
+    // Whitelist: checked, exported, imported back.
+    ok(starling(config, &["whitelist", "add", "@partner.example", "--comment", "our partner"]));
+    ok(starling(config, &["whitelist", "add", "10.0.0.0/8"]));
+    ok(starling(config, &["whitelist", "--user", "alice", "add", "/^alerts@.*$/"]));
+    let bad = starling(config, &["whitelist", "add", "/unclosed(/"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let exported = ok(starling(config, &["whitelist", "export"]));
+    assert!(exported.contains("@partner.example,our partner"), "{exported}");
+    let file = service.dir.path().join("list.csv");
+    std::fs::write(&file, &exported).expect("export");
+    ok(starling(config, &["whitelist", "remove", "10.0.0.0/8"]));
+    assert!(!ok(starling(config, &["whitelist", "list"])).contains("10.0.0.0/8"));
+    let preview = ok(starling(config, &["whitelist", "import", "--dry-run", file.to_str().expect("path")]));
+    assert!(preview.starts_with("would import: 1 new"), "{preview}");
+    ok(starling(config, &["whitelist", "import", file.to_str().expect("path")]));
+    assert!(ok(starling(config, &["whitelist", "list"])).contains("10.0.0.0/8"), "imported back");
+    assert!(ok(starling(config, &["whitelist", "--user", "alice", "list"])).contains("alerts"));
+
+    // Settings: changed, checked, reset.
+    assert!(
+        ok(starling(config, &["settings", "set", "policy.spam_action=tag", "rescan.max_age_hours=6"]))
+            .contains("policy.spam_action")
+    );
+    assert!(ok(starling(config, &["settings", "get", "policy.spam_action"])).contains("tag"));
+    let refused = starling(config, &["settings", "set", "rescan.time=25:00"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("rescan.time"));
+    ok(starling(config, &["settings", "reset", "policy.spam_action"]));
+    assert!(ok(starling(config, &["settings", "get", "policy.spam_action"])).contains("spam-folder"));
+
+    // Reports, events, status.
+    assert!(ok(starling(config, &["reports", "export", "--period", "24h"])).starts_with("period,checked,caught"));
+    assert!(ok(starling(config, &["reports", "write", "last-30-days"])).contains("last-30-days-"));
+    assert!(ok(starling(config, &["reports", "list"])).contains(".csv"));
+    let events = ok(starling(config, &["events", "--json", "--id", "502"]));
+    assert!(events.contains("settings_changed") || events.is_empty(), "{events}");
+    let all_events = ok(starling(config, &["events", "--json"]));
+    assert!(all_events.contains("\"name\":\"console_started\""), "{all_events}");
+    assert!(all_events.contains("remedy"));
+    assert!(ok(starling(config, &["events", "catalogue"])).contains("rescan_failed"));
+    let status = ok(starling(config, &["status"]));
+    assert!(status.contains("service:   running") && status.contains("mailboxes: 4 known"), "{status}");
+
+    // A wrong token: exit 4 and a helpful message.
+    let wrong = Command::new(env!("CARGO_BIN_EXE_starling"))
+        .env("STARLING_CONFIG", config)
+        .env("STARLING_TOKEN", "stl_wrong")
+        .args(["users", "list"])
+        .output()
+        .expect("runs");
+    assert_eq!(wrong.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("refused the API token"));
 }
 
 #[test]
-fn whitelist_entries_are_checked_added_exported_and_removed() {
-    let (dir, config) = setup();
-    ok(starling(&config, &["whitelist", "add", "@partner.example", "--comment", "our partner"]));
-    ok(starling(&config, &["whitelist", "add", "10.0.0.0/8"]));
-    ok(starling(&config, &["whitelist", "--user", "alice", "add", "/^alerts@.*$/"]));
-    let bad = starling(&config, &["whitelist", "add", "/unclosed(/"]);
-    assert!(!bad.status.success(), "an invalid regular expression is refused");
-    let listed = ok(starling(&config, &["whitelist", "list"]));
-    assert!(listed.contains("@partner.example") && listed.contains("10.0.0.0/8"), "{listed}");
-    assert!(!listed.contains("alerts"), "alice's entry is hers alone: {listed}");
-    let mine = ok(starling(&config, &["whitelist", "--user", "alice", "list"]));
-    assert!(mine.contains("/^alerts@.*$/"), "{mine}");
-    let exported = ok(starling(&config, &["whitelist", "export"]));
-    let file = dir.path().join("whitelist.csv");
-    std::fs::write(&file, &exported).expect("write");
-    ok(starling(&config, &["whitelist", "remove", "10.0.0.0/8"]));
-    assert!(!ok(starling(&config, &["whitelist", "list"])).contains("10.0.0.0/8"));
-    ok(starling(&config, &["whitelist", "import", file.to_str().expect("path")]));
-    assert!(ok(starling(&config, &["whitelist", "list"])).contains("10.0.0.0/8"), "imported back");
-}
-
-#[test]
-fn events_and_the_catalogue_are_listed() {
-    let (_dir, config) = setup();
-    ok(starling(&config, &["users", "add", "alice"]));
-    let events = ok(starling(&config, &["events", "--json"]));
-    for line in events.lines() {
-        serde_json::from_str::<serde_json::Value>(line).expect("one JSON object per line");
-    }
-    let catalogue = ok(starling(&config, &["events", "catalogue"]));
-    for id in ["100", "203", "300", "400", "500", "600"] {
-        assert!(catalogue.contains(id), "{id} in the catalogue:\n{catalogue}");
-    }
+fn a_stopped_service_is_named_as_the_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("starling.toml");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).expect("state");
+    std::fs::write(&config, format!("state_dir = {:?}\n", state.display().to_string())).expect("config");
+    std::fs::write(state.join(starling_console::CLI_TOKEN_FILE), "stl_x\n").expect("token");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    std::fs::write(state.join(starling_console::URL_FILE), format!("http://127.0.0.1:{port}\n")).expect("url");
+    let out = starling(&config, &["users", "list"]);
+    assert_eq!(out.status.code(), Some(3));
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(error.contains("cannot reach the Starling service") && error.contains("running"), "{error}");
 }
 
 #[test]
 fn an_invalid_configuration_reports_every_problem_with_its_key_path() {
-    let (dir, _) = setup();
+    let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("bad.toml");
     std::fs::write(
         &config,
         "mail_store = \"imap\"\n[imap]\nhost = \"mail.example.com\"\nsecurity = \"plain\"\nidle_seconds = 5\n\
-         [policy]\nspam_action = \"spam\"\n[network]\nbatch_size = 0\n",
+         [policy]\nspam_action = \"spam\"\n[network]\nbatch_size = 0\n[console]\nlisten = \"everywhere\"\n",
     )
     .expect("config");
     let out = starling(&config, &["agent", "--check-config"]);
     assert!(!out.status.success());
     let error = String::from_utf8_lossy(&out.stderr);
-    for key in ["policy.spam_action", "imap.security", "imap.idle_seconds", "network.batch_size"] {
+    for key in ["policy.spam_action", "imap.security", "imap.idle_seconds", "network.batch_size", "console.listen"] {
         assert!(error.contains(key), "{key} in:\n{error}");
     }
 }

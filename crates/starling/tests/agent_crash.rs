@@ -155,7 +155,8 @@ fn crash_run(store: &str) {
         &config,
         format!(
             "state_dir = {:?}\n{store_config}\n[network]\nurl = {:?}\ncredential_file = \"network.credential\"\nretry_seconds = 1\n\n\
-             [policy]\nspam_action = \"spam-folder\"\nphish_action = \"tag\"\ntag_prefix = \"[PHISH]\"\n",
+             [policy]\nspam_action = \"spam-folder\"\nphish_action = \"tag\"\ntag_prefix = \"[PHISH]\"\n\
+             [console]\nenabled = false\n",
             state.path().display().to_string(),
             node.url
         ),

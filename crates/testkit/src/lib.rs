@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+/// A headless Chromium under a private chromedriver, for browser tests.
+pub mod browser;
+
 /// The master user's name in every test Dovecot.
 pub const MASTER_USER: &str = "starling";
 /// Its password.

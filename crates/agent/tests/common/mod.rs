@@ -66,7 +66,7 @@ impl Agent {
             .try_init();
         let stop = CancellationToken::new();
         let state_dir = config.state_dir.clone();
-        let options = starling_agent::Options { credential: Some(credential.to_owned()) };
+        let options = starling_agent::Options { credential: Some(credential.to_owned()), ..Default::default() };
         let task = tokio::spawn(starling_agent::run(config, options, stop.clone()));
         Agent { stop, task, state_dir }
     }

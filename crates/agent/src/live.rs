@@ -1,0 +1,170 @@
+//! What the running agent is doing right now, for the console's dashboard,
+//! its live view and `/metrics`: connections to the mail server, the
+//! network's health and latency, messages checked, queued work.
+//!
+//! Written by the agent's tasks with atomics and short locks; read as a
+//! [`Snapshot`]. Nothing here is stored: the history lives in the state
+//! database's hourly counters.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use serde::Serialize;
+
+use crate::network::{Health, Network};
+
+/// A mailbox task's connection to the mail server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Connection {
+    /// Connected (logged in and watching).
+    pub connected: bool,
+    /// Since when (Unix seconds).
+    pub since: i64,
+    /// Why not, when not.
+    pub error: String,
+}
+
+/// The live state of the agent.
+#[derive(Debug)]
+pub struct Live {
+    started: i64,
+    checked: AtomicU64,
+    filed: AtomicU64,
+    queued: AtomicU64,
+    tasks: AtomicU64,
+    mail_store: Mutex<String>,
+    connections: Mutex<BTreeMap<String, Connection>>,
+    network: OnceLock<Network>,
+}
+
+impl Default for Live {
+    fn default() -> Live {
+        Live {
+            started: jiff::Timestamp::now().as_second(),
+            checked: AtomicU64::new(0),
+            filed: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
+            tasks: AtomicU64::new(0),
+            mail_store: Mutex::new(String::new()),
+            connections: Mutex::new(BTreeMap::new()),
+            network: OnceLock::new(),
+        }
+    }
+}
+
+/// The network as the dashboard shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct NetworkView {
+    /// `unknown`, `up`, `down` or `rejected`.
+    pub state: &'static str,
+    /// Why it is down or rejected.
+    pub detail: String,
+    /// The latency of the last request (milliseconds).
+    pub latency_ms: Option<f64>,
+    /// The mean over recent requests (milliseconds).
+    pub latency_avg_ms: Option<f64>,
+    /// The node's version.
+    pub node_version: String,
+    /// The newest agent release the network announces, when newer than
+    /// this one.
+    pub new_version: Option<String>,
+    /// The organisation's name, plan and expiry (Unix seconds, 0: never).
+    pub organisation: Option<(String, String, i64)>,
+}
+
+/// Everything at one moment.
+#[derive(Clone, Debug, Serialize)]
+pub struct Snapshot {
+    /// When the agent started (Unix seconds).
+    pub started: i64,
+    /// Messages checked since the start.
+    pub checked: u64,
+    /// Messages filed since the start.
+    pub filed: u64,
+    /// Work waiting in the mailbox tasks' queues.
+    pub queued: u64,
+    /// Mailbox tasks running.
+    pub tasks: u64,
+    /// The mail store (`IMAP host:port`, `Maildir /path`).
+    pub mail_store: String,
+    /// Connections by mailbox (IMAP).
+    pub connections: BTreeMap<String, Connection>,
+    /// The network.
+    pub network: Option<NetworkView>,
+}
+
+impl Live {
+    /// Counts a batch's checked and filed messages.
+    pub fn count(&self, checked: u64, filed: u64) {
+        self.checked.fetch_add(checked, Ordering::Relaxed);
+        self.filed.fetch_add(filed, Ordering::Relaxed);
+    }
+
+    /// Records a mailbox task's connection state.
+    pub fn connection(&self, mailbox: &str, connected: bool, error: &str) {
+        let mut map = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = map.get(mailbox).is_none_or(|c| c.connected != connected || c.error != error);
+        if changed {
+            map.insert(
+                mailbox.to_owned(),
+                Connection { connected, since: jiff::Timestamp::now().as_second(), error: error.to_owned() },
+            );
+        }
+    }
+
+    /// Forgets a mailbox task's connection (the task stopped).
+    pub fn forget(&self, mailbox: &str) {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner()).remove(mailbox);
+    }
+
+    /// Records the work waiting and the tasks running.
+    pub fn set_load(&self, queued: u64, tasks: u64) {
+        self.queued.store(queued, Ordering::Relaxed);
+        self.tasks.store(tasks, Ordering::Relaxed);
+    }
+
+    /// Describes the mail store.
+    pub fn set_mail_store(&self, text: String) {
+        *self.mail_store.lock().unwrap_or_else(|e| e.into_inner()) = text;
+    }
+
+    /// Attaches the network handle (once).
+    pub fn set_network(&self, network: Network) {
+        let _ = self.network.set(network);
+    }
+
+    /// The state now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            started: self.started,
+            checked: self.checked.load(Ordering::Relaxed),
+            filed: self.filed.load(Ordering::Relaxed),
+            queued: self.queued.load(Ordering::Relaxed),
+            tasks: self.tasks.load(Ordering::Relaxed),
+            mail_store: self.mail_store.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            connections: self.connections.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            network: self.network.get().map(network_view),
+        }
+    }
+}
+
+fn network_view(network: &Network) -> NetworkView {
+    let (state, detail) = match network.health() {
+        Health::Unknown => ("unknown", String::new()),
+        Health::Up => ("up", String::new()),
+        Health::Down(reason) => ("down", reason),
+        Health::Rejected(reason) => ("rejected", reason),
+    };
+    let info = network.info();
+    let (latency_ms, latency_avg_ms) = network.latency();
+    NetworkView {
+        state,
+        detail,
+        latency_ms,
+        latency_avg_ms,
+        node_version: info.node_version,
+        new_version: info.new_version,
+        organisation: info.organisation,
+    }
+}

@@ -1,0 +1,266 @@
+//! The REST API against a real console on loopback: the OpenAPI document
+//! matches the routes, every route but login and health needs
+//! authentication, roles and CSRF hold, settings and imports are checked.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{Console, http};
+use serde_json::{Value, json};
+
+fn openapi() -> Value {
+    serde_json::from_str(starling_console::api::OPENAPI).expect("openapi.json is JSON")
+}
+
+/// A path with its parameters filled in.
+fn concrete(path: &str) -> String {
+    path.replace("{name}", "nobody").replace("{key}", "policy.mark_read").replace("{id}", "999999")
+}
+
+fn call(method: &str, url: &str, auth: Option<&str>, body: Option<&Value>) -> (u16, String) {
+    let agent = http();
+    let bearer = auth.map(|t| format!("Bearer {t}"));
+    let result = match method {
+        "get" => {
+            let mut r = agent.get(url);
+            if let Some(b) = &bearer {
+                r = r.header("Authorization", b);
+            }
+            r.call()
+        }
+        "delete" => {
+            let mut r = agent.delete(url);
+            if let Some(b) = &bearer {
+                r = r.header("Authorization", b);
+            }
+            r.call()
+        }
+        _ => {
+            let mut r = if method == "put" { agent.put(url) } else { agent.post(url) };
+            if let Some(b) = &bearer {
+                r = r.header("Authorization", b);
+            }
+            r.send_json(body.cloned().unwrap_or(json!({})))
+        }
+    };
+    let mut response = result.expect("the console answers");
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string().unwrap_or_default())
+}
+
+/// Checks `value` against a (small subset of) JSON Schema: types, required
+/// properties, array items, `$ref`s into the document.
+fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.trim_start_matches("#/components/schemas/");
+        return validate(doc, &doc["components"]["schemas"][name], value, at);
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => return,
+    };
+    let fits = types.iter().any(|t| match *t {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        _ => true,
+    });
+    assert!(fits, "{at}: {value} is not {types:?}");
+    for key in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        assert!(value.get(key).is_some(), "{at}: required {key:?} missing in {value}");
+    }
+    if let (Some(props), Some(object)) = (schema["properties"].as_object(), value.as_object()) {
+        for (key, sub) in props {
+            if let Some(v) = object.get(key) {
+                validate(doc, sub, v, &format!("{at}.{key}"));
+            }
+        }
+    }
+    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
+        for (i, v) in array.iter().enumerate() {
+            validate(doc, items, v, &format!("{at}[{i}]"));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_document_matches_the_routes_and_every_route_needs_authentication() {
+    let console = Console::start().await;
+    let doc = openapi();
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, ops)| ops.as_object().expect("ops").keys().map(move |m| (m.clone(), path.clone())))
+        .collect();
+    let routed: BTreeSet<(String, String)> =
+        starling_console::api::ROUTES.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
+    assert_eq!(documented, routed, "openapi.json and the router differ");
+
+    let url = console.url.clone();
+    let token = console.token.clone();
+    let doc_for_walk = doc.clone();
+    tokio::task::spawn_blocking(move || {
+        for (method, path) in &routed {
+            let public = starling_console::auth::is_public(path);
+            let (status, body) = call(method, &format!("{url}{}", concrete(path)), None, None);
+            if public {
+                assert_ne!(status, 401, "{method} {path} is public");
+            } else {
+                assert_eq!(status, 401, "{method} {path} without credentials: {body}");
+                let error: Value = serde_json::from_str(&body).expect("a JSON error");
+                assert!(error["error"].is_string());
+            }
+            // With a token, every read answers as documented.
+            if method == "get" {
+                let (status, body) = call(method, &format!("{url}{}", concrete(path)), Some(&token), None);
+                if path.contains('{') {
+                    assert!(status == 200 || status == 404, "{method} {path}: {status} {body}");
+                    continue;
+                }
+                assert_eq!(status, 200, "{method} {path}: {body}");
+                let op = &doc_for_walk["paths"][path.as_str()][method.as_str()];
+                let content = &op["responses"]["200"]["content"];
+                if let Some(schema) = content.get("application/json").map(|c| &c["schema"]) {
+                    let value: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: not JSON"));
+                    validate(&doc_for_walk, schema, &value, path);
+                }
+            }
+        }
+        // Pages redirect to the login page; the login page itself is open.
+        for page in ["/", "/users", "/whitelist", "/settings", "/reports", "/events", "/live", "/guide", "/account"] {
+            let (status, _) = call("get", &format!("{url}{page}"), None, None);
+            assert_eq!(status, 303, "{page} without a session");
+        }
+        assert_eq!(call("get", &format!("{url}/login"), None, None).0, 200);
+        // A wrong token is refused.
+        assert_eq!(call("get", &format!("{url}/api/v1/status"), Some("stl_wrong"), None).0, 401);
+    })
+    .await
+    .expect("walk");
+    let events = starling_agent::state::events(&console.db(), 0, Some(802), 10).expect("events");
+    assert!(!events.is_empty(), "a refused token is an event");
+    console.stop.cancel();
+}
+
+fn login(url: &str, name: &str, password: &str) -> Result<(String, String), u16> {
+    let mut response = http()
+        .post(&format!("{url}/api/v1/login"))
+        .send_json(json!({"name": name, "password": password}))
+        .expect("answer");
+    if response.status() != 200 {
+        return Err(response.status().as_u16());
+    }
+    let cookie = response.headers().get("set-cookie").expect("cookie").to_str().expect("text").to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let session = cookie.split(';').next().expect("pair").to_owned();
+    let body: Value = response.body_mut().read_json().expect("json");
+    Ok((session, body["csrf"].as_str().expect("csrf").to_owned()))
+}
+
+fn with_session(method: &str, url: &str, session: &str, csrf: Option<&str>, body: &Value) -> u16 {
+    let agent = http();
+    let mut request = if method == "put" { agent.put(url) } else { agent.post(url) };
+    request = request.header("Cookie", session);
+    if let Some(csrf) = csrf {
+        request = request.header("X-CSRF-Token", csrf);
+    }
+    request.send_json(body).expect("answer").status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_csrf_settings_and_imports() {
+    let console = Console::start().await;
+    let (url, token, password) = (console.url.clone(), console.token.clone(), console.password.clone());
+    tokio::task::spawn_blocking(move || {
+        // The first administrator logs in with the printed password; a
+        // wrong one is refused.
+        assert_eq!(login(&url, "admin", "not the password"), Err(401));
+        let (session, csrf) = login(&url, "admin", &password).expect("admin logs in");
+        let setting = json!({"policy.mark_read": "true"});
+        assert_eq!(with_session("put", &format!("{url}/api/v1/settings"), &session, None, &setting), 403, "no CSRF");
+        assert_eq!(with_session("put", &format!("{url}/api/v1/settings"), &session, Some("forged"), &setting), 403);
+        assert_eq!(with_session("put", &format!("{url}/api/v1/settings"), &session, Some(&csrf), &setting), 200);
+
+        // A read-only account may look, not change.
+        let (status, body) = call(
+            "post",
+            &format!("{url}/api/v1/accounts"),
+            Some(&token),
+            Some(&json!({"name": "auditor", "password": "a long enough one", "role": "read-only"})),
+        );
+        assert_eq!(status, 201, "{body}");
+        let (viewer, viewer_csrf) = login(&url, "auditor", "a long enough one").expect("auditor logs in");
+        let status = http().get(&format!("{url}/api/v1/status")).header("Cookie", &viewer).call().expect("status");
+        assert_eq!(status.status(), 200);
+        let change = json!({"policy.mark_read": "false"});
+        assert_eq!(with_session("put", &format!("{url}/api/v1/settings"), &viewer, Some(&viewer_csrf), &change), 403);
+
+        // Settings are checked like the configuration file, all or none.
+        let (status, body) = call(
+            "put",
+            &format!("{url}/api/v1/settings"),
+            Some(&token),
+            Some(&json!({"policy.spam_action": "tag", "rescan.time": "25:00"})),
+        );
+        assert_eq!(status, 422, "{body}");
+        assert!(body.contains("rescan.time"), "{body}");
+        let (_, body) = call("get", &format!("{url}/api/v1/settings"), Some(&token), None);
+        let settings: Value = serde_json::from_str(&body).expect("json");
+        let value = |key: &str| {
+            settings["settings"].as_array().expect("list").iter().find(|s| s["key"] == key).expect(key)["value"].clone()
+        };
+        assert_eq!(value("policy.spam_action"), json!("spam-folder"), "nothing of a refused change is stored");
+        assert_eq!(value("policy.mark_read"), json!(true));
+
+        // A whitelist import: a preview, errors per line, nothing changed
+        // until it is clean.
+        let text = "@partner.example\n/unclosed(/\n10.0.0.0/8,office\n";
+        let agent = http();
+        let mut response = agent
+            .post(&format!("{url}/api/v1/whitelist/import?dry_run=false"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .send(text)
+            .expect("answer");
+        assert_eq!(response.status(), 422);
+        let preview: Value = response.body_mut().read_json().expect("json");
+        assert!(preview["errors"][0].as_str().expect("error").starts_with("line 2"), "{preview}");
+        assert_eq!(preview["applied"], false);
+        let mut response = agent
+            .post(&format!("{url}/api/v1/whitelist/import"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .send("@partner.example\n10.0.0.0/8,office\n")
+            .expect("answer");
+        let preview: Value = response.body_mut().read_json().expect("json");
+        assert_eq!(preview["applied"], true, "{preview}");
+        let (_, csv) = call("get", &format!("{url}/api/v1/whitelist/export?format=csv"), Some(&token), None);
+        assert_eq!(csv, "entry,comment\n10.0.0.0/8,office\n@partner.example,\n");
+
+        // Mailboxes: bulk actions say what was not done.
+        let (status, _) =
+            call("post", &format!("{url}/api/v1/users"), Some(&token), Some(&json!({"names": ["alice", "bob"]})));
+        assert_eq!(status, 200);
+        let (_, body) = call(
+            "post",
+            &format!("{url}/api/v1/users/actions"),
+            Some(&token),
+            Some(&json!({"names": ["alice", "nobody"], "action": "disable"})),
+        );
+        let outcome: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(outcome["done"]["alice"], "disabled");
+        assert_eq!(outcome["failed"]["nobody"], "unknown mailbox");
+    })
+    .await
+    .expect("scenario");
+    let c = console.db();
+    let stored = starling_agent::state::settings(&c).expect("settings");
+    assert_eq!(stored.get("policy.mark_read"), Some(&json!(true)));
+    assert!(!starling_agent::state::mailbox(&c, "alice").expect("row").expect("alice").enabled);
+    console.stop.cancel();
+}

@@ -1,0 +1,888 @@
+//! The administrator's commands — `users`, `whitelist`, `settings`,
+//! `reports`, `events`, `rescan`, `status` — through the running service's
+//! REST API (`/api/v1`), so the CLI and the console do the same things the
+//! same way.
+//!
+//! The console's address and an API token come from `--url`/`--token`
+//! (`STARLING_URL`, `STARLING_TOKEN`, `STARLING_TOKEN_FILE`), else from the
+//! files the service writes in its state directory on this machine
+//! (`console.url`, `cli.token`).
+//!
+//! Exit codes: 0 done; 1 the service refused part of the request (unknown
+//! mailbox, invalid value); 2 a usage or local error; 3 the service cannot
+//! be reached; 4 the credentials were refused.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use starling_agent::events::{CATALOGUE, catalogue_markdown};
+
+use crate::agent_cmd::ConfigArgs;
+
+/// Exit code: the service refused (part of) the request.
+const REFUSED: u8 = 1;
+/// Exit code: the service cannot be reached.
+const UNREACHABLE: u8 = 3;
+/// Exit code: the credentials were refused.
+const UNAUTHORISED: u8 = 4;
+
+/// A failure with its exit code.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// The exit code of an error from these commands.
+pub(crate) fn exit_code(error: &anyhow::Error) -> ExitCode {
+    ExitCode::from(error.downcast_ref::<Failure>().map_or(2, |f| f.code))
+}
+
+fn fail(code: u8, message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Failure { code, message: message.into() })
+}
+
+/// How to reach the service.
+#[derive(Args, Clone)]
+pub(crate) struct ApiArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The console's address (default: the one the service on this
+    /// machine wrote to `console.url` in its state directory).
+    #[arg(long, global = true, env = "STARLING_URL", value_name = "URL")]
+    url: Option<String>,
+    /// An API token (see Account in the console).
+    #[arg(long, global = true, env = "STARLING_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A file holding the API token (default: `cli.token` in the state
+    /// directory, written on first start).
+    #[arg(long, global = true, env = "STARLING_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
+/// A client of the service's API.
+struct Api {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+impl ApiArgs {
+    fn connect(&self) -> anyhow::Result<Api> {
+        let config = self.config.agent()?;
+        let base = match &self.url {
+            Some(url) => url.clone(),
+            None => std::fs::read_to_string(config.state_dir.join(starling_console::URL_FILE))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| format!("http://{}", config.console.listen)),
+        };
+        let token = match (&self.token, &self.token_file) {
+            (Some(token), _) => token.clone(),
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the token file {}", file.display()))?
+                .trim()
+                .to_owned(),
+            (None, None) => {
+                let file = config.state_dir.join(starling_console::CLI_TOKEN_FILE);
+                match std::fs::read_to_string(&file) {
+                    Ok(text) => text.trim().to_owned(),
+                    Err(_) => {
+                        return Err(fail(
+                            UNAUTHORISED,
+                            format!(
+                                "no API token: {} does not exist (has `starling serve` run with this configuration?); \
+                                 pass --token or --token-file, or set STARLING_TOKEN",
+                                file.display()
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .into();
+        Ok(Api { base: base.trim_end_matches('/').to_owned(), token, agent })
+    }
+}
+
+impl Api {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request; the body as text on success, a [`Failure`] else.
+    fn send(&self, method: &str, path: &str, body: Option<Body>) -> anyhow::Result<String> {
+        let url = self.url(path);
+        let auth = format!("Bearer {}", self.token);
+        let result = match (method, body) {
+            ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
+            ("DELETE", _) => self.agent.delete(&url).header("Authorization", &auth).call(),
+            (method, body) => {
+                let request = match method {
+                    "PUT" => self.agent.put(&url),
+                    _ => self.agent.post(&url),
+                }
+                .header("Authorization", &auth);
+                match body {
+                    Some(Body::Json(value)) => request.send_json(&value),
+                    Some(Body::Text(text)) => request.header("Content-Type", "text/plain; charset=utf-8").send(text),
+                    None => request.send_empty(),
+                }
+            }
+        };
+        let mut response = result.map_err(|e| {
+            fail(
+                UNREACHABLE,
+                format!(
+                    "cannot reach the Starling service at {}: {e}. Is `starling serve` (or `starling agent`) running? \
+                     Set --url or STARLING_URL if it listens elsewhere.",
+                    self.base
+                ),
+            )
+        })?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        match status {
+            200..=299 => Ok(text),
+            401 => Err(fail(
+                UNAUTHORISED,
+                "the service refused the API token (wrong, revoked, or for another installation): \
+                 create one under Account in the console and pass it with --token or STARLING_TOKEN",
+            )),
+            403 => Err(fail(UNAUTHORISED, format!("not allowed: {}", error_text(&text)))),
+            _ => Err(fail(REFUSED, error_text(&text))),
+        }
+    }
+
+    fn json(&self, method: &str, path: &str, body: Option<Body>) -> anyhow::Result<Value> {
+        let text = self.send(method, path, body)?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("the service answered {path} with something that is not JSON"))
+    }
+}
+
+enum Body {
+    Json(Value),
+    Text(String),
+}
+
+fn error_text(body: &str) -> String {
+    match serde_json::from_str::<Value>(body) {
+        Ok(v) => {
+            let mut text = v["error"].as_str().unwrap_or("the service refused the request").to_owned();
+            for p in v["problems"].as_array().into_iter().flatten() {
+                text.push_str("\n  ");
+                text.push_str(p.as_str().unwrap_or_default());
+            }
+            text
+        }
+        Err(_) => format!("the service refused the request: {}", body.trim()),
+    }
+}
+
+fn q(text: &str) -> String {
+    starling_console::auth::urlencode(text).replace('/', "%2F")
+}
+
+/// Prints per-name outcomes; fails (exit 1) when some were refused.
+fn outcomes(value: &Value, out: &mut impl std::io::Write) -> anyhow::Result<ExitCode> {
+    for (name, done) in value["done"].as_object().into_iter().flatten() {
+        writeln!(out, "{name}: {}", done.as_str().unwrap_or_default())?;
+    }
+    let failed: Vec<String> = value["failed"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, why)| format!("{name}: {}", why.as_str().unwrap_or_default()))
+        .collect();
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(fail(REFUSED, format!("not done:\n  {} (see `starling users list`)", failed.join("\n  "))))
+    }
+}
+
+// ---------------------------------------------------------------- users
+
+#[derive(Args)]
+pub(crate) struct UsersArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(subcommand)]
+    command: UsersCommand,
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// List the mailboxes.
+    List {
+        /// Only names containing this.
+        #[arg(long, default_value = "")]
+        search: String,
+        /// One JSON object per mailbox.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add mailboxes by hand (filtered unless --disabled).
+    Add {
+        /// Mailbox names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Add them without filtering.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Filter these mailboxes.
+    Enable {
+        /// Mailbox names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop filtering these mailboxes.
+    Disable {
+        /// Mailbox names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Turn users' feedback (reports of their moves) on or off.
+    Feedback {
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        switch: String,
+        /// Mailbox names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Rescan these mailboxes now.
+    Rescan {
+        /// Mailbox names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Mail delivered within this many hours (default: rescan.max_age_hours).
+        #[arg(long)]
+        hours: Option<u32>,
+    },
+    /// Import mailboxes from a CSV file (`user[,enabled]`).
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+    },
+}
+
+/// `starling users …`.
+pub(crate) fn users(args: UsersArgs) -> anyhow::Result<ExitCode> {
+    let api = args.api.connect()?;
+    let mut out = std::io::stdout().lock();
+    let action = |names: Vec<String>, action: &str, hours: Option<u32>| {
+        api.json(
+            "POST",
+            "/api/v1/users/actions",
+            Some(Body::Json(json!({"names": names, "action": action, "hours": hours}))),
+        )
+    };
+    match args.command {
+        UsersCommand::List { search, json } => {
+            let mut offset = 0u64;
+            loop {
+                let page =
+                    api.json("GET", &format!("/api/v1/users?search={}&offset={offset}&limit=500", q(&search)), None)?;
+                let users = page["users"].as_array().cloned().unwrap_or_default();
+                for user in &users {
+                    if json {
+                        writeln!(out, "{user}")?;
+                    } else {
+                        writeln!(
+                            out,
+                            "{:<40} {:<8} {:<12} {:<9} {}",
+                            user["name"].as_str().unwrap_or_default(),
+                            if user["enabled"] == true { "enabled" } else { "disabled" },
+                            if user["feedback"] == true { "feedback" } else { "no feedback" },
+                            user["source"].as_str().unwrap_or_default(),
+                            if user["present"] == true { "" } else { "(no longer listed)" }
+                        )?;
+                    }
+                }
+                offset += users.len() as u64;
+                if users.is_empty() || offset >= page["total"].as_u64().unwrap_or(0) {
+                    break;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        UsersCommand::Add { names, disabled } => {
+            let answer =
+                api.json("POST", "/api/v1/users", Some(Body::Json(json!({"names": names, "enabled": !disabled}))))?;
+            outcomes(&answer, &mut out)
+        }
+        UsersCommand::Enable { names } => outcomes(&action(names, "enable", None)?, &mut out),
+        UsersCommand::Disable { names } => outcomes(&action(names, "disable", None)?, &mut out),
+        UsersCommand::Feedback { switch, names } => {
+            outcomes(&action(names, &format!("feedback-{switch}"), None)?, &mut out)
+        }
+        UsersCommand::Rescan { names, hours } => outcomes(&action(names, "rescan", hours)?, &mut out),
+        UsersCommand::Import { file } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let answer = api.json("POST", "/api/v1/users/import", Some(Body::Text(text)))?;
+            writeln!(
+                out,
+                "imported {} mailboxes: {} added, {} updated",
+                answer["rows"], answer["added"], answer["updated"]
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+// ---------------------------------------------------------------- whitelist
+
+#[derive(Args)]
+pub(crate) struct WhitelistArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// A mailbox's own whitelist instead of the server-wide one.
+    #[arg(long, global = true, value_name = "MAILBOX")]
+    user: Option<String>,
+    #[command(subcommand)]
+    command: WhitelistCommand,
+}
+
+#[derive(Subcommand)]
+enum WhitelistCommand {
+    /// List the entries (server-wide, or --user's; --all for every list).
+    List {
+        /// Every list.
+        #[arg(long)]
+        all: bool,
+        /// One JSON object per entry.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add an entry: address, @domain, host or domain, *.domain, IP, CIDR or /regex/.
+    Add {
+        /// The entry.
+        entry: String,
+        /// A note kept with it.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Remove an entry.
+    Remove {
+        /// The entry, as listed.
+        entry: String,
+    },
+    /// Import entries from a text file (one per line) or CSV (`entry,comment`).
+    Import {
+        /// The file.
+        file: PathBuf,
+        /// Only show what would change.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Export entries as CSV (`entry,comment`) or plain text.
+    Export {
+        /// `csv` or `text`.
+        #[arg(long, default_value = "csv", value_parser = ["csv", "text"])]
+        format: String,
+    },
+}
+
+/// `starling whitelist …`.
+pub(crate) fn whitelist(args: WhitelistArgs) -> anyhow::Result<ExitCode> {
+    let api = args.api.connect()?;
+    let scope = args.user.unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    match args.command {
+        WhitelistCommand::List { all, json } => {
+            let rows = api.json("GET", &format!("/api/v1/whitelist?scope={}&all={all}", q(&scope)), None)?;
+            for row in rows.as_array().into_iter().flatten() {
+                if json {
+                    writeln!(out, "{row}")?;
+                } else {
+                    let scope = row["scope"].as_str().filter(|s| !s.is_empty()).unwrap_or("(server)");
+                    writeln!(
+                        out,
+                        "{scope:<24} {:<40} {}",
+                        row["entry"].as_str().unwrap_or_default(),
+                        row["comment"].as_str().unwrap_or_default()
+                    )?;
+                }
+            }
+        }
+        WhitelistCommand::Add { entry, comment } => {
+            let answer = api.json(
+                "POST",
+                "/api/v1/whitelist",
+                Some(Body::Json(json!({"scope": scope, "entry": entry, "comment": comment}))),
+            )?;
+            let added = answer["added"] == true;
+            writeln!(
+                out,
+                "{}: {}",
+                answer["entry"].as_str().unwrap_or_default(),
+                if added { "added" } else { "already listed" }
+            )?;
+        }
+        WhitelistCommand::Remove { entry } => {
+            api.json("DELETE", &format!("/api/v1/whitelist?scope={}&entry={}", q(&scope), q(&entry)), None)?;
+        }
+        WhitelistCommand::Import { file, dry_run } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let path = format!("/api/v1/whitelist/import?scope={}&dry_run={dry_run}", q(&scope));
+            let answer = match api.json("POST", &path, Some(Body::Text(text))) {
+                Ok(answer) => answer,
+                Err(e) => {
+                    return Err(fail(
+                        REFUSED,
+                        format!("{} has problems; nothing was imported:\n  {e}", file.display()),
+                    ));
+                }
+            };
+            let add = answer["add"].as_array().map_or(0, Vec::len);
+            let update = answer["update"].as_array().map_or(0, Vec::len);
+            let verb = if dry_run { "would import" } else { "imported" };
+            writeln!(out, "{verb}: {add} new, {update} comments changed, {} already listed", answer["unchanged"])?;
+        }
+        WhitelistCommand::Export { format } => {
+            let text =
+                api.send("GET", &format!("/api/v1/whitelist/export?scope={}&format={format}", q(&scope)), None)?;
+            write!(out, "{text}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------- settings
+
+#[derive(Args)]
+pub(crate) struct SettingsArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(subcommand)]
+    command: SettingsCommand,
+}
+
+#[derive(Subcommand)]
+enum SettingsCommand {
+    /// Show the settings (or one) and their values.
+    Get {
+        /// One setting's key (e.g. policy.spam_action).
+        key: Option<String>,
+        /// JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change settings: KEY=VALUE … (all or none; they apply within seconds).
+    Set {
+        /// KEY=VALUE pairs.
+        #[arg(required = true)]
+        pairs: Vec<String>,
+    },
+    /// Return a setting to the configuration file's value.
+    Reset {
+        /// The key.
+        key: String,
+    },
+}
+
+/// `starling settings …`.
+pub(crate) fn settings(args: SettingsArgs) -> anyhow::Result<ExitCode> {
+    let api = args.api.connect()?;
+    let mut out = std::io::stdout().lock();
+    match args.command {
+        SettingsCommand::Get { key, json } => {
+            let answer = api.json("GET", "/api/v1/settings", None)?;
+            let settings: Vec<&Value> = answer["settings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|s| key.as_deref().is_none_or(|k| s["key"] == k))
+                .collect();
+            if settings.is_empty()
+                && let Some(key) = key
+            {
+                return Err(fail(REFUSED, format!("{key}: not a setting (see `starling settings get`)")));
+            }
+            for s in settings {
+                if json {
+                    writeln!(out, "{s}")?;
+                } else {
+                    let value = starling_agent::settings::display(&s["value"]);
+                    let mark = if s["stored"] == true { "  (changed in the console)" } else { "" };
+                    writeln!(out, "{:<32} {value}{mark}", s["key"].as_str().unwrap_or_default())?;
+                }
+            }
+            for problem in answer["problems"].as_array().into_iter().flatten() {
+                eprintln!("warning: stored setting not applied: {}", problem.as_str().unwrap_or_default());
+            }
+        }
+        SettingsCommand::Set { pairs } => {
+            let mut changes = serde_json::Map::new();
+            for pair in pairs {
+                let Some((key, value)) = pair.split_once('=') else {
+                    anyhow::bail!("{pair:?}: expected KEY=VALUE");
+                };
+                changes.insert(key.trim().to_owned(), Value::String(value.to_owned()));
+            }
+            let answer = api.json("PUT", "/api/v1/settings", Some(Body::Json(Value::Object(changes))))?;
+            let changed: Vec<&str> =
+                answer["changed"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            if changed.is_empty() {
+                writeln!(out, "nothing changed")?;
+            } else {
+                writeln!(out, "changed: {} (applies within seconds)", changed.join(", "))?;
+            }
+        }
+        SettingsCommand::Reset { key } => {
+            api.json("DELETE", &format!("/api/v1/settings/{}", q(&key)), None)?;
+            writeln!(out, "{key}: back to the configuration file's value")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------- reports
+
+#[derive(Args)]
+pub(crate) struct ReportsArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(subcommand)]
+    command: ReportsCommand,
+}
+
+#[derive(Subcommand)]
+enum ReportsCommand {
+    /// Print a period's statistics as CSV.
+    Export {
+        /// `24h` (by hour), `5d` (by hour) or `30d` (by day).
+        #[arg(long, default_value = "30d", value_parser = ["24h", "5d", "30d"])]
+        period: String,
+        /// One mailbox only.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// List the reports written to the reports folder.
+    List {
+        /// JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a report to the reports folder now.
+    Write {
+        /// `last-24-hours`, `last-30-days` or `monthly` (the previous month).
+        #[arg(value_parser = ["last-24-hours", "last-30-days", "monthly"])]
+        kind: String,
+    },
+}
+
+/// `starling reports …`.
+pub(crate) fn reports(args: ReportsArgs) -> anyhow::Result<ExitCode> {
+    let api = args.api.connect()?;
+    let mut out = std::io::stdout().lock();
+    match args.command {
+        ReportsCommand::Export { period, user } => {
+            let mailbox = user.map(|u| format!("&mailbox={}", q(&u))).unwrap_or_default();
+            write!(out, "{}", api.send("GET", &format!("/api/v1/reports/export?period={period}{mailbox}"), None)?)?;
+        }
+        ReportsCommand::List { json } => {
+            let files = api.json("GET", "/api/v1/reports", None)?;
+            for f in files.as_array().into_iter().flatten() {
+                if json {
+                    writeln!(out, "{f}")?;
+                } else {
+                    writeln!(out, "{:<40} {:>8} bytes", f["name"].as_str().unwrap_or_default(), f["bytes"])?;
+                }
+            }
+        }
+        ReportsCommand::Write { kind } => {
+            let files = api.json("POST", "/api/v1/reports", Some(Body::Json(json!({"kind": kind}))))?;
+            if let Some(newest) = files.as_array().and_then(|f| f.first()) {
+                writeln!(out, "written: {}", newest["name"].as_str().unwrap_or_default())?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------- events
+
+#[derive(Args)]
+pub(crate) struct EventsArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// Only events of the last … (e.g. 30m, 24h, 7d).
+    #[arg(long, default_value = "7d")]
+    since: String,
+    /// Only this event id.
+    #[arg(long)]
+    id: Option<u16>,
+    /// Only events at least this severe (info, notice, warning, error, critical).
+    #[arg(long)]
+    severity: Option<String>,
+    /// At most this many, newest first.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// One JSON object per event (with its cause and remedy).
+    #[arg(long)]
+    json: bool,
+    #[command(subcommand)]
+    command: Option<EventsCommand>,
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Print the catalogue of every event the agent can raise (no service needed).
+    Catalogue {
+        /// As the Markdown table of docs/events.md.
+        #[arg(long)]
+        markdown: bool,
+    },
+}
+
+/// `starling events`.
+pub(crate) fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    if let Some(EventsCommand::Catalogue { markdown }) = args.command {
+        if markdown {
+            write!(out, "{}", catalogue_markdown())?;
+        } else {
+            for kind in CATALOGUE {
+                writeln!(out, "{:>4} {:<9} {:<32} {}", kind.id, kind.severity.as_str(), kind.name, kind.text)?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let api = args.api.connect()?;
+    let mut path = format!("/api/v1/events?since={}&limit={}", q(&args.since), args.limit);
+    if let Some(id) = args.id {
+        path.push_str(&format!("&id={id}"));
+    }
+    if let Some(severity) = &args.severity {
+        path.push_str(&format!("&severity={}", q(severity)));
+    }
+    for event in api.json("GET", &path, None)?.as_array().into_iter().flatten() {
+        if args.json {
+            writeln!(out, "{event}")?;
+        } else {
+            let at = event["at"].as_i64().and_then(|s| jiff::Timestamp::from_second(s).ok()).map(|t| t.to_string());
+            let mailbox = event["mailbox"].as_str().map(|m| format!(" [{m}]")).unwrap_or_default();
+            writeln!(
+                out,
+                "{} {:>4} {:<8}{mailbox} {}",
+                at.unwrap_or_default(),
+                event["id"],
+                event["severity"].as_str().unwrap_or_default(),
+                event["text"].as_str().unwrap_or_default()
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------- rescan
+
+#[derive(Args)]
+pub(crate) struct RescanArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(subcommand)]
+    command: RescanCommand,
+}
+
+#[derive(Subcommand)]
+enum RescanCommand {
+    /// Look again at mailboxes' young mail now: spam that became known
+    /// since delivery is filed.
+    Start {
+        /// Mailbox names.
+        #[arg(required_unless_present = "all")]
+        names: Vec<String>,
+        /// Every enabled mailbox.
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+        /// Mail delivered within this many hours (default: rescan.max_age_hours).
+        #[arg(long)]
+        hours: Option<u32>,
+        /// Wait until the rescans finish, showing progress.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show the latest rescans and their progress.
+    Status {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// One JSON object per rescan.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn rescan_line(row: &Value) -> String {
+    let at = row["requested_at"].as_i64().and_then(|s| jiff::Timestamp::from_second(s).ok()).map(|t| t.to_string());
+    let text = |k: &str| row[k].as_str().unwrap_or_default().to_owned();
+    let mut line = format!(
+        "{:>5} {} {:<30} {:<18} {:<8} {}/{} looked at, {} filed",
+        row["id"],
+        at.unwrap_or_default(),
+        text("mailbox"),
+        text("origin"),
+        text("status"),
+        row["checked"],
+        row["total"],
+        row["filed"]
+    );
+    if !text("detail").is_empty() {
+        line.push_str(&format!(" ({})", text("detail")));
+    }
+    line
+}
+
+/// `starling rescan …`.
+pub(crate) fn rescan(args: RescanArgs) -> anyhow::Result<ExitCode> {
+    let api = args.api.connect()?;
+    let mut out = std::io::stdout().lock();
+    match args.command {
+        RescanCommand::Start { names, all, hours, wait } => {
+            let answer = api.json(
+                "POST",
+                "/api/v1/rescans",
+                Some(Body::Json(json!({"names": names, "all": all, "hours": hours}))),
+            )?;
+            let ids: Vec<i64> = answer["done"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, v)| v.as_str()?.split_whitespace().nth(1)?.parse().ok())
+                .collect();
+            let code = outcomes(&answer, &mut out)?;
+            out.flush()?;
+            if wait {
+                return wait_for_rescans(&api, &ids, &mut out);
+            }
+            Ok(code)
+        }
+        RescanCommand::Status { limit, json } => {
+            for row in
+                api.json("GET", &format!("/api/v1/rescans?limit={limit}"), None)?.as_array().into_iter().flatten()
+            {
+                if json {
+                    writeln!(out, "{row}")?;
+                } else {
+                    writeln!(out, "{}", rescan_line(row))?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Polls until every rescan finished; fails when one failed.
+fn wait_for_rescans(api: &Api, ids: &[i64], out: &mut impl std::io::Write) -> anyhow::Result<ExitCode> {
+    let mut shown: std::collections::HashMap<i64, String> = std::collections::HashMap::new();
+    let started = std::time::Instant::now();
+    loop {
+        let rows = api.json("GET", "/api/v1/rescans?limit=1000", None)?;
+        let (mut open, mut failed) = (0, 0);
+        for row in rows.as_array().into_iter().flatten() {
+            let Some(id) = row["id"].as_i64().filter(|id| ids.contains(id)) else { continue };
+            let line = rescan_line(row);
+            if shown.get(&id) != Some(&line) {
+                writeln!(out, "{line}")?;
+                out.flush()?;
+                shown.insert(id, line);
+            }
+            match row["status"].as_str().unwrap_or_default() {
+                "done" => {}
+                "failed" => failed += 1,
+                _ => open += 1,
+            }
+        }
+        if open == 0 {
+            return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        if started.elapsed() > Duration::from_secs(20) && shown.values().all(|l| l.contains(" requested ")) {
+            anyhow::bail!("the agent did not pick the rescans up within 20 s: see `starling events`");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+// ---------------------------------------------------------------- status
+
+#[derive(Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `starling status`.
+pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let api = args.api.connect()?;
+    let status = api.json("GET", "/api/v1/status", None)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{status}")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let live = &status["live"];
+    let network = &live["network"];
+    writeln!(out, "service:   running, version {}", status["version"].as_str().unwrap_or_default())?;
+    writeln!(out, "mail:      {}", live["mail_store"].as_str().unwrap_or_default())?;
+    let connections = live["connections"].as_object().cloned().unwrap_or_default();
+    let failing: Vec<String> = connections
+        .iter()
+        .filter(|(_, c)| c["connected"] != true)
+        .map(|(n, c)| format!("{n} ({})", c["error"].as_str().unwrap_or_default()))
+        .collect();
+    if !connections.is_empty() {
+        writeln!(
+            out,
+            "           {} connected, {} not: {}",
+            connections.len() - failing.len(),
+            failing.len(),
+            failing.join(", ")
+        )?;
+    }
+    writeln!(
+        out,
+        "network:   {}{} (latency {} ms)",
+        network["state"].as_str().unwrap_or("unknown"),
+        network["detail"].as_str().filter(|d| !d.is_empty()).map(|d| format!(": {d}")).unwrap_or_default(),
+        network["latency_avg_ms"].as_f64().map_or_else(|| "?".into(), |ms| format!("{ms:.1}"))
+    )?;
+    if let Some(version) = network["new_version"].as_str() {
+        writeln!(out, "           a new version is available: {version}")?;
+    }
+    let m = &status["mailboxes"];
+    writeln!(out, "mailboxes: {} known, {} filtered, {} with feedback", m["total"], m["enabled"], m["feedback"])?;
+    writeln!(
+        out,
+        "activity:  {:.1} messages/s; {} checked since start; {} queued, {} to re-check, {} reports to send",
+        status["messages_per_second"].as_f64().unwrap_or_default(),
+        live["checked"],
+        live["queued"],
+        status["recheck_queue"],
+        status["feedback_pending"]
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
