@@ -442,20 +442,7 @@ pub fn mailboxes(c: &Connection) -> rusqlite::Result<Vec<MailboxRow>> {
     let mut statement = c.prepare_cached(
         "SELECT name, kind, enabled, feedback, source, present, first_seen, last_seen FROM mailboxes ORDER BY name",
     )?;
-    statement
-        .query_map([], |row| {
-            Ok(MailboxRow {
-                name: row.get(0)?,
-                kind: row.get(1)?,
-                enabled: row.get(2)?,
-                feedback: row.get(3)?,
-                source: row.get(4)?,
-                present: row.get(5)?,
-                first_seen: row.get(6)?,
-                last_seen: row.get(7)?,
-            })
-        })?
-        .collect()
+    statement.query_map([], mailbox_from)?.collect()
 }
 
 fn mailbox_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxRow> {
@@ -637,6 +624,31 @@ pub fn whitelist_add(c: &Connection, scope: &str, entry: &str, comment: &str) ->
 /// Removes an entry; false when it was not there.
 pub fn whitelist_remove(c: &Connection, scope: &str, entry: &str) -> rusqlite::Result<bool> {
     Ok(c.execute("DELETE FROM whitelist WHERE scope = ?1 AND entry = ?2", [scope, entry])? > 0)
+}
+
+/// Replaces an entry (`old`) by `entry` with `comment`, in one
+/// transaction; false when `old` is not listed.
+pub fn whitelist_replace(
+    c: &mut Connection,
+    scope: &str,
+    old: &str,
+    entry: &str,
+    comment: &str,
+) -> rusqlite::Result<bool> {
+    let tx = c.transaction()?;
+    if !whitelist_remove(&tx, scope, old)? {
+        return Ok(false);
+    }
+    whitelist_add(&tx, scope, entry, comment)?;
+    whitelist_set_comment(&tx, scope, entry, comment)?;
+    tx.commit()?;
+    Ok(true)
+}
+
+/// Sets an entry's comment.
+pub fn whitelist_set_comment(c: &Connection, scope: &str, entry: &str, comment: &str) -> rusqlite::Result<()> {
+    c.execute("UPDATE whitelist SET comment = ?3 WHERE scope = ?1 AND entry = ?2", params![scope, entry, comment])?;
+    Ok(())
 }
 
 /// Entries of one scope, or of all scopes.
@@ -1175,6 +1187,17 @@ pub struct EventRow {
     pub text: String,
 }
 
+fn event_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+    Ok(EventRow {
+        seq: row.get(0)?,
+        at: row.get(1)?,
+        id: row.get(2)?,
+        severity: row.get(3)?,
+        mailbox: row.get(4)?,
+        text: row.get(5)?,
+    })
+}
+
 /// The newest events first, at most `limit`, optionally since a time, for
 /// one id.
 pub fn events(c: &Connection, since: i64, id: Option<u16>, limit: u32) -> rusqlite::Result<Vec<EventRow>> {
@@ -1182,18 +1205,7 @@ pub fn events(c: &Connection, since: i64, id: Option<u16>, limit: u32) -> rusqli
         "SELECT id, at, code, severity, mailbox, text FROM events
          WHERE at >= ?1 AND (?2 IS NULL OR code = ?2) ORDER BY id DESC LIMIT ?3",
     )?;
-    statement
-        .query_map(params![since, id, limit], |row| {
-            Ok(EventRow {
-                seq: row.get(0)?,
-                at: row.get(1)?,
-                id: row.get(2)?,
-                severity: row.get(3)?,
-                mailbox: row.get(4)?,
-                text: row.get(5)?,
-            })
-        })?
-        .collect()
+    statement.query_map(params![since, id, limit], event_from)?.collect()
 }
 
 /// Which events to list.
@@ -1233,16 +1245,7 @@ pub fn events_filtered(c: &Connection, filter: &EventFilter, limit: u32) -> rusq
     statement
         .query_map(
             params![filter.id, filter.since, filter.until, filter.mailbox, filter.before_seq, severities, limit],
-            |row| {
-                Ok(EventRow {
-                    seq: row.get(0)?,
-                    at: row.get(1)?,
-                    id: row.get(2)?,
-                    severity: row.get(3)?,
-                    mailbox: row.get(4)?,
-                    text: row.get(5)?,
-                })
-            },
+            event_from,
         )?
         .collect()
 }

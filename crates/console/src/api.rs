@@ -481,27 +481,39 @@ pub struct Imported {
     pub updated: usize,
 }
 
-async fn import_users(State(app): State<App>, body: String) -> Answer<Imported> {
-    let (rows, problems) = starling_agent::users::parse_csv(&body);
-    if !problems.is_empty() {
-        return Err(ApiError::invalid("the CSV has problems; nothing was imported", problems));
-    }
-    let count = rows.len();
-    let (added, updated) = app
+/// Adds mailboxes (enabled unless a row says otherwise) in one
+/// transaction; with `update`, a known mailbox takes a row's `enabled`.
+/// Returns (added, updated).
+pub async fn add_mailboxes(
+    app: &App,
+    rows: Vec<starling_agent::users::CsvUser>,
+    source: &'static str,
+    update: bool,
+) -> Result<(usize, usize), ApiError> {
+    Ok(app
         .db(move |c| {
             let tx = c.transaction()?;
             let (mut added, mut updated) = (0, 0);
             for row in &rows {
-                if state::add_mailbox(&tx, &row.name, row.enabled.unwrap_or(true), "csv")? {
+                if state::add_mailbox(&tx, &row.name, row.enabled.unwrap_or(true), source)? {
                     added += 1;
-                } else if let Some(enabled) = row.enabled {
+                } else if let Some(enabled) = row.enabled.filter(|_| update) {
                     updated += usize::from(state::set_enabled(&tx, &row.name, enabled)?);
                 }
             }
             tx.commit()?;
             Ok((added, updated))
         })
-        .await?;
+        .await?)
+}
+
+async fn import_users(State(app): State<App>, body: String) -> Answer<Imported> {
+    let (rows, problems) = starling_agent::users::parse_csv(&body);
+    if !problems.is_empty() {
+        return Err(ApiError::invalid("the CSV has problems; nothing was imported", problems));
+    }
+    let count = rows.len();
+    let (added, updated) = add_mailboxes(&app, rows, "csv", true).await?;
     Ok(Json(Imported { rows: count, added, updated }))
 }
 
@@ -592,21 +604,7 @@ async fn whitelist_edit(State(app): State<App>, Json(body): Json<NewEntry>) -> A
     };
     let entry = parse_entry(&body.entry)?;
     let stored = entry.clone();
-    let found = app
-        .db(move |c| {
-            let tx = c.transaction()?;
-            if !state::whitelist_remove(&tx, &body.scope, &old)? {
-                return Ok(false);
-            }
-            state::whitelist_add(&tx, &body.scope, &stored, &body.comment)?;
-            tx.execute(
-                "UPDATE whitelist SET comment = ?3 WHERE scope = ?1 AND entry = ?2",
-                rusqlite::params![body.scope, stored, body.comment],
-            )?;
-            tx.commit()?;
-            Ok(true)
-        })
-        .await?;
+    let found = app.db(move |c| state::whitelist_replace(c, &body.scope, &old, &stored, &body.comment)).await?;
     if !found {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "the entry being edited is not listed"));
     }
@@ -679,10 +677,7 @@ pub async fn import_whitelist(app: &App, scope: String, text: &str, dry_run: boo
             state::whitelist_add(&tx, &scope, entry, comment)?;
         }
         for (entry, comment) in &update {
-            tx.execute(
-                "UPDATE whitelist SET comment = ?3 WHERE scope = ?1 AND entry = ?2",
-                rusqlite::params![scope, entry, comment],
-            )?;
+            state::whitelist_set_comment(&tx, &scope, entry, comment)?;
         }
         tx.commit()
     })
@@ -1107,21 +1102,29 @@ struct NewAccount {
     role: String,
 }
 
-async fn account_add(State(app): State<App>, Json(body): Json<NewAccount>) -> Result<Response, ApiError> {
-    auth::check_name(&body.name).map_err(|e| ApiError::invalid("account not created", vec![e]))?;
-    auth::check_password(&body.password).map_err(|e| ApiError::invalid("account not created", vec![e]))?;
-    let role = Role::parse(&body.role)
-        .ok_or_else(|| ApiError::invalid("account not created", vec!["role: admin or read-only".into()]))?;
-    let password = body.password;
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password)).await.unwrap_or_default();
-    let name = body.name.clone();
-    let created = app.db(move |c| auth::create_account(c, &name, &hash, role)).await?;
-    if !created {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("an account {} exists", body.name)));
+/// Creates an account after checking its name, password and role.
+pub async fn create_account(app: &App, name: &str, password: String, role: &str) -> Result<Role, ApiError> {
+    let mut problems: Vec<String> =
+        [auth::check_name(name).err(), auth::check_password(&password).err()].into_iter().flatten().collect();
+    let role = Role::parse(role);
+    if role.is_none() {
+        problems.push("role: admin or read-only".into());
     }
-    app.events().emit(events::ADMIN_CREATED, None, format!("{} ({})", body.name, role.as_str()));
-    Ok((StatusCode::CREATED, Json(serde_json::json!({"name": body.name, "role": role})).into_response())
-        .into_response())
+    let Some(role) = role.filter(|_| problems.is_empty()) else {
+        return Err(ApiError::invalid("account not created", problems));
+    };
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password)).await.unwrap_or_default();
+    let stored = name.to_owned();
+    if !app.db(move |c| auth::create_account(c, &stored, &hash, role)).await? {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("an account {name} exists")));
+    }
+    app.events().emit(events::ADMIN_CREATED, None, format!("{name} ({})", role.as_str()));
+    Ok(role)
+}
+
+async fn account_add(State(app): State<App>, Json(body): Json<NewAccount>) -> Result<Response, ApiError> {
+    let role = create_account(&app, &body.name, body.password, &body.role).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({"name": body.name, "role": role}))).into_response())
 }
 
 #[derive(Deserialize)]
@@ -1174,8 +1177,7 @@ async fn token_add(
 }
 
 async fn token_remove(State(app): State<App>, Path(id): Path<i64>) -> Answer<serde_json::Value> {
-    let removed = app.db(move |c| c.execute("DELETE FROM api_tokens WHERE id = ?1", [id])).await?;
-    if removed == 0 {
+    if !app.db(move |c| auth::remove_token(c, id)).await? {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no such token"));
     }
     Ok(Json(serde_json::json!({"removed": id})))

@@ -193,6 +193,11 @@ pub fn create_token(c: &Connection, account: i64, name: &str) -> rusqlite::Resul
     Ok((c.last_insert_rowid(), token))
 }
 
+/// Revokes a token; false when there is none with this id.
+pub fn remove_token(c: &Connection, id: i64) -> rusqlite::Result<bool> {
+    Ok(c.execute("DELETE FROM api_tokens WHERE id = ?1", [id])? > 0)
+}
+
 /// A token as listed (never the token itself).
 #[derive(Clone, Debug, Serialize)]
 pub struct TokenRow {

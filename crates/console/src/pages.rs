@@ -421,17 +421,7 @@ async fn users_add(State(app): State<App>, Form(form): Form<AddForm>) -> Page {
         return Ok(back("/users", Err(format!("Nothing added: {}", problems.join("; ")))));
     }
     let count = rows.len();
-    let added = app
-        .db(move |c| {
-            let tx = c.transaction()?;
-            let mut added = 0;
-            for row in &rows {
-                added += usize::from(state::add_mailbox(&tx, &row.name, row.enabled.unwrap_or(true), "console")?);
-            }
-            tx.commit()?;
-            Ok(added)
-        })
-        .await?;
+    let (added, _) = api::add_mailboxes(&app, rows, "console", false).await?;
     Ok(back("/users", Ok(format!("{added} of {count} mailboxes added (the others were known)."))))
 }
 
@@ -527,21 +517,8 @@ async fn whitelist_edit(State(app): State<App>, Form(form): Form<EntryForm>) -> 
         Err(e) => return Ok(back(&to, Err(api_message(e)))),
     };
     let stored = entry.clone();
-    let done = app
-        .db(move |c| {
-            let tx = c.transaction()?;
-            if !state::whitelist_remove(&tx, &form.scope, &form.old_entry)? {
-                return Ok(false);
-            }
-            state::whitelist_add(&tx, &form.scope, &stored, &form.comment)?;
-            tx.execute(
-                "UPDATE whitelist SET comment = ?3 WHERE scope = ?1 AND entry = ?2",
-                rusqlite::params![form.scope, stored, form.comment],
-            )?;
-            tx.commit()?;
-            Ok(true)
-        })
-        .await?;
+    let done =
+        app.db(move |c| state::whitelist_replace(c, &form.scope, &form.old_entry, &stored, &form.comment)).await?;
     Ok(back(&to, if done { Ok(format!("{entry} saved.")) } else { Err("That entry is no longer listed.".into()) }))
 }
 
@@ -1016,26 +993,10 @@ struct NewAccountForm {
 }
 
 async fn account_add(State(app): State<App>, Form(form): Form<NewAccountForm>) -> Page {
-    let problems: Vec<String> = [auth::check_name(&form.name).err(), auth::check_password(&form.password).err()]
-        .into_iter()
-        .flatten()
-        .collect();
-    let Some(role) = auth::Role::parse(&form.role) else {
-        return Ok(back("/account", Err("Choose a role.".into())));
-    };
-    if !problems.is_empty() {
-        return Ok(back("/account", Err(problems.join("; "))));
-    }
-    let password = form.password;
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password)).await.unwrap_or_default();
-    let name = form.name.clone();
-    let created = app.db(move |c| auth::create_account(c, &name, &hash, role)).await?;
-    if created {
-        app.events().emit(starling_agent::events::ADMIN_CREATED, None, format!("{} ({})", form.name, role.as_str()));
-        Ok(back("/account", Ok(format!("{} added.", form.name))))
-    } else {
-        Ok(back("/account", Err(format!("An account {} exists.", form.name))))
-    }
+    Ok(match api::create_account(&app, &form.name, form.password, &form.role).await {
+        Ok(_) => back("/account", Ok(format!("{} added.", form.name))),
+        Err(e) => back("/account", Err(api_message(e))),
+    })
 }
 
 #[derive(Deserialize)]
@@ -1056,8 +1017,8 @@ struct TokenRemoveForm {
 }
 
 async fn token_remove(State(app): State<App>, Form(form): Form<TokenRemoveForm>) -> Page {
-    let removed = app.db(move |c| c.execute("DELETE FROM api_tokens WHERE id = ?1", [form.id])).await?;
-    Ok(back("/account", if removed > 0 { Ok("Token revoked.".into()) } else { Err("No such token.".into()) }))
+    let removed = app.db(move |c| auth::remove_token(c, form.id)).await?;
+    Ok(back("/account", if removed { Ok("Token revoked.".into()) } else { Err("No such token.".into()) }))
 }
 
 // ---------------------------------------------------------------- metrics

@@ -196,47 +196,44 @@ pub fn charts(buckets: &[Bucket], what: &str) -> Vec<(String, String)> {
         if spam == 0 { 0.0 } else { caught(c) as f64 * 100.0 / spam as f64 }
     });
     let unblock_rate = pick(&|c| if caught(c) == 0 { 0.0 } else { f64::from(c.unblocked) * 100.0 / caught(c) as f64 });
-    let activity = format!("Activity, {what}");
-    let accuracy_title = format!("Accuracy and unblock rate, {what}");
-    let users = format!("Blocked and unblocked by users, {what}");
-    vec![
+    type Draw = fn(&str, &[String], &[Series<'_>], Scale) -> String;
+    let graphs: [(&str, Draw, Scale, [Series<'_>; 2]); 3] = [
         (
-            activity.clone(),
-            chart::line_chart(
-                &activity,
-                &labels,
-                &[
-                    Series { name: "Checked", values: &checked, colour: "#2f6fb0" },
-                    Series { name: "Caught automatically", values: &caught_values, colour: "#c0392b" },
-                ],
-                Scale::Count,
-            ),
+            "Activity",
+            chart::line_chart,
+            Scale::Count,
+            [
+                Series { name: "Checked", values: &checked, colour: "#2f6fb0" },
+                Series { name: "Caught automatically", values: &caught_values, colour: "#c0392b" },
+            ],
         ),
         (
-            accuracy_title.clone(),
-            chart::line_chart(
-                &accuracy_title,
-                &labels,
-                &[
-                    Series { name: "Accuracy", values: &accuracy, colour: "#1e8449" },
-                    Series { name: "Unblock rate", values: &unblock_rate, colour: "#b9770e" },
-                ],
-                Scale::Percent,
-            ),
+            "Accuracy and unblock rate",
+            chart::line_chart,
+            Scale::Percent,
+            [
+                Series { name: "Accuracy", values: &accuracy, colour: "#1e8449" },
+                Series { name: "Unblock rate", values: &unblock_rate, colour: "#b9770e" },
+            ],
         ),
         (
-            users.clone(),
-            chart::bar_chart(
-                &users,
-                &labels,
-                &[
-                    Series { name: "Blocked by users", values: &blocked, colour: "#884ea0" },
-                    Series { name: "Unblocked by users", values: &unblocked, colour: "#d68910" },
-                ],
-                Scale::Count,
-            ),
+            "Blocked and unblocked by users",
+            chart::bar_chart,
+            Scale::Count,
+            [
+                Series { name: "Blocked by users", values: &blocked, colour: "#884ea0" },
+                Series { name: "Unblocked by users", values: &unblocked, colour: "#d68910" },
+            ],
         ),
-    ]
+    ];
+    graphs
+        .iter()
+        .map(|(name, draw, scale, series)| {
+            let title = format!("{name}, {what}");
+            let svg = draw(&title, &labels, series, *scale);
+            (title, svg)
+        })
+        .collect()
 }
 
 /// The buckets as CSV, with a header row.

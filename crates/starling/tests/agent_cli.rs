@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn starling(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_starling"))
@@ -62,11 +62,11 @@ fn serve() -> Service {
         .expect("serve starts");
     let service = Service { dir, config, child };
     let url_file = service.dir.path().join("state").join(starling_console::URL_FILE);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !url_file.exists() || !service.dir.path().join("state").join(starling_console::CLI_TOKEN_FILE).exists() {
-        assert!(Instant::now() < deadline, "the console did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let token_file = service.dir.path().join("state").join(starling_console::CLI_TOKEN_FILE);
+    assert!(
+        starling_testkit::wait_until(Duration::from_secs(60), || url_file.exists() && token_file.exists()),
+        "the console did not start"
+    );
     service
 }
 
