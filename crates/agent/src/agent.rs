@@ -308,6 +308,35 @@ struct Supervisor {
 /// How long filed messages are remembered (to recognise rescues).
 const FILED_KEEP_DAYS: i64 = 90;
 
+/// How often old rows are forgotten.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
+
+/// Forgets filed messages too old to matter and per-mailbox counters older
+/// than `user_statistics_days` (0: kept), an hour of them at a time so that
+/// mailbox tasks get the database in between.
+async fn housekeeping(state: State, events: Events, user_statistics_days: u32, stop: CancellationToken) {
+    let now = jiff::Timestamp::now().as_second();
+    let before = now - FILED_KEEP_DAYS * 86_400;
+    if let Err(e) = state.call(move |c| state::filed_expire(c, before)).await {
+        events.emit(events::STATE_ERROR, None, e.to_string());
+        return;
+    }
+    if user_statistics_days == 0 {
+        return;
+    }
+    let before = now - i64::from(user_statistics_days) * 86_400;
+    while !stop.is_cancelled() {
+        match state.call(move |c| state::hourly_expire_step(c, before)).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                events.emit(events::STATE_ERROR, None, e.to_string());
+                return;
+            }
+        }
+    }
+}
+
 impl Supervisor {
     async fn run(
         &mut self,
@@ -329,6 +358,9 @@ impl Supervisor {
         let mut recheck_poll = tokio::time::interval(Duration::from_secs(self.config.network.retry_seconds.max(5)));
         let mut health = self.network.health_changes();
         let mut rescan_due = self.next_rescan();
+        let mut housekeeping_due = tokio::time::interval(HOUSEKEEPING_EVERY);
+        housekeeping_due.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut housekeeper: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             let rescan_sleep = async {
                 match rescan_due {
@@ -361,6 +393,15 @@ impl Supervisor {
                     }
                 }
                 _ = recheck_poll.tick() => self.drain_rechecks().await,
+                _ = housekeeping_due.tick() => {
+                    // A long backlog (a first run over a year of rows) is
+                    // cleared beside the supervisor, never twice at once.
+                    if housekeeper.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
+                        let days = self.config.reports.user_statistics_days;
+                        let (state, events, stop) = (self.state.clone(), self.events.clone(), stop.clone());
+                        housekeeper = Some(tokio::spawn(housekeeping(state, events, days, stop)));
+                    }
+                }
                 changed = health.changed() => {
                     if changed.is_ok() && *health.borrow_and_update() == Health::Up {
                         self.drain_rechecks().await;
@@ -385,16 +426,13 @@ impl Supervisor {
         Some(tokio::time::Instant::now() + wait)
     }
 
-    /// Starts the daily rescan of every watched mailbox, and forgets filed
-    /// messages too old to matter.
+    /// Starts the daily rescan of every watched mailbox.
     async fn daily_rescan(&mut self) {
         let since = jiff::Timestamp::now().as_second() - i64::from(self.config.rescan.max_age_hours) * 3600;
         let mailboxes: Vec<String> = self.running.keys().cloned().collect();
-        let before = jiff::Timestamp::now().as_second() - FILED_KEEP_DAYS * 86_400;
         let requested = self
             .state
             .call(move |c| {
-                state::filed_expire(c, before)?;
                 mailboxes.iter().map(|m| state::rescan_request(c, m, since, "schedule")).collect::<Result<Vec<_>, _>>()
             })
             .await;

@@ -456,6 +456,10 @@ pub struct ReportsConfig {
     pub hourly_cost: f64,
     /// The currency of `hourly_cost` (a code or symbol).
     pub currency: String,
+    /// How many days each mailbox's hourly counters are kept (the per-user
+    /// views need the last 31); 0 keeps them for ever. The organisation's
+    /// totals per hour are kept regardless (8,760 rows a year).
+    pub user_statistics_days: u32,
 }
 
 impl Default for ReportsConfig {
@@ -468,6 +472,7 @@ impl Default for ReportsConfig {
             seconds_per_spam: 8,
             hourly_cost: 40.0,
             currency: "EUR".into(),
+            user_statistics_days: 40,
         }
     }
 }
@@ -569,6 +574,12 @@ impl AgentConfig {
         }
         if self.reports.seconds_per_spam > 3600 {
             problems.push(format!("reports.seconds_per_spam: must be 0..=3600, got {}", self.reports.seconds_per_spam));
+        }
+        if (1..31).contains(&self.reports.user_statistics_days) {
+            problems.push(format!(
+                "reports.user_statistics_days: 0 (keep for ever) or at least 31 (the per-user views show 30 days), got {}",
+                self.reports.user_statistics_days
+            ));
         }
         if self.reports.currency.chars().count() > 8 || self.reports.currency.chars().any(char::is_control) {
             problems.push("reports.currency: at most 8 characters".into());

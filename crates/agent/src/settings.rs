@@ -102,6 +102,8 @@ settings! {
         "Write the previous month (by day) as CSV on the 1st.";
     "reports.time" "Reports" Kind::Text, "Report time",
         "When scheduled reports are written, HH:MM.";
+    "reports.user_statistics_days" "Reports" Kind::Integer, "Keep per-user statistics (days)",
+        "How long each mailbox's hourly counters are kept (at least 31; 0: for ever). The organisation's totals are kept regardless.";
 }
 
 /// The setting of `key`.

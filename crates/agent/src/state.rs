@@ -25,7 +25,7 @@ use crate::events::{Event, EventSink};
 /// The database file's name in `state_dir`.
 pub const FILE_NAME: &str = "state.sqlite3";
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -91,8 +91,9 @@ CREATE TABLE IF NOT EXISTS hourly (
     unblocked INTEGER NOT NULL DEFAULT 0,
     rescanned INTEGER NOT NULL DEFAULT 0,
     rescan_filed INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (hour, mailbox)
+    PRIMARY KEY (mailbox, hour)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS hourly_hour ON hourly (hour);
 
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -205,8 +206,14 @@ CREATE TABLE IF NOT EXISTS hourly_total (
     rescanned INTEGER NOT NULL DEFAULT 0,
     rescan_filed INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS hourly_mailbox ON hourly (mailbox, hour);
-CREATE INDEX IF NOT EXISTS events_code ON events (code, at);
+"#;
+
+/// Indexes added by schema 4: the event log filtered by id or mailbox,
+/// newest first, without reading the rest of the year.
+const SCHEMA_4: &str = r#"
+DROP INDEX IF EXISTS events_code;
+CREATE INDEX IF NOT EXISTS events_by_code ON events (code);
+CREATE INDEX IF NOT EXISTS events_by_mailbox ON events (mailbox) WHERE mailbox IS NOT NULL;
 "#;
 
 /// Schema 2 → 3: the totals of the hours already counted.
@@ -216,6 +223,35 @@ INSERT INTO hourly_total (hour, checked, spam, phish, whitelisted, empty, errors
 SELECT hour, sum(checked), sum(spam), sum(phish), sum(whitelisted), sum(empty), sum(errors),
        sum(blocked), sum(unblocked), sum(rescanned), sum(rescan_filed)
 FROM hourly GROUP BY hour;
+"#;
+
+/// Schema 3 → 4: per-mailbox counters stored by mailbox, then hour, so a
+/// mailbox's month is one run of rows (the users page sums 50 of them);
+/// the hour index serves expiry.
+const MIGRATE_4: &str = r#"
+CREATE TABLE hourly_by_mailbox (
+    hour INTEGER NOT NULL,
+    mailbox TEXT NOT NULL,
+    checked INTEGER NOT NULL DEFAULT 0,
+    spam INTEGER NOT NULL DEFAULT 0,
+    phish INTEGER NOT NULL DEFAULT 0,
+    whitelisted INTEGER NOT NULL DEFAULT 0,
+    empty INTEGER NOT NULL DEFAULT 0,
+    errors INTEGER NOT NULL DEFAULT 0,
+    blocked INTEGER NOT NULL DEFAULT 0,
+    unblocked INTEGER NOT NULL DEFAULT 0,
+    rescanned INTEGER NOT NULL DEFAULT 0,
+    rescan_filed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (mailbox, hour)
+) WITHOUT ROWID;
+INSERT INTO hourly_by_mailbox (hour, mailbox, checked, spam, phish, whitelisted, empty, errors,
+                               blocked, unblocked, rescanned, rescan_filed)
+SELECT hour, mailbox, checked, spam, phish, whitelisted, empty, errors,
+       blocked, unblocked, rescanned, rescan_filed
+FROM hourly ORDER BY mailbox, hour;
+DROP TABLE hourly;
+ALTER TABLE hourly_by_mailbox RENAME TO hourly;
+CREATE INDEX hourly_hour ON hourly (hour);
 "#;
 
 /// Schema 1 → 2.
@@ -270,8 +306,12 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
             }
             tx.execute_batch(SCHEMA_2)?;
             tx.execute_batch(SCHEMA_3)?;
+            tx.execute_batch(SCHEMA_4)?;
             if (1..3).contains(&version) {
                 tx.execute_batch(MIGRATE_3)?;
+            }
+            if (1..4).contains(&version) {
+                tx.execute_batch(MIGRATE_4)?;
             }
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             version = SCHEMA_VERSION;
@@ -741,7 +781,7 @@ pub fn record_batch(c: &mut Connection, counters: &BTreeMap<(i64, String), Count
             "INSERT INTO hourly (hour, mailbox, checked, spam, phish, whitelisted, empty, errors,
                                  blocked, unblocked, rescanned, rescan_filed)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-             ON CONFLICT (hour, mailbox) DO UPDATE SET
+             ON CONFLICT (mailbox, hour) DO UPDATE SET
                checked = checked + ?3, spam = spam + ?4, phish = phish + ?5,
                whitelisted = whitelisted + ?6, empty = empty + ?7, errors = errors + ?8,
                blocked = blocked + ?9, unblocked = unblocked + ?10, rescanned = rescanned + ?11,
@@ -907,6 +947,15 @@ pub fn hourly_of(c: &Connection, mailbox: &str, since: i64, until: i64) -> rusql
          WHERE mailbox = ?1 AND hour >= ?2 AND hour < ?3 ORDER BY hour",
     )?;
     statement.query_map(params![mailbox, since, until], |row| Ok((row.get(0)?, counters_from(row, 1)?)))?.collect()
+}
+
+/// Forgets the oldest hour of per-mailbox counters when it is before
+/// `before` (Unix seconds); returns how many rows went. One hour at a time
+/// (at most a row per mailbox), so a long backlog is cleared in short
+/// steps that leave the database to others in between. The organisation's
+/// totals per hour (`hourly_total`) stay.
+pub fn hourly_expire_step(c: &Connection, before: i64) -> rusqlite::Result<usize> {
+    c.prepare_cached("DELETE FROM hourly WHERE hour = (SELECT min(hour) FROM hourly) AND hour < ?1")?.execute([before])
 }
 
 // ---------------------------------------------------------------- settings
@@ -1225,29 +1274,53 @@ pub struct EventFilter {
     pub before_seq: Option<i64>,
 }
 
-/// The newest events matching `filter` first, at most `limit`.
+/// The newest events matching `filter` first, at most `limit`. Only the
+/// conditions given are in the statement, so that SQLite can walk the
+/// index of the id or mailbox asked for instead of the whole log.
 pub fn events_filtered(c: &Connection, filter: &EventFilter, limit: u32) -> rusqlite::Result<Vec<EventRow>> {
     use crate::events::Severity;
-    let severities: Vec<&str> =
-        [Severity::Info, Severity::Notice, Severity::Warning, Severity::Error, Severity::Critical]
+    use rusqlite::types::Value;
+    let mut conditions: Vec<&str> = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    let mut add = |condition: &'static str, value: Value| {
+        conditions.push(condition);
+        values.push(value);
+    };
+    if let Some(id) = filter.id {
+        add("code = ?", Value::Integer(id.into()));
+    }
+    if let Some(since) = filter.since {
+        add("at >= ?", Value::Integer(since));
+    }
+    if let Some(until) = filter.until {
+        add("at < ?", Value::Integer(until));
+    }
+    if let Some(mailbox) = &filter.mailbox {
+        add("mailbox = ?", Value::Text(mailbox.clone()));
+    }
+    if let Some(seq) = filter.before_seq {
+        add("id < ?", Value::Integer(seq));
+    }
+    if let Some(min) = filter.min_severity.filter(|min| *min > Severity::Info) {
+        let severities: Vec<&str> = [Severity::Notice, Severity::Warning, Severity::Error, Severity::Critical]
             .into_iter()
-            .filter(|s| filter.min_severity.is_none_or(|min| *s >= min))
+            .filter(|s| *s >= min)
             .map(Severity::as_str)
             .collect();
-    let mut statement = c.prepare_cached(
-        "SELECT id, at, code, severity, mailbox, text FROM events
-         WHERE (?1 IS NULL OR code = ?1) AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR at < ?3)
-           AND (?4 IS NULL OR mailbox = ?4) AND (?5 IS NULL OR id < ?5)
-           AND severity IN (SELECT value FROM json_each(?6))
-         ORDER BY id DESC LIMIT ?7",
-    )?;
-    let severities = serde_json::to_string(&severities).unwrap_or_else(|_| "[]".into());
-    statement
-        .query_map(
-            params![filter.id, filter.since, filter.until, filter.mailbox, filter.before_seq, severities, limit],
-            event_from,
-        )?
-        .collect()
+        add(
+            "severity IN (SELECT value FROM json_each(?))",
+            Value::Text(serde_json::to_string(&severities).unwrap_or_default()),
+        );
+    }
+    let mut sql = String::from("SELECT id, at, code, severity, mailbox, text FROM events");
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    values.push(Value::Integer(limit.into()));
+    let mut statement = c.prepare_cached(&sql)?;
+    statement.query_map(rusqlite::params_from_iter(values), event_from)?.collect()
 }
 
 // ---------------------------------------------------------------- re-check queue
@@ -1428,5 +1501,104 @@ mod tests {
         record_batch(&mut c, &batch).unwrap();
         let rows = hourly(&c, 0, None).unwrap();
         assert_eq!(rows, [(3600, "alice".to_owned(), Counters { checked: 4, spam: 2, ..Counters::default() })]);
+    }
+
+    #[test]
+    fn old_hourly_counters_go_an_hour_at_a_time_and_totals_stay() {
+        let (_dir, mut c) = db();
+        let mut batch = BTreeMap::new();
+        for hour in [0, 3600, 7200] {
+            for mailbox in ["alice", "bob"] {
+                batch.insert((hour, mailbox.to_owned()), Counters { checked: 1, ..Counters::default() });
+            }
+        }
+        record_batch(&mut c, &batch).unwrap();
+        assert_eq!(hourly_expire_step(&c, 7200).unwrap(), 2);
+        assert_eq!(hourly_expire_step(&c, 7200).unwrap(), 2);
+        assert_eq!(hourly_expire_step(&c, 7200).unwrap(), 0);
+        let left: Vec<i64> = hourly(&c, 0, None).unwrap().into_iter().map(|(hour, _, _)| hour).collect();
+        assert_eq!(left, [7200, 7200]);
+        assert_eq!(hourly_totals(&c, 0, 10_800).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn events_filter_by_each_condition_through_their_indexes() {
+        use crate::events::{self, Event, Severity};
+        let (_dir, c) = db();
+        let kinds = [events::AGENT_STARTED, events::STATE_ERROR, events::AGENT_STARTED, events::STATE_ERROR];
+        for (i, kind) in kinds.into_iter().enumerate() {
+            let event = Event {
+                at: 1000 + i as i64,
+                id: kind.id,
+                name: kind.name,
+                severity: kind.severity,
+                mailbox: (i % 2 == 1).then(|| "alice".to_owned()),
+                text: format!("event {i}"),
+            };
+            insert_event(&c, &event).unwrap();
+        }
+        let texts = |filter: EventFilter| -> Vec<String> {
+            events_filtered(&c, &filter, 10).unwrap().into_iter().map(|e| e.text).collect()
+        };
+        assert_eq!(texts(EventFilter::default()), ["event 3", "event 2", "event 1", "event 0"]);
+        assert_eq!(
+            texts(EventFilter { id: Some(events::AGENT_STARTED.id), ..Default::default() }),
+            ["event 2", "event 0"]
+        );
+        assert_eq!(texts(EventFilter { mailbox: Some("alice".into()), ..Default::default() }), ["event 3", "event 1"]);
+        assert_eq!(
+            texts(EventFilter { min_severity: Some(Severity::Error), since: Some(1002), ..Default::default() }),
+            ["event 3"]
+        );
+        assert_eq!(
+            texts(EventFilter { before_seq: Some(3), until: Some(1002), ..Default::default() }),
+            ["event 1", "event 0"]
+        );
+        for (condition, index) in [("code = 1", "events_by_code"), ("mailbox = 'alice'", "events_by_mailbox")] {
+            let plan: String = c
+                .query_row(
+                    &format!("EXPLAIN QUERY PLAN SELECT id FROM events WHERE {condition} ORDER BY id DESC LIMIT 100"),
+                    [],
+                    |r| r.get(3),
+                )
+                .unwrap();
+            assert!(plan.contains(index), "{condition}: {plan}");
+        }
+    }
+
+    #[test]
+    fn schema_3_counters_move_to_the_mailbox_first_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        {
+            let c = open(&path).unwrap();
+            // The table as schema 3 had it, with a row.
+            c.execute_batch(
+                "DROP TABLE hourly;
+                 CREATE TABLE hourly (hour INTEGER NOT NULL, mailbox TEXT NOT NULL,
+                     checked INTEGER NOT NULL DEFAULT 0, spam INTEGER NOT NULL DEFAULT 0,
+                     phish INTEGER NOT NULL DEFAULT 0, whitelisted INTEGER NOT NULL DEFAULT 0,
+                     empty INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0,
+                     blocked INTEGER NOT NULL DEFAULT 0, unblocked INTEGER NOT NULL DEFAULT 0,
+                     rescanned INTEGER NOT NULL DEFAULT 0, rescan_filed INTEGER NOT NULL DEFAULT 0,
+                     PRIMARY KEY (hour, mailbox)) WITHOUT ROWID;
+                 CREATE INDEX hourly_mailbox ON hourly (mailbox, hour);
+                 INSERT INTO hourly (hour, mailbox, checked, spam, unblocked) VALUES (3600, 'alice', 5, 2, 1);
+                 PRAGMA user_version = 3;",
+            )
+            .unwrap();
+        }
+        let c = open(&path).unwrap();
+        let rows = hourly(&c, 0, None).unwrap();
+        assert_eq!(
+            rows,
+            [(3600, "alice".to_owned(), Counters { checked: 5, spam: 2, unblocked: 1, ..Counters::default() })]
+        );
+        let plan: String = c
+            .query_row("EXPLAIN QUERY PLAN SELECT checked FROM hourly WHERE mailbox = 'alice' AND hour >= 0", [], |r| {
+                r.get(3)
+            })
+            .unwrap();
+        assert!(plan.contains("PRIMARY KEY (mailbox=? AND hour>?)"), "{plan}");
     }
 }

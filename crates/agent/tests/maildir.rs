@@ -355,3 +355,32 @@ async fn a_changed_setting_applies_without_a_restart() {
     assert_eq!(count(&eve.join(".Spam")), 1, "the second was not moved");
     finish(stop, task).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_statistics_older_than_kept_are_forgotten_and_totals_stay() {
+    let setup = setup(&["eve"]);
+    let node = Node::start().await.expect("node");
+    let now = jiff::Timestamp::now().as_second().div_euclid(3600) * 3600;
+    let (old, recent) = (now - 45 * 86_400, now - 3600);
+    {
+        std::fs::create_dir_all(&setup.state).expect("state dir");
+        let mut c = state::open(&setup.state.join("state.sqlite3")).expect("db");
+        let mut batch = std::collections::BTreeMap::new();
+        for hour in [old, old + 3600, recent] {
+            batch.insert((hour, "eve".to_owned()), state::Counters { checked: 3, spam: 1, ..Default::default() });
+        }
+        state::record_batch(&mut c, &batch).expect("counters");
+    }
+    // Kept 40 days by default: the two hours of 45 days ago go at start.
+    let (stop, task) = start(config(&setup, &node, "[users]\nsource = \"maildir\"\n"), &node);
+    let hours = || {
+        let c = state::open(&setup.state.join("state.sqlite3")).expect("db");
+        state::hourly(&c, 0, Some("eve")).expect("hourly").into_iter().map(|(hour, _, _)| hour).collect::<Vec<_>>()
+    };
+    assert!(wait_until(WAIT, || hours() == [recent]), "old hours forgotten: {:?}", hours());
+    let c = state::open(&setup.state.join("state.sqlite3")).expect("db");
+    let totals = state::hourly_totals(&c, old, now + 3600).expect("totals");
+    assert_eq!(totals.iter().map(|(hour, _)| *hour).collect::<Vec<_>>(), [old, old + 3600, recent]);
+    assert!(totals.iter().all(|(_, n)| n.checked == 3));
+    finish(stop, task).await;
+}
