@@ -461,26 +461,64 @@ struct WhitelistPage {
     frame: Frame,
     scope: String,
     scope_q: String,
+    search: String,
     rows: Vec<state::WhitelistRow>,
+    /// Entries in the list, and of those matching the search.
+    total: usize,
+    matching: usize,
+    first: usize,
+    page: usize,
+    pages: usize,
+    previous: Option<String>,
+    next: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct ScopeQuery {
     #[serde(default)]
     scope: String,
+    #[serde(default)]
+    search: String,
+    #[serde(default)]
+    page: usize,
     #[serde(flatten)]
     flash: Flash,
 }
 
+/// Whitelist entries on a page (each is a form).
+const WHITELIST_PAGE_SIZE: usize = 100;
+
 async fn whitelist(State(app): State<App>, Extension(caller): Extension<Caller>, Query(q): Query<ScopeQuery>) -> Page {
     let scope = q.scope.clone();
     let rows = app.db(move |c| state::whitelist(c, Some(&scope))).await?;
+    let total = rows.len();
+    let needle = q.search.trim().to_lowercase();
+    let matching: Vec<state::WhitelistRow> = rows
+        .into_iter()
+        .filter(|r| {
+            needle.is_empty() || r.entry.to_lowercase().contains(&needle) || r.comment.to_lowercase().contains(&needle)
+        })
+        .collect();
+    let pages = matching.len().div_ceil(WHITELIST_PAGE_SIZE).max(1);
+    let page = q.page.clamp(1, pages);
+    let link = |p: usize| {
+        format!("/whitelist?scope={}&search={}&page={p}", auth::urlencode(&q.scope), auth::urlencode(&q.search))
+    };
+    let first = (page - 1) * WHITELIST_PAGE_SIZE;
     render(&WhitelistPage {
         title: "Whitelist",
         frame: Frame::new(&caller, "/whitelist", &q.flash),
         scope_q: auth::urlencode(&q.scope),
-        scope: q.scope,
-        rows,
+        scope: q.scope.clone(),
+        search: q.search.clone(),
+        total,
+        matching: matching.len(),
+        first: first + 1,
+        rows: matching.into_iter().skip(first).take(WHITELIST_PAGE_SIZE).collect(),
+        page,
+        pages,
+        previous: (page > 1).then(|| link(page - 1)),
+        next: (page < pages).then(|| link(page + 1)),
     })
 }
 
@@ -682,6 +720,8 @@ struct ReportsPage {
     hourly_cost: f64,
     charts: Vec<(String, String)>,
     files: Vec<ReportLine>,
+    /// Saved reports not listed (`files=all` lists them).
+    more: usize,
     dir: String,
 }
 
@@ -695,9 +735,14 @@ struct ReportLine {
 #[derive(Deserialize)]
 struct PeriodQuery {
     period: Option<String>,
+    /// `all`: every saved report, not only the newest.
+    files: Option<String>,
     #[serde(flatten)]
     flash: Flash,
 }
+
+/// Saved reports listed by default, newest first.
+const REPORTS_SHOWN: usize = 62;
 
 fn percent(value: Option<f64>) -> String {
     value.map_or_else(|| "–".into(), |v| format!("{v:.1} %"))
@@ -713,10 +758,14 @@ async fn reports(State(app): State<App>, Extension(caller): Extension<Caller>, Q
     };
     let (config, _) = app.config().await;
     let dir = crate::reports_dir(&config);
-    let files = stats::report_files(&dir)
+    let mut files: Vec<ReportLine> = stats::report_files(&dir)
         .into_iter()
         .map(|f| ReportLine { name: f.name, written: when(f.written), bytes: f.bytes, graph: f.graph })
         .collect();
+    // A month of the daily schedule's reports unless all are asked for.
+    let shown = if q.files.as_deref() == Some("all") { files.len() } else { REPORTS_SHOWN };
+    let more = files.len().saturating_sub(shown);
+    files.truncate(shown);
     render(&ReportsPage {
         title: "Reports",
         frame: Frame::new(&caller, "/reports", &q.flash),
@@ -731,6 +780,7 @@ async fn reports(State(app): State<App>, Extension(caller): Extension<Caller>, Q
         charts: stats::charts(&buckets, what),
         summary,
         files,
+        more,
         dir: dir.display().to_string(),
     })
 }

@@ -264,3 +264,41 @@ async fn roles_csrf_settings_and_imports() {
     assert!(!starling_agent::state::mailbox(&c, "alice").expect("row").expect("alice").enabled);
     console.stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lists_that_grow_with_use_are_paged() {
+    let console = Console::start().await;
+    let reports = starling_console::reports_dir(&console.config);
+    std::fs::create_dir_all(&reports).expect("reports dir");
+    for day in 0..70 {
+        std::fs::write(reports.join(format!("last-24-hours-2026-01-{day:02}-0000.csv")), "period\n").expect("report");
+    }
+    let (url, token) = (console.url.clone(), console.token.clone());
+    tokio::task::spawn_blocking(move || {
+        let entries: String = (0..250).map(|i| format!("sender{i:03}.example,supplier {i}\n")).collect();
+        let response = http()
+            .post(&format!("{url}/api/v1/whitelist/import"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .send(entries.as_str())
+            .expect("answer");
+        assert_eq!(response.status(), 200);
+        let page = |path: &str| call("get", &format!("{url}{path}"), Some(&token), None).1;
+
+        let first = page("/whitelist");
+        assert!(first.contains("Entries (250)") && first.contains("Page 1 of 3"), "{first}");
+        assert!(first.contains("sender099.example") && !first.contains("sender100.example"));
+        let last = page("/whitelist?page=3");
+        assert!(last.contains("sender249.example") && !last.contains("sender199.example"));
+        let found = page("/whitelist?search=SUPPLIER%2024");
+        assert!(found.contains("11 matching") && found.contains("sender024.example"), "{found}");
+        assert!(!found.contains("Page 1 of"), "one page of matches needs no pager");
+
+        let recent = page("/reports");
+        assert!(recent.contains("Show all saved reports (8 older)"), "{recent}");
+        assert_eq!(recent.matches(".csv</a>").count(), 62);
+        let all = page("/reports?files=all");
+        assert_eq!(all.matches(".csv</a>").count(), 70);
+    })
+    .await
+    .expect("checks");
+}
