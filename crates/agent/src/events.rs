@@ -282,6 +282,10 @@ catalogue! {
         text: "The web console could not start; the agent goes on filtering without it."
         cause: "The [console] listen address is in use or not available on this machine."
         remedy: "Free the port or choose another [console] listen address, then restart.";
+    ADMIN_CHANGED = 804 "admin_changed" Notice
+        text: "An administrator account was removed or its role changed."
+        cause: "An administrator removed the account or changed its role in the console, the API or the CLI."
+        remedy: "Nothing to do if it was intended; the details say which account. Its sessions and tokens end when it is removed.";
     REPORT_WRITTEN = 810 "report_written" Info
         text: "A scheduled statistics report was written."
         cause: "The report schedule ([reports] daily, monthly, time)."

@@ -112,6 +112,8 @@ routes! {
     get "/api/v1/accounts" => accounts;
     post "/api/v1/accounts" => account_add;
     put "/api/v1/accounts/{name}/password" => account_password;
+    put "/api/v1/accounts/{name}/role" => account_role;
+    delete "/api/v1/accounts/{name}" => account_remove;
     get "/api/v1/tokens" => tokens;
     post "/api/v1/tokens" => token_add;
     delete "/api/v1/tokens/{id}" => token_remove;
@@ -1154,6 +1156,63 @@ async fn account_password(
 ) -> Answer<serde_json::Value> {
     set_password(&app, name.clone(), body.password).await?;
     Ok(Json(serde_json::json!({"changed": name})))
+}
+
+fn account_change(change: auth::AccountChange, what: &str) -> Result<(), ApiError> {
+    match change {
+        auth::AccountChange::Done => Ok(()),
+        auth::AccountChange::Unknown => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown account")),
+        auth::AccountChange::LastAdmin => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{what}: it is the last account with the admin role (give another account that role first)"),
+        )),
+    }
+}
+
+/// Removes an account, its sessions and tokens: not the caller's own, not
+/// the last administrator.
+pub async fn remove_account(app: &App, caller: &Caller, name: String) -> Result<(), ApiError> {
+    if caller.name.eq_ignore_ascii_case(&name) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "you cannot remove your own account"));
+    }
+    let lookup = name.clone();
+    account_change(app.db(move |c| auth::remove_account(c, &lookup)).await?, "not removed")?;
+    app.events().emit(events::ADMIN_CHANGED, None, format!("{name} removed by {}", caller.name));
+    Ok(())
+}
+
+/// Gives an account another role, unless that leaves no administrator.
+pub async fn change_role(app: &App, caller: &Caller, name: String, role: &str) -> Result<Role, ApiError> {
+    let role = Role::parse(role)
+        .ok_or_else(|| ApiError::invalid("role not changed", vec!["role: admin or read-only".into()]))?;
+    let lookup = name.clone();
+    account_change(app.db(move |c| auth::set_role(c, &lookup, role)).await?, "not changed")?;
+    app.events().emit(events::ADMIN_CHANGED, None, format!("{name} is now {} (by {})", role.as_str(), caller.name));
+    Ok(role)
+}
+
+#[derive(Deserialize)]
+struct NewRole {
+    role: String,
+}
+
+async fn account_role(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Json(body): Json<NewRole>,
+) -> Answer<serde_json::Value> {
+    let role = change_role(&app, &caller, name.clone(), &body.role).await?;
+    Ok(Json(serde_json::json!({"name": name, "role": role})))
+}
+
+async fn account_remove(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Answer<serde_json::Value> {
+    remove_account(&app, &caller, name.clone()).await?;
+    Ok(Json(serde_json::json!({"removed": name})))
 }
 
 async fn tokens(State(app): State<App>) -> Answer<Vec<auth::TokenRow>> {

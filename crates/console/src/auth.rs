@@ -155,6 +155,42 @@ pub fn create_account(c: &Connection, name: &str, password_hash: &str, role: Rol
     )? > 0)
 }
 
+/// Why an account cannot be removed or demoted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AccountChange {
+    /// Done.
+    Done,
+    /// There is no such account.
+    Unknown,
+    /// It is the last administrator with the admin role.
+    LastAdmin,
+}
+
+fn admins_besides(c: &Connection, name: &str) -> rusqlite::Result<i64> {
+    c.query_row("SELECT count(*) FROM admins WHERE role = 'admin' AND name <> ?1", [name], |row| row.get(0))
+}
+
+/// Removes an account (its sessions and tokens go with it), unless it is
+/// the last administrator.
+pub fn remove_account(c: &Connection, name: &str) -> rusqlite::Result<AccountChange> {
+    let Some((_, role, _)) = account_secret(c, name)? else { return Ok(AccountChange::Unknown) };
+    if role == Role::Admin && admins_besides(c, name)? == 0 {
+        return Ok(AccountChange::LastAdmin);
+    }
+    c.execute("DELETE FROM admins WHERE name = ?1", [name])?;
+    Ok(AccountChange::Done)
+}
+
+/// Sets an account's role, unless that demotes the last administrator.
+pub fn set_role(c: &Connection, name: &str, role: Role) -> rusqlite::Result<AccountChange> {
+    let Some((_, current, _)) = account_secret(c, name)? else { return Ok(AccountChange::Unknown) };
+    if current == Role::Admin && role != Role::Admin && admins_besides(c, name)? == 0 {
+        return Ok(AccountChange::LastAdmin);
+    }
+    c.execute("UPDATE admins SET role = ?2 WHERE name = ?1", params![name, role.as_str()])?;
+    Ok(AccountChange::Done)
+}
+
 /// The id, role and password hash of an account.
 pub fn account_secret(c: &Connection, name: &str) -> rusqlite::Result<Option<(i64, Role, String)>> {
     c.query_row("SELECT id, role, password FROM admins WHERE name = ?1", [name], |row| {

@@ -48,6 +48,8 @@ pub fn router() -> Router<App> {
         .route("/account", get(account))
         .route("/account/password", post(account_password))
         .route("/account/add", post(account_add))
+        .route("/account/role", post(account_role))
+        .route("/account/remove", post(account_remove))
         .route("/account/tokens", post(token_add))
         .route("/account/tokens/remove", post(token_remove))
 }
@@ -1045,6 +1047,39 @@ struct NewAccountForm {
 async fn account_add(State(app): State<App>, Form(form): Form<NewAccountForm>) -> Page {
     Ok(match api::create_account(&app, &form.name, form.password, &form.role).await {
         Ok(_) => back("/account", Ok(format!("{} added.", form.name))),
+        Err(e) => back("/account", Err(api_message(e))),
+    })
+}
+
+#[derive(Deserialize)]
+struct RoleForm {
+    name: String,
+    role: String,
+}
+
+async fn account_role(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Form(form): Form<RoleForm>,
+) -> Page {
+    Ok(match api::change_role(&app, &caller, form.name.clone(), &form.role).await {
+        Ok(role) => back("/account", Ok(format!("{} is now {}.", form.name, role.as_str()))),
+        Err(e) => back("/account", Err(api_message(e))),
+    })
+}
+
+#[derive(Deserialize)]
+struct NameForm {
+    name: String,
+}
+
+async fn account_remove(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Form(form): Form<NameForm>,
+) -> Page {
+    Ok(match api::remove_account(&app, &caller, form.name.clone()).await {
+        Ok(()) => back("/account", Ok(format!("{} removed.", form.name))),
         Err(e) => back("/account", Err(api_message(e))),
     })
 }

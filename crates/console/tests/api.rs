@@ -202,6 +202,31 @@ async fn roles_csrf_settings_and_imports() {
         let change = json!({"policy.mark_read": "false"});
         assert_eq!(with_session("put", &format!("{url}/api/v1/settings"), &viewer, Some(&viewer_csrf), &change), 403);
 
+        // Roles change and accounts go, never leaving no administrator.
+        let role = |name: &str, role: &str| {
+            call("put", &format!("{url}/api/v1/accounts/{name}/role"), Some(&token), Some(&json!({"role": role}))).0
+        };
+        assert_eq!(role("admin", "read-only"), 409, "the last administrator stays one");
+        assert_eq!(role("auditor", "owner"), 422);
+        assert_eq!(role("auditor", "admin"), 200);
+        let currency = json!({"reports.currency": "USD"});
+        assert_eq!(with_session("put", &format!("{url}/api/v1/settings"), &viewer, Some(&viewer_csrf), &currency), 200);
+        assert_eq!(role("auditor", "read-only"), 200);
+        let remove = |name: &str| call("delete", &format!("{url}/api/v1/accounts/{name}"), Some(&token), None).0;
+        assert_eq!(remove("admin"), 409, "not one's own account");
+        assert_eq!(remove("nobody"), 404);
+        assert_eq!(remove("auditor"), 200);
+        let gone = http().get(&format!("{url}/api/v1/status")).header("Cookie", &viewer).call().expect("status");
+        assert_eq!(gone.status(), 401, "a removed account's sessions end");
+        // Back, for what follows.
+        let (status, _) = call(
+            "post",
+            &format!("{url}/api/v1/accounts"),
+            Some(&token),
+            Some(&json!({"name": "auditor", "password": "a long enough one", "role": "read-only"})),
+        );
+        assert_eq!(status, 201);
+
         // Settings are checked like the configuration file, all or none.
         let (status, body) = call(
             "put",
@@ -261,6 +286,10 @@ async fn roles_csrf_settings_and_imports() {
     let c = console.db();
     let stored = starling_agent::state::settings(&c).expect("settings");
     assert_eq!(stored.get("policy.mark_read"), Some(&json!(true)));
+    assert_eq!(stored.get("reports.currency"), Some(&json!("USD")), "changed by the auditor while an admin");
+    let changes =
+        starling_agent::state::events(&c, 0, Some(starling_agent::events::ADMIN_CHANGED.id), 10).expect("events");
+    assert!(!changes.is_empty(), "role changes and removals are logged");
     assert!(!starling_agent::state::mailbox(&c, "alice").expect("row").expect("alice").enabled);
     console.stop.cancel();
 }

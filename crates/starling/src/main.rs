@@ -45,6 +45,8 @@ enum Command {
     Events(admin_cmd::EventsArgs),
     /// Rescan mailboxes now, or show rescans and their progress.
     Rescan(admin_cmd::RescanArgs),
+    /// Manage the console's accounts: list, add, role, password, remove.
+    Accounts(admin_cmd::AccountsArgs),
     /// Print the fingerprints that would be sent for each message (no content is printed).
     Fingerprint(fingerprint_cmd::FingerprintArgs),
     /// Ask a network for the verdict on messages.
@@ -166,6 +168,7 @@ fn main() -> ExitCode {
         Command::Reports(args) => admin_cmd::reports(args),
         Command::Events(args) => admin_cmd::events(args),
         Command::Rescan(args) => admin_cmd::rescan(args),
+        Command::Accounts(args) => admin_cmd::accounts(args),
         Command::Fingerprint(args) => fingerprint_cmd::run(&args),
         Command::Check(args) => {
             init_logging("warn");

@@ -1,6 +1,6 @@
 //! The administrator's commands as an administrator runs them, against a
 //! running `starling serve` (its REST API): users, whitelist, settings,
-//! reports, events, status; and the errors when the service is not
+//! reports, events, status, accounts; and the errors when the service is not
 //! running or the token is wrong.
 
 use std::path::{Path, PathBuf};
@@ -136,6 +136,21 @@ fn every_admin_command_goes_through_the_running_service() {
     assert!(ok(starling(config, &["events", "catalogue"])).contains("rescan_failed"));
     let status = ok(starling(config, &["status"]));
     assert!(status.contains("service:   running") && status.contains("mailboxes: 4 known"), "{status}");
+
+    // Accounts: added with a printed password, a role given and taken,
+    // the last administrator kept, removed.
+    let added = ok(starling(config, &["accounts", "add", "auditor"]));
+    assert!(added.contains("auditor added (read-only)") && added.contains("password: "), "{added}");
+    ok(starling(config, &["accounts", "role", "auditor", "admin"]));
+    assert!(
+        ok(starling(config, &["accounts", "list"])).lines().any(|l| l.starts_with("auditor") && l.ends_with("admin"))
+    );
+    ok(starling(config, &["accounts", "role", "auditor", "read-only"]));
+    let last = starling(config, &["accounts", "role", "admin", "read-only"]);
+    assert_eq!(last.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&last.stderr).contains("last account with the admin role"));
+    ok(starling(config, &["accounts", "remove", "auditor"]));
+    assert!(!ok(starling(config, &["accounts", "list"])).contains("auditor"));
 
     // A wrong token: exit 4 and a helpful message.
     let wrong = Command::new(env!("CARGO_BIN_EXE_starling"))
