@@ -421,18 +421,36 @@ pub struct ConsoleConfig {
     /// Serve the console (and `/api/v1`, `/metrics`).
     pub enabled: bool,
     /// Address and port to listen on. Loopback by default; anything else
-    /// should sit behind a TLS-terminating proxy.
+    /// should speak TLS (`tls_certificate`) or sit behind a TLS proxy.
     pub listen: String,
     /// A browser session ends after this many hours.
     pub session_hours: u32,
     /// Mark the session cookie `Secure` (when the console is reached over
-    /// HTTPS through a proxy).
+    /// HTTPS through a proxy; always so with `tls_certificate`).
     pub secure_cookie: bool,
+    /// Serve HTTPS with this certificate chain (PEM); empty: plain HTTP.
+    pub tls_certificate: PathBuf,
+    /// The certificate's private key (PEM).
+    pub tls_private_key: PathBuf,
+}
+
+impl ConsoleConfig {
+    /// Whether the console speaks HTTPS itself.
+    pub fn tls(&self) -> bool {
+        !self.tls_certificate.as_os_str().is_empty()
+    }
 }
 
 impl Default for ConsoleConfig {
     fn default() -> ConsoleConfig {
-        ConsoleConfig { enabled: true, listen: "127.0.0.1:8025".into(), session_hours: 12, secure_cookie: false }
+        ConsoleConfig {
+            enabled: true,
+            listen: "127.0.0.1:8025".into(),
+            session_hours: 12,
+            secure_cookie: false,
+            tls_certificate: PathBuf::new(),
+            tls_private_key: PathBuf::new(),
+        }
     }
 }
 
@@ -589,6 +607,9 @@ impl AgentConfig {
                 "console.listen: must be an address and port such as 127.0.0.1:8025, got {:?}",
                 self.console.listen
             ));
+        }
+        if self.console.tls_certificate.as_os_str().is_empty() != self.console.tls_private_key.as_os_str().is_empty() {
+            problems.push("console.tls_certificate, console.tls_private_key: give both or neither".into());
         }
         if self.console.session_hours == 0 || self.console.session_hours > 24 * 30 {
             problems.push(format!("console.session_hours: must be 1..=720, got {}", self.console.session_hours));

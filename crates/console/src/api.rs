@@ -173,7 +173,7 @@ async fn login(State(app): State<App>, Json(body): Json<Login>) -> Result<Respon
     let (id, role) = check_login(&app, &body.name, &body.password).await?;
     let hours = app.base().console.session_hours;
     let (secret, csrf) = app.db(move |c| auth::create_session(c, id, hours)).await?;
-    let cookie = session_cookie(&secret, hours, app.base().console.secure_cookie);
+    let cookie = session_cookie(&secret, hours, app.base().console.secure_cookie || app.base().console.tls());
     Ok(([(header::SET_COOKIE, cookie)], Json(serde_json::json!({"name": body.name, "role": role, "csrf": csrf})))
         .into_response())
 }

@@ -198,7 +198,22 @@ pub async fn start(config: &AgentConfig, live: Arc<Live>, stop: CancellationToke
         }
     };
     let addr = listener.local_addr()?;
-    let url = format!("http://{addr}");
+    let tls = if config.console.tls() {
+        let files = starling_network::config::TlsConfig {
+            certificate: config.console.tls_certificate.clone(),
+            private_key: config.console.tls_private_key.clone(),
+        };
+        match starling_network::node::tls_acceptor(&files) {
+            Ok(acceptor) => Some(acceptor),
+            Err(e) => {
+                app.events().emit(events::CONSOLE_FAILED, None, e.to_string());
+                anyhow::bail!("the console cannot serve HTTPS: {e}");
+            }
+        }
+    } else {
+        None
+    };
+    let url = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
     std::fs::write(config.state_dir.join(URL_FILE), format!("{url}\n"))
         .with_context(|| format!("cannot write {}", config.state_dir.join(URL_FILE).display()))?;
     if let Some(password) = first_start(&app, &config.state_dir).await? {
@@ -222,14 +237,9 @@ pub async fn start(config: &AgentConfig, live: Arc<Live>, stop: CancellationToke
     });
     tokio::spawn(stats::schedule(app.clone(), stop.clone()));
     let service = router(app);
-    let stopped = tokio::spawn(async move {
-        let shutdown = stop.clone();
-        if let Err(e) =
-            axum::serve(listener, service).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
-        {
-            tracing::error!("console: {e}");
-        }
-    });
+    // The node's connection loop: header and handshake time-outs against
+    // slow or silent clients, HTTP/1.1 and HTTP/2, TLS when configured.
+    let stopped = tokio::spawn(starling_network::server::serve(listener, service, tls, stop, Duration::from_secs(5)));
     Ok(Running { addr, stopped })
 }
 

@@ -209,7 +209,7 @@ async fn login_form(State(app): State<App>, Form(form): Form<LoginForm>) -> Page
     };
     let hours = app.base().console.session_hours;
     let (secret, _) = app.db(move |c| auth::create_session(c, id, hours)).await?;
-    let cookie = api::session_cookie(&secret, hours, app.base().console.secure_cookie);
+    let cookie = api::session_cookie(&secret, hours, app.base().console.secure_cookie || app.base().console.tls());
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response())
 }
 

@@ -207,7 +207,9 @@ fn ensure_operator_token(data: &Path) -> Result<String, NodeError> {
     Ok(token)
 }
 
-fn tls_acceptor(tls: &crate::config::TlsConfig) -> Result<tokio_rustls::TlsAcceptor, NodeError> {
+/// A TLS acceptor for a certificate chain and key (PEM files), speaking
+/// HTTP/2 and HTTP/1.1; also used by the agent's console.
+pub fn tls_acceptor(tls: &crate::config::TlsConfig) -> Result<tokio_rustls::TlsAcceptor, NodeError> {
     let read = |path: &Path| std::fs::read(path).map_err(|e| NodeError::Tls(format!("{}: {e}", path.display())));
     let certs: Vec<_> = rustls_pemfile::certs(&mut read(&tls.certificate)?.as_slice())
         .collect::<Result<_, _>>()

@@ -112,11 +112,23 @@ impl ApiArgs {
                 }
             }
         };
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(120)))
-            .build()
-            .into();
+        let mut builder =
+            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(120)));
+        // A console serving HTTPS itself is trusted by its own certificate
+        // (this machine's configuration names it); others by the usual roots.
+        if base.starts_with("https:") && config.console.tls() {
+            let file = &config.console.tls_certificate;
+            let pem = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let certificates = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect::<Vec<_>>();
+            let roots = ureq::tls::RootCerts::new_with_certs(&certificates);
+            builder = builder.tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build());
+        }
+        let agent = builder.build().into();
         Ok(Api { base: base.trim_end_matches('/').to_owned(), token, agent })
     }
 }

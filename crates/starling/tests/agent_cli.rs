@@ -39,13 +39,18 @@ impl Drop for Service {
 
 /// `starling serve` on free loopback ports over an empty Maildir root.
 fn serve() -> Service {
+    serve_with("")
+}
+
+/// The same with more `[console]` options.
+fn serve_with(console: &str) -> Service {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("starling.toml");
     std::fs::create_dir_all(dir.path().join("mail")).expect("mail root");
     std::fs::write(
         &config,
         format!(
-            "state_dir = {:?}\n[maildir]\nroot = {:?}\n[console]\nlisten = \"127.0.0.1:0\"\n\
+            "state_dir = {:?}\n[maildir]\nroot = {:?}\n[console]\nlisten = \"127.0.0.1:0\"\n{console}\n\
              [embedded_network]\nlisten = \"127.0.0.1:0\"\n",
             dir.path().join("state").display().to_string(),
             dir.path().join("mail").display().to_string()
@@ -161,6 +166,24 @@ fn every_admin_command_goes_through_the_running_service() {
         .expect("runs");
     assert_eq!(wrong.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("refused the API token"));
+}
+
+#[test]
+fn the_cli_trusts_a_console_serving_https_by_its_configured_certificate() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
+    let (cert, key) = (certs.path().join("console.pem"), certs.path().join("console.key"));
+    std::fs::write(&cert, certified.cert.pem()).expect("cert");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("key");
+    let service = serve_with(&format!("tls_certificate = {cert:?}\ntls_private_key = {key:?}\n"));
+    let url = std::fs::read_to_string(service.dir.path().join("state").join(starling_console::URL_FILE)).expect("url");
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let status = ok(starling(&service.config, &["status"]));
+    assert!(status.contains("service:   running"), "{status}");
+    // Plain HTTP on the same port gets no answer.
+    let plain = url.trim().replace("https://", "http://");
+    let refused = starling(&service.config, &["status", "--url", &plain]);
+    assert_eq!(refused.status.code(), Some(3), "{}", String::from_utf8_lossy(&refused.stderr));
 }
 
 #[test]
