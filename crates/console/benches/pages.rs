@@ -44,7 +44,7 @@ impl Options {
             users: 10_000,
             user_days: AgentConfig::default().reports.user_statistics_days,
             active_hours: 12,
-            events: 100_000,
+            events: 1_000_000,
             whitelist: 2_000,
             requests: 30,
             keep: false,
@@ -302,6 +302,13 @@ fn main() -> anyhow::Result<()> {
         .map(|p| (p.to_string(), true)),
     )
     .collect();
+
+    // The pages show what was filled: every mailbox, a year's reports.
+    let body = |path: &str| -> anyhow::Result<String> {
+        Ok(http.get(format!("{base}{path}")).header("Cookie", &cookie).call()?.body_mut().read_to_string()?)
+    };
+    anyhow::ensure!(body("/users")?.contains(&format!("{} mailboxes", o.users)), "/users does not count every mailbox");
+    anyhow::ensure!(body("/reports?files=all")?.matches(".csv</a>").count() >= 742, "not every report listed");
 
     println!("{:<44} {:>9} {:>9} {:>9} {:>10}", "page", "p50 ms", "p99 ms", "max ms", "bytes");
     let mut worst = 0.0f64;
