@@ -27,7 +27,35 @@ pub const FILE_NAME: &str = "state.sqlite3";
 
 const SCHEMA_VERSION: i64 = 4;
 
-const SCHEMA: &str = r#"
+/// The per-mailbox hourly counters' table as schema 4 has it (keyed by
+/// mailbox, then hour), under a name: in [`SCHEMA`] and [`MIGRATE_4`].
+macro_rules! hourly_table {
+    ($name:literal) => {
+        concat!(
+            "CREATE TABLE IF NOT EXISTS ",
+            $name,
+            " (
+    hour INTEGER NOT NULL,
+    mailbox TEXT NOT NULL,
+    checked INTEGER NOT NULL DEFAULT 0,
+    spam INTEGER NOT NULL DEFAULT 0,
+    phish INTEGER NOT NULL DEFAULT 0,
+    whitelisted INTEGER NOT NULL DEFAULT 0,
+    empty INTEGER NOT NULL DEFAULT 0,
+    errors INTEGER NOT NULL DEFAULT 0,
+    blocked INTEGER NOT NULL DEFAULT 0,
+    unblocked INTEGER NOT NULL DEFAULT 0,
+    rescanned INTEGER NOT NULL DEFAULT 0,
+    rescan_filed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (mailbox, hour)
+) WITHOUT ROWID;
+"
+        )
+    };
+}
+
+const SCHEMA: &str = concat!(
+    r#"
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -78,22 +106,9 @@ CREATE INDEX IF NOT EXISTS filed_message ON filed (mailbox, message_id);
 CREATE INDEX IF NOT EXISTS filed_fingerprint ON filed (mailbox, fingerprint);
 CREATE INDEX IF NOT EXISTS filed_at ON filed (at);
 
-CREATE TABLE IF NOT EXISTS hourly (
-    hour INTEGER NOT NULL,
-    mailbox TEXT NOT NULL,
-    checked INTEGER NOT NULL DEFAULT 0,
-    spam INTEGER NOT NULL DEFAULT 0,
-    phish INTEGER NOT NULL DEFAULT 0,
-    whitelisted INTEGER NOT NULL DEFAULT 0,
-    empty INTEGER NOT NULL DEFAULT 0,
-    errors INTEGER NOT NULL DEFAULT 0,
-    blocked INTEGER NOT NULL DEFAULT 0,
-    unblocked INTEGER NOT NULL DEFAULT 0,
-    rescanned INTEGER NOT NULL DEFAULT 0,
-    rescan_filed INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (mailbox, hour)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS hourly_hour ON hourly (hour);
+"#,
+    hourly_table!("hourly"),
+    r#"CREATE INDEX IF NOT EXISTS hourly_hour ON hourly (hour);
 
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -122,7 +137,8 @@ CREATE TABLE IF NOT EXISTS journal (
     replacement TEXT NOT NULL,
     at INTEGER NOT NULL
 );
-"#;
+"#
+);
 
 /// Tables added by schema 2 (feedback and rescans); part of a new database,
 /// added to an older one by [`MIGRATE_2`].
@@ -228,23 +244,9 @@ FROM hourly GROUP BY hour;
 /// Schema 3 → 4: per-mailbox counters stored by mailbox, then hour, so a
 /// mailbox's month is one run of rows (the users page sums 50 of them);
 /// the hour index serves expiry.
-const MIGRATE_4: &str = r#"
-CREATE TABLE hourly_by_mailbox (
-    hour INTEGER NOT NULL,
-    mailbox TEXT NOT NULL,
-    checked INTEGER NOT NULL DEFAULT 0,
-    spam INTEGER NOT NULL DEFAULT 0,
-    phish INTEGER NOT NULL DEFAULT 0,
-    whitelisted INTEGER NOT NULL DEFAULT 0,
-    empty INTEGER NOT NULL DEFAULT 0,
-    errors INTEGER NOT NULL DEFAULT 0,
-    blocked INTEGER NOT NULL DEFAULT 0,
-    unblocked INTEGER NOT NULL DEFAULT 0,
-    rescanned INTEGER NOT NULL DEFAULT 0,
-    rescan_filed INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (mailbox, hour)
-) WITHOUT ROWID;
-INSERT INTO hourly_by_mailbox (hour, mailbox, checked, spam, phish, whitelisted, empty, errors,
+const MIGRATE_4: &str = concat!(
+    hourly_table!("hourly_by_mailbox"),
+    r#"INSERT INTO hourly_by_mailbox (hour, mailbox, checked, spam, phish, whitelisted, empty, errors,
                                blocked, unblocked, rescanned, rescan_filed)
 SELECT hour, mailbox, checked, spam, phish, whitelisted, empty, errors,
        blocked, unblocked, rescanned, rescan_filed
@@ -252,7 +254,8 @@ FROM hourly ORDER BY mailbox, hour;
 DROP TABLE hourly;
 ALTER TABLE hourly_by_mailbox RENAME TO hourly;
 CREATE INDEX hourly_hour ON hourly (hour);
-"#;
+"#
+);
 
 /// Schema 1 → 2.
 const MIGRATE_2: &str = r#"

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{Agent, WAIT, config, eventually, ids};
 use starling_agent::state;
 use starling_proto::v1::{Class, ReportClass};
@@ -15,18 +13,6 @@ use starling_testkit::{Dovecot, DovecotOptions, Node, testdata, with_message_id}
 /// Whether a folder holds the message with this Message-ID.
 fn has(dovecot: &Dovecot, user: &str, folder: &str, id: &str) -> bool {
     dovecot.messages(user, folder).map(|m| ids(&m).iter().any(|i| i == &format!("<{id}>"))).unwrap_or(false)
-}
-
-/// Waits until the node's verdict on `raw` is `class`.
-async fn verdict_becomes(node: &Node, raw: &[u8], class: Class) -> bool {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if node.verdict(raw).await.expect("check") == class {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 /// A campaign's next wave: another Message-ID, another subject, another
@@ -83,7 +69,10 @@ async fn a_report_at_one_organisation_protects_another_and_a_rescue_there_unbloc
 
     // Alice drags it into Spam with her mail client.
     assert_eq!(dovecot.imap_user("alice", &["move", "<wave-1@campaign>", "INBOX", "Spam"]).unwrap(), 1);
-    assert!(verdict_becomes(&node, &next_wave, Class::Spam).await, "alice's report blocks the campaign's next wave");
+    assert!(
+        node.verdict_becomes(&next_wave, Class::Spam, WAIT).await,
+        "alice's report blocks the campaign's next wave"
+    );
     eventually("blocked counted", &dovecot, || agent_a.counters("alice").blocked == 1);
     assert!(!agent_a.events(700).is_empty(), "user_reported_spam event");
 
@@ -103,7 +92,7 @@ async fn a_report_at_one_organisation_protects_another_and_a_rescue_there_unbloc
     eventually("the false positive filed", &dovecot, || has(&dovecot, "carol", "Spam", "newsletter-1@example.org"));
     assert_eq!(dovecot.imap_user("carol", &["move", "<newsletter-1@example.org>", "Spam", "INBOX"]).unwrap(), 1);
     let next_issue = ham(1, "newsletter-2@example.org");
-    assert!(verdict_becomes(&node, &next_issue, Class::Clean).await, "carol's rescue unblocks it for everyone");
+    assert!(node.verdict_becomes(&next_issue, Class::Clean, WAIT).await, "carol's rescue unblocks it for everyone");
     eventually("unblocked counted", &dovecot, || agent_b.counters("carol").unblocked == 1);
     assert!(!agent_b.events(701).is_empty(), "user_rescued event");
 
@@ -151,12 +140,12 @@ async fn moves_count_once_undo_revokes_trash_is_silent_and_keywords_count() {
 
     // Both copies into Spam: one report.
     assert_eq!(dovecot.imap_user("alice", &["move", "<x@spam>", "INBOX", "Spam"]).unwrap(), 2);
-    assert!(verdict_becomes(&node, &x, Class::Spam).await);
+    assert!(node.verdict_becomes(&x, Class::Spam, WAIT).await);
     // Into Trash: nothing is reported.
     assert_eq!(dovecot.imap_user("alice", &["move", "<y@spam>", "INBOX", "Trash"]).unwrap(), 1);
     // A client marking z as junk reports it like a move.
     assert_eq!(dovecot.imap_user("alice", &["keyword", "<z@spam>", "INBOX", "$Junk"]).unwrap(), 1);
-    assert!(verdict_becomes(&node, &z, Class::Spam).await, "$Junk reports");
+    assert!(node.verdict_becomes(&z, Class::Spam, WAIT).await, "$Junk reports");
     // bob's move is not reported: his feedback is off, so his spam folder
     // is not even watched.
     assert_eq!(dovecot.imap_user("bob", &["move", "<w@spam>", "INBOX", "Spam"]).unwrap(), 1);
@@ -169,7 +158,7 @@ async fn moves_count_once_undo_revokes_trash_is_silent_and_keywords_count() {
     // alice changes her mind about x: back to the inbox withdraws the report,
     // and the agent leaves it there.
     assert_eq!(dovecot.imap_user("alice", &["move", "<x@spam>", "Spam", "INBOX"]).unwrap(), 2);
-    assert!(verdict_becomes(&node, &x, Class::Clean).await, "undo revokes the report");
+    assert!(node.verdict_becomes(&x, Class::Clean, WAIT).await, "undo revokes the report");
     assert!(!agent.events(702).is_empty(), "user_undid_report event");
     assert_eq!(dovecot.messages("alice", "INBOX").unwrap().iter().filter(|m| m.message_id == "<x@spam>").count(), 2);
 

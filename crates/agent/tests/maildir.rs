@@ -303,11 +303,7 @@ async fn users_moves_between_maildir_folders_are_reported() {
     // ann files it into Spam: a report, and the campaign is blocked.
     user_moves(&find(&ann, "unknown@spam").expect("in the inbox"), &ann.join(".Spam"));
     let copy = with_message_id(&spam[2].1, "unknown-2@spam");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while node.verdict(&copy).await.unwrap() != Class::Spam {
-        assert!(tokio::time::Instant::now() < deadline, "ann's move is reported");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(node.verdict_becomes(&copy, Class::Spam, WAIT).await, "ann's move is reported");
     assert_eq!(counters().blocked, 1);
     // A known spam is filed; ann takes it back to her inbox: a rescue, and
     // the agent leaves it there.

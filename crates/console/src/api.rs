@@ -159,21 +159,25 @@ fn dummy_hash() -> String {
     HASH.get_or_init(|| auth::hash_password("not a password of anybody")).clone()
 }
 
-/// The `Set-Cookie` value of a new session.
-pub fn session_cookie(secret: &str, hours: u32, secure: bool) -> String {
-    format!(
+/// Starts a browser session for an account: the `Set-Cookie` value (marked
+/// `Secure` behind a TLS proxy or when the console speaks HTTPS itself) and
+/// the session's CSRF token.
+pub async fn start_session(app: &App, account: i64) -> Result<(String, String), ApiError> {
+    let console = &app.base().console;
+    let hours = console.session_hours;
+    let (secret, csrf) = app.db(move |c| auth::create_session(c, account, hours)).await?;
+    let cookie = format!(
         "{}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         auth::COOKIE,
         u64::from(hours) * 3600,
-        if secure { "; Secure" } else { "" }
-    )
+        if console.secure_cookie || console.tls() { "; Secure" } else { "" }
+    );
+    Ok((cookie, csrf))
 }
 
 async fn login(State(app): State<App>, Json(body): Json<Login>) -> Result<Response, ApiError> {
     let (id, role) = check_login(&app, &body.name, &body.password).await?;
-    let hours = app.base().console.session_hours;
-    let (secret, csrf) = app.db(move |c| auth::create_session(c, id, hours)).await?;
-    let cookie = session_cookie(&secret, hours, app.base().console.secure_cookie || app.base().console.tls());
+    let (cookie, csrf) = start_session(&app, id).await?;
     Ok(([(header::SET_COOKIE, cookie)], Json(serde_json::json!({"name": body.name, "role": role, "csrf": csrf})))
         .into_response())
 }

@@ -207,9 +207,7 @@ async fn login_form(State(app): State<App>, Form(form): Form<LoginForm>) -> Page
     let Ok((id, _)) = api::check_login(&app, &form.name, &form.password).await else {
         return Ok(back(&format!("/login?next={}", auth::urlencode(&next)), Err("Wrong name or password.".into())));
     };
-    let hours = app.base().console.session_hours;
-    let (secret, _) = app.db(move |c| auth::create_session(c, id, hours)).await?;
-    let cookie = api::session_cookie(&secret, hours, app.base().console.secure_cookie || app.base().console.tls());
+    let (cookie, _) = api::start_session(&app, id).await?;
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response())
 }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use starling_proto::v1::{Class, ReportClass};
 use starling_testkit::{Dovecot, DovecotOptions, Node, testdata, wait_until, with_message_id};
@@ -87,12 +87,8 @@ fn kill(child: &mut Child) {
 
 fn terminate(mut child: Child) {
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if wait_until(Duration::from_secs(20), || matches!(child.try_wait(), Ok(Some(_)))) {
+        return;
     }
     kill(&mut child);
     panic!("the agent did not stop within 20 s of SIGTERM");

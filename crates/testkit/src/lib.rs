@@ -542,6 +542,21 @@ impl Node {
         Ok(verdicts.first().map(|v| v.class()).unwrap_or(starling_proto::v1::Class::Unspecified))
     }
 
+    /// Waits, up to `timeout`, until the node's verdict on `raw` is
+    /// `class` (a report takes effect asynchronously); whether it did.
+    pub async fn verdict_becomes(&self, raw: &[u8], class: starling_proto::v1::Class, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.verdict(raw).await.is_ok_and(|verdict| verdict == class) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// A client for the organisation.
     pub async fn client(
         &self,
