@@ -37,6 +37,8 @@ pub struct NodeConfig {
     pub match_rule: MatchRule,
     /// The reputation model.
     pub trust: TrustConfig,
+    /// The change log behind the `Changes` long-poll.
+    pub changes: ChangesConfig,
 }
 
 impl Default for NodeConfig {
@@ -52,7 +54,23 @@ impl Default for NodeConfig {
             store: StoreConfig::default(),
             match_rule: MatchRule::default(),
             trust: TrustConfig::default(),
+            changes: ChangesConfig::default(),
         }
+    }
+}
+
+/// The change log behind `Changes`: the index keys of fingerprint sets that
+/// became spam, kept in memory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChangesConfig {
+    /// Newest keys kept; an agent further behind is told to rescan.
+    pub keep: usize,
+}
+
+impl Default for ChangesConfig {
+    fn default() -> ChangesConfig {
+        ChangesConfig { keep: 100_000 }
     }
 }
 
@@ -213,6 +231,9 @@ impl NodeConfig {
             if !(0.0..=1.0).contains(&value) {
                 problems.push(format!("{key}: must be between 0 and 1, got {value}"));
             }
+        }
+        if !(1_000..=100_000_000).contains(&self.changes.keep) {
+            problems.push(format!("changes.keep: must be 1000..=100000000, got {}", self.changes.keep));
         }
         problems.extend(self.trust.problems("trust"));
         problems

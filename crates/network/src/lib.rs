@@ -13,6 +13,8 @@
 //!   acknowledged only after it is on disk.
 //! - [`server`] — the gRPC services (`Network` for agents, `Admin` for
 //!   operators), `/metrics` and `/health` on one listener, TLS with rustls.
+//! - [`changes`] — the in-memory log of index keys that became spam, behind
+//!   the `Changes` long-poll.
 //! - [`node`] — start-up and orderly shutdown.
 //!
 //! Design decision: reputation is computed when a message is checked, from
@@ -20,6 +22,7 @@
 //! arrive. A reporter who is later found to be wrong loses influence over
 //! everything they ever reported, which is what defeats slow poisoning.
 
+pub mod changes;
 pub mod config;
 pub mod engine;
 pub mod filter;

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub matches: Family<NameLabels, Counter>,
     /// Reports by class.
     pub reports: Family<NameLabels, Counter>,
+    /// Reported messages announced to `Changes` as newly spam or phishing.
+    pub announced: Counter,
     /// Entries (reported messages) stored.
     pub entries: Gauge,
     /// Reporters known.
@@ -71,6 +73,7 @@ impl Default for Metrics {
             verdicts: Family::default(),
             matches: Family::default(),
             reports: Family::default(),
+            announced: Counter::default(),
             entries: Gauge::default(),
             reporters: Gauge::default(),
             index_keys: Gauge::default(),
@@ -84,6 +87,11 @@ impl Default for Metrics {
         registry.register("verdicts", "verdicts by class", metrics.verdicts.clone());
         registry.register("matches", "matches by the kind of fingerprint behind the verdict", metrics.matches.clone());
         registry.register("reports", "reports received by class", metrics.reports.clone());
+        registry.register(
+            "announced_messages",
+            "reported messages announced to Changes as newly spam or phishing",
+            metrics.announced.clone(),
+        );
         registry.register("entries", "reported messages stored", metrics.entries.clone());
         registry.register("reporters", "reporters known", metrics.reporters.clone());
         registry.register("index_keys", "index keys stored", metrics.index_keys.clone());

@@ -6,8 +6,11 @@
 //! prefix, so a Redis Cluster backend can keep each in one hash slot.
 
 use serde::{Deserialize, Serialize};
-use starling_fingerprint::{BANDS, Digest, MinHash, SLOTS};
+use starling_fingerprint::{Digest, MinHash, SLOTS};
 use starling_proto::Submitted;
+/// The index keys live in `starling-proto`, so that agents compute the same
+/// bytes the node announces in `Changes`.
+pub use starling_proto::{IndexKey, index_keys};
 
 /// Unix seconds.
 pub type Timestamp = i64;
@@ -53,49 +56,6 @@ pub enum Class {
     Phish,
     /// Not spam.
     Ham,
-}
-
-/// A key of the index: which entries have this fingerprint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum IndexKey {
-    /// A text digest.
-    Text(Digest),
-    /// Band `band` of a min-hash signature has this key.
-    Band(u8, u64),
-    /// An attachment digest.
-    Attachment(Digest),
-}
-
-impl IndexKey {
-    /// The stored form: a kind byte and the value.
-    pub fn to_bytes(self) -> Vec<u8> {
-        match self {
-            IndexKey::Text(d) => [&[b't'][..], &d.0].concat(),
-            IndexKey::Band(band, key) => [&[b'b', band][..], &key.to_be_bytes()].concat(),
-            IndexKey::Attachment(d) => [&[b'a'][..], &d.0].concat(),
-        }
-    }
-
-    /// A 64-bit hash for the in-memory filter.
-    pub fn filter_hash(self) -> u64 {
-        match self {
-            IndexKey::Text(d) => u64::from_le_bytes(d.0[..8].try_into().expect("8 bytes")),
-            IndexKey::Band(band, key) => key ^ (u64::from(band) << 56).rotate_left(7),
-            IndexKey::Attachment(d) => u64::from_le_bytes(d.0[8..].try_into().expect("8 bytes")).rotate_left(17),
-        }
-    }
-}
-
-/// The index keys of a fingerprint set (URL and domain digests are not
-/// indexed: they never decide a match).
-pub fn index_keys(set: &Submitted) -> Vec<IndexKey> {
-    let mut keys = Vec::with_capacity(2 + BANDS + set.attachments.len());
-    keys.extend(set.text.map(IndexKey::Text));
-    if let Some(fuzzy) = &set.fuzzy {
-        keys.extend(fuzzy.band_keys().into_iter().enumerate().map(|(band, key)| IndexKey::Band(band as u8, key)));
-    }
-    keys.extend(set.attachments.iter().copied().map(IndexKey::Attachment));
-    keys
 }
 
 /// A reported message: its fingerprints and bookkeeping. The reports about it

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use crate::changes::ChangeLog;
 use crate::config::NodeConfig;
 use crate::engine::{Engine, EngineConfig};
 use crate::server::{self, Shared};
@@ -96,6 +97,7 @@ pub async fn start(config: NodeConfig) -> Result<Running, NodeError> {
     let listener =
         TcpListener::bind(config.listen).await.map_err(|error| NodeError::Bind { addr: config.listen, error })?;
     let addr = listener.local_addr().map_err(|error| NodeError::Bind { addr: config.listen, error })?;
+    let changes = Arc::new(ChangeLog::new(config.changes.keep));
     let shared = Arc::new(Shared::new(
         engine,
         writer.clone(),
@@ -103,8 +105,16 @@ pub async fn start(config: NodeConfig) -> Result<Running, NodeError> {
         network_key,
         operator_hash,
         config.latest_agent_version.clone(),
+        changes.clone(),
     ));
     let shutdown = CancellationToken::new();
+    // Waiting `Changes` calls answer at once when the node stops, so they do
+    // not hold up the graceful shutdown.
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        token.cancelled().await;
+        changes.close();
+    });
     let (stopped_tx, stopped) = oneshot::channel();
     let router = server::router(shared.clone());
     let sweeper = tokio::spawn(sweep(writer.clone(), shutdown.clone()));

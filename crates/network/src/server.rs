@@ -12,12 +12,15 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use starling_fingerprint::{ALGORITHM_VERSION, Kind};
 use starling_proto::v1::{self, admin_server::Admin, network_server::Network};
-use starling_proto::{MAX_REPORTER_BYTES, PROTOCOL_VERSION, Submitted, parse_bearer};
+use starling_proto::{
+    MAX_CHANGES_KEYS, MAX_CHANGES_WAIT_MS, MAX_REPORTER_BYTES, PROTOCOL_VERSION, Submitted, index_keys, parse_bearer,
+};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::changes::{ChangeLog, Read};
 use crate::config::Limits;
 use crate::engine::{Assessment, Engine, ReportInput, ReportOutcome};
 use crate::metrics::{MethodLabels, Metrics, NameLabels, RequestLabels};
@@ -42,6 +45,8 @@ pub struct Shared<S: Store> {
     pub latest_agent_version: String,
     /// Metrics.
     pub metrics: Metrics,
+    /// The index keys that became spam, for `Changes`.
+    pub changes: Arc<ChangeLog>,
     buckets: Mutex<HashMap<(u32, bool), Bucket>>,
 }
 
@@ -54,6 +59,7 @@ impl<S: Store> Shared<S> {
         network_key: [u8; 32],
         operator_hash: [u8; 32],
         latest_agent_version: String,
+        changes: Arc<ChangeLog>,
     ) -> Shared<S> {
         Shared {
             engine,
@@ -63,6 +69,7 @@ impl<S: Store> Shared<S> {
             operator_hash,
             latest_agent_version,
             metrics: Metrics::default(),
+            changes,
             buckets: Mutex::new(HashMap::new()),
         }
     }
@@ -118,12 +125,34 @@ impl<S: Store> Shared<S> {
     }
 
     fn observe(&self, method: &'static str, started: Instant, result: &Result<impl Sized, Status>) {
+        self.count(method, result);
+        self.metrics.latency.get_or_create(&MethodLabels { method }).observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Counts a request by outcome (without latency: a long-poll's is its wait).
+    fn count(&self, method: &'static str, result: &Result<impl Sized, Status>) {
         let code = match result {
             Ok(_) => "ok",
             Err(status) => code_name(status.code()),
         };
         self.metrics.requests.get_or_create(&RequestLabels { method, code }).inc();
-        self.metrics.latency.get_or_create(&MethodLabels { method }).observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Whether the current verdict on each set is spam or phishing, as a
+    /// Check would answer; a store failure counts as not blocked.
+    fn blocked(&self, sets: &[Submitted]) -> Vec<bool> {
+        if sets.is_empty() {
+            return Vec::new();
+        }
+        match self.engine.check(sets, now()) {
+            Ok(assessments) => {
+                assessments.iter().map(|a| matches!(a.outcome, Outcome::Spam | Outcome::Phish)).collect()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not evaluate reported messages for Changes");
+                vec![false; sets.len()]
+            }
+        }
     }
 }
 
@@ -326,6 +355,12 @@ impl<S: Store> Network for NetworkService<S> {
         self.0.observe("revoke", started, &result);
         result.map(Response::new)
     }
+
+    async fn changes(&self, request: Request<v1::ChangesRequest>) -> Result<Response<v1::ChangesResponse>, Status> {
+        let result = self.changes_inner(&request).await;
+        self.0.count("changes", &result);
+        result.map(Response::new)
+    }
 }
 
 impl<S: Store> NetworkService<S> {
@@ -396,6 +431,16 @@ impl<S: Store> NetworkService<S> {
             })
             .collect::<Result<_, Status>>()?;
         shared.spend(&org, true, inputs.len())?;
+        // Spam and phishing reports may block their message: remember which
+        // were blocked already, so that only a change is announced.
+        let bad: Vec<(usize, Submitted)> = inputs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r.class, Class::Spam | Class::Phish))
+            .map(|(i, r)| (i, r.set.clone()))
+            .collect();
+        let bad_sets: Vec<Submitted> = bad.iter().map(|(_, set)| set.clone()).collect();
+        let before = shared.blocked(&bad_sets);
         for input in &inputs {
             let name = match input.class {
                 Class::Spam => "spam",
@@ -406,8 +451,17 @@ impl<S: Store> NetworkService<S> {
         }
         let (reply, answer) = oneshot::channel();
         shared.writer.send(Command::Report { org, reports: inputs, reply }).await.map_err(store_status)?;
-        let outcomes =
-            answer.await.map_err(|_| Status::unavailable("the node is shutting down"))?.map_err(store_status)?;
+        // Announcing runs in a task of its own: a caller that goes away after
+        // the command was queued does not keep a committed change unannounced.
+        let announcer = shared.clone();
+        let outcomes = tokio::spawn(async move {
+            let outcomes = answer.await.map_err(|_| Status::unavailable("the node is shutting down"))?;
+            let outcomes = outcomes.map_err(store_status)?;
+            announce(&announcer, &bad, &before, &outcomes);
+            Ok::<_, Status>(outcomes)
+        })
+        .await
+        .map_err(|_| Status::internal("announcing the reports' changes failed"))??;
         Ok(v1::ReportResponse {
             outcomes: outcomes
                 .into_iter()
@@ -417,6 +471,40 @@ impl<S: Store> NetworkService<S> {
                 })
                 .collect(),
         })
+    }
+
+    async fn changes_inner(&self, request: &Request<v1::ChangesRequest>) -> Result<v1::ChangesResponse, Status> {
+        let shared = &self.0;
+        let org = shared.organisation(request, false)?;
+        shared.spend(&org, false, 1)?;
+        let r = request.get_ref();
+        let wait = Duration::from_millis(u64::from(r.wait_ms.min(MAX_CHANGES_WAIT_MS)));
+        let deadline = tokio::time::Instant::now() + wait;
+        let log = &shared.changes;
+        // Subscribed before the first read: an append in between wakes us.
+        let mut head = log.subscribe();
+        let mut cursor = r.cursor;
+        loop {
+            match log.read(cursor, MAX_CHANGES_KEYS) {
+                Read::Reset { cursor } => return Ok(v1::ChangesResponse { cursor, keys: Vec::new(), reset: true }),
+                Read::Keys { keys, cursor: next } => {
+                    // Cursor 0 is "from now": later reads start here.
+                    cursor = next;
+                    if !keys.is_empty() || log.is_closed() || tokio::time::Instant::now() >= deadline {
+                        let keys = keys.into_iter().map(|k| k.to_bytes()).collect();
+                        return Ok(v1::ChangesResponse { cursor, keys, reset: false });
+                    }
+                }
+            }
+            tokio::select! {
+                changed = head.changed() => {
+                    if changed.is_err() {
+                        return Ok(v1::ChangesResponse { cursor, keys: Vec::new(), reset: false });
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
     }
 
     async fn revoke_inner(&self, request: &Request<v1::RevokeRequest>) -> Result<v1::RevokeResponse, Status> {
@@ -435,6 +523,30 @@ impl<S: Store> NetworkService<S> {
         let removed =
             answer.await.map_err(|_| Status::unavailable("the node is shutting down"))?.map_err(store_status)?;
         Ok(v1::RevokeResponse { removed })
+    }
+}
+
+/// After the commit: appends the index keys of every reported set that is
+/// now spam or phishing and was not before to the change log — before the
+/// report is answered, so a `Changes` call made after the answer sees it.
+fn announce<S: Store>(shared: &Shared<S>, bad: &[(usize, Submitted)], before: &[bool], outcomes: &[ReportOutcome]) {
+    let recorded: Vec<(&Submitted, bool)> = bad
+        .iter()
+        .zip(before)
+        .filter(|((i, _), _)| outcomes.get(*i) == Some(&ReportOutcome::Recorded))
+        .map(|((_, set), before)| (set, *before))
+        .collect();
+    let sets: Vec<Submitted> = recorded.iter().map(|(set, _)| (*set).clone()).collect();
+    let after = shared.blocked(&sets);
+    let mut announced = 0;
+    for ((set, before), after) in recorded.into_iter().zip(after) {
+        if after && !before {
+            shared.changes.append(index_keys(set));
+            announced += 1;
+        }
+    }
+    if announced > 0 {
+        shared.metrics.announced.inc_by(announced);
     }
 }
 

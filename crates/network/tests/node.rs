@@ -409,3 +409,173 @@ async fn tls_serves_agents_and_refuses_plaintext() {
     running.shutdown.cancel();
     running.stopped.await.unwrap();
 }
+
+// ----- Changes: the long-poll of fingerprint sets that became spam -----
+
+async fn changes(client: &mut NetworkClient<Authed>, cursor: u64, wait_ms: u32) -> v1::ChangesResponse {
+    client.changes(v1::ChangesRequest { cursor, wait_ms }).await.unwrap().into_inner()
+}
+
+fn key_set(keys: &[Vec<u8>]) -> std::collections::BTreeSet<Vec<u8>> {
+    keys.iter().cloned().collect()
+}
+
+#[tokio::test]
+async fn a_waiting_changes_call_returns_the_keys_of_a_message_that_became_spam_within_a_second() {
+    let node = TestNode::start().await;
+    let (mut a, mut b) =
+        (node.agent(&node.organisation("a").await).await, node.agent(&node.organisation("b").await).await);
+    let mut watcher = node.agent(&node.organisation("watcher").await).await;
+    let set = fingerprints(&mut a, MESSAGES[0]).await;
+    let start = changes(&mut watcher, 0, 0).await;
+    assert!(!start.reset && start.keys.is_empty());
+
+    // One fresh reporter does not block: nothing is announced.
+    report(&mut a, &set, ReportClass::Spam, "alice").await;
+    let quiet = changes(&mut watcher, start.cursor, 0).await;
+    assert!(quiet.keys.is_empty() && !quiet.reset);
+    assert_eq!(quiet.cursor, start.cursor);
+
+    let cursor = start.cursor;
+    let poll = tokio::spawn(async move {
+        let response = changes(&mut watcher, cursor, 10_000).await;
+        (response, tokio::time::Instant::now())
+    });
+    // The call is waiting at the node before the report that blocks.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!poll.is_finished(), "the long-poll waits while nothing changes");
+    let reported = tokio::time::Instant::now();
+    report(&mut b, &set, ReportClass::Spam, "bob").await;
+    let acknowledged = tokio::time::Instant::now();
+    let (response, returned) = tokio::time::timeout(Duration::from_secs(5), poll).await.unwrap().unwrap();
+    let latency = returned.saturating_duration_since(acknowledged);
+    assert!(returned > reported, "returned before the report was made");
+    assert!(latency < Duration::from_secs(1), "returned {latency:?} after the acknowledgement");
+    assert!(!response.reset);
+    assert_eq!(key_set(&response.keys), key_set(&starling_proto::index_keys_of_wire(&set)));
+    assert_eq!(class(&verdict(&mut a, &set).await), Class::Spam);
+    // The keys are announced before the report is answered, so the poll
+    // usually returns before the acknowledgement arrives (latency 0).
+    eprintln!(
+        "Changes returned {latency:?} after the acknowledgement, {:?} after the report was sent",
+        returned - reported
+    );
+}
+
+#[tokio::test]
+async fn changes_start_from_now_resume_from_a_cursor_and_skip_what_was_already_blocked() {
+    let node = TestNode::start().await;
+    let (mut a, mut b) =
+        (node.agent(&node.organisation("a").await).await, node.agent(&node.organisation("b").await).await);
+    let mut c = node.agent(&node.organisation("c").await).await;
+    let first = fingerprints(&mut a, MESSAGES[0]).await;
+    let second = fingerprints(&mut a, MESSAGES[1]).await;
+    let origin = changes(&mut c, 0, 0).await.cursor;
+
+    report(&mut a, &first, ReportClass::Spam, "x").await;
+    report(&mut b, &first, ReportClass::Spam, "y").await;
+    // Cursor 0 is "from now": no history.
+    let now = changes(&mut c, 0, 0).await;
+    assert!(now.keys.is_empty() && !now.reset);
+    assert_ne!(now.cursor, origin);
+
+    // A third report on a message already blocked announces nothing.
+    report(&mut c, &first, ReportClass::Spam, "z").await;
+    assert!(changes(&mut c, now.cursor, 0).await.keys.is_empty());
+
+    report(&mut a, &second, ReportClass::Phish, "x").await;
+    report(&mut b, &second, ReportClass::Phish, "y").await;
+    let newer = changes(&mut c, now.cursor, 0).await;
+    assert_eq!(key_set(&newer.keys), key_set(&starling_proto::index_keys_of_wire(&second)), "only the newer change");
+    let both = changes(&mut c, origin, 0).await;
+    let mut expected = key_set(&starling_proto::index_keys_of_wire(&first));
+    expected.extend(key_set(&starling_proto::index_keys_of_wire(&second)));
+    assert_eq!(key_set(&both.keys), expected);
+    assert_eq!(both.cursor, newer.cursor);
+    // Resuming from the last cursor: nothing new.
+    let after = changes(&mut c, newer.cursor, 0).await;
+    assert!(after.keys.is_empty() && !after.reset);
+}
+
+#[tokio::test]
+async fn ham_reports_announce_nothing() {
+    let node = TestNode::start().await;
+    let (mut a, mut b) =
+        (node.agent(&node.organisation("a").await).await, node.agent(&node.organisation("b").await).await);
+    let ham = fingerprints(&mut a, "easy-ham-1-00001.eml").await;
+    let cursor = changes(&mut a, 0, 0).await.cursor;
+    report(&mut a, &ham, ReportClass::Ham, "x").await;
+    report(&mut b, &ham, ReportClass::Ham, "y").await;
+    let response = changes(&mut a, cursor, 300).await;
+    assert!(response.keys.is_empty() && !response.reset);
+    assert_eq!(response.cursor, cursor);
+}
+
+#[tokio::test]
+async fn changes_needs_a_credential() {
+    let node = TestNode::start().await;
+    let request = v1::ChangesRequest { cursor: 0, wait_ms: 0 };
+    let missing = NetworkClient::new(node.channel().await).changes(request).await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::Unauthenticated);
+    let unknown = node.agent("starling_nonsense").await.changes(request).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::Unauthenticated);
+    assert!(unknown.message().contains("unknown credential"), "{unknown:?}");
+}
+
+#[tokio::test]
+async fn a_cursor_from_before_a_restart_is_reset() {
+    let mut node = TestNode::start().await;
+    let credential = node.organisation("a").await;
+    let old = changes(&mut node.agent(&credential).await, 0, 0).await.cursor;
+    node.restart().await;
+    let mut agent = node.agent(&credential).await;
+    let started = tokio::time::Instant::now();
+    let response = changes(&mut agent, old, 10_000).await;
+    assert!(response.reset, "{response:?}");
+    assert!(started.elapsed() < Duration::from_secs(1), "a reset is answered at once");
+    assert!(response.keys.is_empty());
+    // The new cursor works.
+    let next = changes(&mut agent, response.cursor, 0).await;
+    assert!(!next.reset && next.cursor == response.cursor);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn changes_answers_at_once_with_wait_zero_and_after_the_wait_otherwise() {
+    let node = TestNode::start().await;
+    let mut agent = node.agent(&node.organisation("a").await).await;
+    let cursor = changes(&mut agent, 0, 0).await.cursor;
+    let started = tokio::time::Instant::now();
+    let response = changes(&mut agent, cursor, 0).await;
+    assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
+    assert!(response.keys.is_empty() && !response.reset);
+
+    let started = tokio::time::Instant::now();
+    let response = changes(&mut agent, cursor, 400).await;
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(390) && waited < Duration::from_secs(2), "{waited:?}");
+    assert_eq!(response.cursor, cursor);
+}
+
+#[tokio::test]
+async fn the_client_helper_long_polls_and_shutdown_ends_a_wait() {
+    let mut node = TestNode::start().await;
+    let credential = node.organisation("a").await;
+    let target = starling_proto::client::Target::new(&node.addr.to_string()).for_changes();
+    assert!(target.timeout > Duration::from_secs(30));
+    let channel = target.connect().await.unwrap();
+    let mut client =
+        starling_proto::client::network(channel, starling_proto::client::Credential::new(&credential).unwrap());
+    let start = starling_proto::client::changes(&mut client, 0, Duration::ZERO).await.unwrap();
+    let cursor = start.cursor;
+    let poll =
+        tokio::spawn(
+            async move { starling_proto::client::changes(&mut client, cursor, Duration::from_secs(30)).await },
+        );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = tokio::time::Instant::now();
+    node.stop().await;
+    assert!(stopping.elapsed() < Duration::from_secs(5), "a waiting call held up the shutdown");
+    let response = tokio::time::timeout(Duration::from_secs(5), poll).await.unwrap().unwrap().unwrap();
+    assert!(response.keys.is_empty() && response.cursor == cursor);
+}

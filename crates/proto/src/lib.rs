@@ -8,6 +8,9 @@
 //!   the wire goes through [`Submitted::from_wire`], which enforces the bounds
 //!   below and says precisely what was wrong; the network never handles an
 //!   unchecked set.
+//! - [`IndexKey`] and [`index_keys`]: the keys under which the network finds
+//!   a fingerprint set, in the byte form that `Changes` announces; an agent
+//!   computes the same bytes from the sets it stored ([`index_keys_of_wire`]).
 //! - Authentication metadata ([`AUTHORIZATION`], [`bearer`]) and the protocol
 //!   version.
 //!
@@ -28,7 +31,7 @@
 
 use std::fmt;
 
-use starling_fingerprint::{ALGORITHM_VERSION, Digest, Fingerprints, MinHash, SLOTS, limits};
+use starling_fingerprint::{ALGORITHM_VERSION, BANDS, Digest, Fingerprints, MinHash, SLOTS, limits};
 
 /// Generated gRPC code for `starling.network.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -55,6 +58,13 @@ pub fn parse_bearer(value: &str) -> Option<&str> {
 
 /// Longest reporter pseudonym accepted, in bytes.
 pub const MAX_REPORTER_BYTES: usize = 128;
+
+/// The longest a node holds a `Changes` call (`wait_ms` above is capped).
+pub const MAX_CHANGES_WAIT_MS: u32 = 30_000;
+
+/// The most keys one `ChangesResponse` carries; the rest come with the next
+/// call.
+pub const MAX_CHANGES_KEYS: usize = 10_000;
 
 /// A fingerprint set as sent, validated: the right sizes, within bounds.
 #[derive(Clone, Debug, PartialEq)]
@@ -138,6 +148,75 @@ impl From<&Fingerprints> for Submitted {
 /// The wire form of a message's fingerprints.
 pub fn to_wire(fingerprints: &Fingerprints) -> v1::FingerprintSet {
     Submitted::from(fingerprints).to_wire()
+}
+
+/// A key of the network's index: which stored messages have this
+/// fingerprint. `Changes` announces keys in their [`IndexKey::to_bytes`] form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IndexKey {
+    /// A text digest.
+    Text(Digest),
+    /// Band `band` of a min-hash signature has this key.
+    Band(u8, u64),
+    /// An attachment digest.
+    Attachment(Digest),
+}
+
+impl IndexKey {
+    /// The stored and announced form: a kind byte and the value — `b't'` and
+    /// the 16-byte text digest, `b'b'`, the band and the 8-byte big-endian
+    /// band key, or `b'a'` and the 16-byte attachment digest.
+    pub fn to_bytes(self) -> Vec<u8> {
+        match self {
+            IndexKey::Text(d) => [&[b't'][..], &d.0].concat(),
+            IndexKey::Band(band, key) => [&[b'b', band][..], &key.to_be_bytes()].concat(),
+            IndexKey::Attachment(d) => [&[b'a'][..], &d.0].concat(),
+        }
+    }
+
+    /// The key of a [`IndexKey::to_bytes`] form; `None` for anything else.
+    pub fn from_bytes(bytes: &[u8]) -> Option<IndexKey> {
+        match bytes {
+            [b't', rest @ ..] => Some(IndexKey::Text(Digest(rest.try_into().ok()?))),
+            [b'a', rest @ ..] => Some(IndexKey::Attachment(Digest(rest.try_into().ok()?))),
+            [b'b', band, rest @ ..] => Some(IndexKey::Band(*band, u64::from_be_bytes(rest.try_into().ok()?))),
+            _ => None,
+        }
+    }
+
+    /// A 64-bit hash for the node's in-memory filter.
+    pub fn filter_hash(self) -> u64 {
+        match self {
+            IndexKey::Text(d) => u64::from_le_bytes(d.0[..8].try_into().expect("8 bytes")),
+            IndexKey::Band(band, key) => key ^ (u64::from(band) << 56).rotate_left(7),
+            IndexKey::Attachment(d) => u64::from_le_bytes(d.0[8..].try_into().expect("8 bytes")).rotate_left(17),
+        }
+    }
+}
+
+/// The index keys of a fingerprint set: its text digest, the band keys of its
+/// signature and its attachment digests. URL and domain digests are not
+/// indexed: they never decide a match.
+pub fn index_keys(set: &Submitted) -> Vec<IndexKey> {
+    let mut keys = Vec::with_capacity(1 + BANDS + set.attachments.len());
+    keys.extend(set.text.map(IndexKey::Text));
+    if let Some(fuzzy) = &set.fuzzy {
+        keys.extend(fuzzy.band_keys().into_iter().enumerate().map(|(band, key)| IndexKey::Band(band as u8, key)));
+    }
+    keys.extend(set.attachments.iter().copied().map(IndexKey::Attachment));
+    keys
+}
+
+/// The index keys of a wire set, in the byte form `Changes` announces, so an
+/// agent can match announced keys against the sets it stored. The set is
+/// validated with [`Submitted::from_wire`]; a set that does not pass (another
+/// algorithm version, wrong sizes) has no keys: the network could not have
+/// announced it either.
+pub fn index_keys_of_wire(set: &v1::FingerprintSet) -> Vec<Vec<u8>> {
+    match Submitted::from_wire(set) {
+        Ok(set) => index_keys(&set).into_iter().map(IndexKey::to_bytes).collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 fn digest(field: &'static str, bytes: &[u8]) -> Result<Digest, WireError> {
@@ -235,6 +314,28 @@ mod tests {
     }
 
     #[test]
+    fn index_keys_round_trip_through_their_bytes() {
+        let mut w = wire();
+        w.slots = (0..64).collect();
+        w.shingles = 70;
+        w.attachments = vec![vec![3; 16]];
+        w.urls = vec![vec![2; 16]];
+        let keys = index_keys(&Submitted::from_wire(&w).unwrap());
+        assert_eq!(keys.len(), 1 + BANDS + 1, "text, bands, attachment; no URL");
+        let bytes = index_keys_of_wire(&w);
+        assert_eq!(bytes[0], [&[b't'][..], &[1; 16]].concat());
+        assert_eq!(bytes[1].len(), 10);
+        assert_eq!(bytes.last().unwrap(), &[&[b'a'][..], &[3; 16]].concat());
+        for (key, bytes) in keys.iter().zip(&bytes) {
+            assert_eq!(IndexKey::from_bytes(bytes), Some(*key));
+        }
+        assert_eq!(IndexKey::from_bytes(b"t123"), None);
+        assert_eq!(IndexKey::from_bytes(b""), None);
+        w.version = 99;
+        assert!(index_keys_of_wire(&w).is_empty(), "an invalid set has no keys");
+    }
+
+    #[test]
     fn bearer_tokens() {
         assert_eq!(parse_bearer(&bearer("abc")), Some("abc"));
         assert_eq!(parse_bearer("Basic abc"), None);
@@ -297,6 +398,16 @@ pub mod client {
             Target { url, ca_pem: None, timeout: Duration::from_secs(10) }
         }
 
+        /// The same node, with a per-call timeout long enough for a
+        /// [`changes`] long-poll of up to [`crate::MAX_CHANGES_WAIT_MS`]
+        /// (the channel's timeout also bounds every call made on it, so a
+        /// long-poll needs a channel of its own, or a wait shorter than
+        /// [`Target::timeout`] less [`CHANGES_MARGIN`]).
+        pub fn for_changes(&self) -> Target {
+            let longest = Duration::from_millis(u64::from(crate::MAX_CHANGES_WAIT_MS)) + CHANGES_MARGIN;
+            Target { timeout: self.timeout.max(longest), ..self.clone() }
+        }
+
         /// Connects.
         pub async fn connect(&self) -> Result<Channel, tonic::transport::Error> {
             self.endpoint()?.connect().await
@@ -330,6 +441,30 @@ pub mod client {
     /// An agent's client.
     pub fn network(channel: Channel, credential: Credential) -> NetworkClient<Authorised> {
         NetworkClient::with_interceptor(channel, credential).max_decoding_message_size(64 << 20)
+    }
+
+    /// How much longer than its wait a [`changes`] call may take before the
+    /// client gives up on it (the node answers at the end of the wait).
+    pub const CHANGES_MARGIN: Duration = Duration::from_secs(5);
+
+    /// One `Changes` long-poll: the keys of fingerprint sets that became spam
+    /// or phishing since `cursor` (0 = from now on), waiting up to `wait`
+    /// (capped by the node at [`crate::MAX_CHANGES_WAIT_MS`]) when there are
+    /// none yet. Pass the response's `cursor` to the next call; on `reset`
+    /// changes may have been missed (the node restarted, or the caller fell
+    /// behind what it keeps) and the caller should rescan.
+    ///
+    /// The call's deadline is `wait` plus [`CHANGES_MARGIN`]; the channel's
+    /// own timeout applies too (see [`Target::for_changes`]).
+    pub async fn changes(
+        client: &mut NetworkClient<Authorised>,
+        cursor: u64,
+        wait: Duration,
+    ) -> Result<crate::v1::ChangesResponse, tonic::Status> {
+        let wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX).min(crate::MAX_CHANGES_WAIT_MS);
+        let mut request = tonic::Request::new(crate::v1::ChangesRequest { cursor, wait_ms });
+        request.set_timeout(Duration::from_millis(u64::from(wait_ms)) + CHANGES_MARGIN);
+        client.changes(request).await.map(tonic::Response::into_inner)
     }
 
     /// An operator's client.
