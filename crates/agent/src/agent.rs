@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AgentConfig, MailStoreKind, SharedMailbox};
 use crate::events::{self, Events};
 use crate::feedback::Feedback;
+use crate::learning::Learner;
 use crate::network::{self, Health, Network};
 use crate::pipeline::{self, MailboxContext, Pipeline, Whitelists};
 use crate::policy::{ActionKind, MailboxPolicy};
@@ -61,6 +62,18 @@ pub enum Work {
     },
     /// Check queued messages again: (folder, locator).
     Recheck(Vec<(String, String)>),
+    /// Look again at messages delivered and left (their campaign became
+    /// known, or the model became sure): (folder, locator).
+    Retro(Vec<(String, String)>),
+    /// Find out whether these remembered messages are still where they
+    /// were delivered (and read, when `read` is set), and let the model
+    /// learn the ones that are as ham.
+    Settle {
+        /// The remembered rows.
+        rows: Vec<crate::recent::Located>,
+        /// Only read messages count.
+        read: bool,
+    },
     /// Stop.
     Stop,
 }
@@ -177,6 +190,12 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
     let network = Network::start(settings, events.clone(), state.clone()).await?;
     let pipeline = Arc::new(Pipeline::new(&config, network.clone(), events.clone(), marker.clone()));
     let feedback = Feedback::new(state.clone(), events.clone(), config.feedback.enabled);
+    let learner = Arc::new(Learner::open(&config.model, &config.state_dir, state.clone(), events.clone()).await?);
+    pipeline.set_learner(learner.clone());
+    let recent = Arc::new(crate::retro::Index::new(&config));
+    recent.add(&state.call(|c| crate::recent::all_keys(c)).await?);
+    let (retro_keys, retro_receiver) = mpsc::unbounded_channel();
+    feedback.on_reported(retro_keys.clone());
     let processor = Arc::new(Processor {
         pipeline: pipeline.clone(),
         state: state.clone(),
@@ -184,7 +203,9 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
         recheck_queue_max: config.network.recheck_queue_max,
         feedback: feedback.clone(),
         live: live.clone(),
+        recent: recent.clone(),
     });
+    live.set_learning(learner.clone(), recent, config.policy.model);
     live.set_network(network.clone());
     live.set_mail_store(match config.mail_store {
         MailStoreKind::Maildir => format!("Maildir {}", config.maildir.root.display()),
@@ -238,9 +259,21 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
         fs_events,
         schedule,
         stop: supervisor_stop,
+        learner,
+        model_version: u64::MAX,
+        model_pass_after: tokio::time::Instant::now(),
     };
-    let result = supervisor.run(fs_receiver, &stop).await;
+    if supervisor.config.retro.enabled && supervisor.config.retro.network_changes {
+        tokio::spawn(crate::network::follow_changes(
+            supervisor.network.clone(),
+            retro_keys,
+            supervisor.events.clone(),
+            supervisor.stop.clone(),
+        ));
+    }
+    let result = supervisor.run(fs_receiver, retro_receiver, &stop).await;
     supervisor.shutdown().await;
+    supervisor.learner.snapshot().await;
     events.emit(events::AGENT_STOPPED, None, "");
     // Let the state thread store the last events.
     let _ = supervisor.state.call(|_| Ok(())).await;
@@ -303,10 +336,19 @@ struct Supervisor {
     /// The daily rescan, when on.
     schedule: Option<crate::schedule::Daily>,
     stop: CancellationToken,
+    /// The organisation's model.
+    learner: Arc<Learner>,
+    /// The model's version the last retro pass looked with.
+    model_version: u64,
+    /// The next model retro pass not before (its cost bounds its rate).
+    model_pass_after: tokio::time::Instant,
 }
 
 /// How long filed messages are remembered (to recognise rescues).
 const FILED_KEEP_DAYS: i64 = 90;
+
+/// How often the retro and model passes look for work.
+const RETRO_TICK: Duration = Duration::from_secs(2);
 
 /// How often old rows are forgotten.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
@@ -341,6 +383,7 @@ impl Supervisor {
     async fn run(
         &mut self,
         mut fs_receiver: mpsc::Receiver<notify::Result<notify::Event>>,
+        mut retro_keys: mpsc::UnboundedReceiver<Vec<u64>>,
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
         if self.config.mail_store == MailStoreKind::Maildir {
@@ -361,6 +404,9 @@ impl Supervisor {
         let mut housekeeping_due = tokio::time::interval(HOUSEKEEPING_EVERY);
         housekeeping_due.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut housekeeper: Option<tokio::task::JoinHandle<()>> = None;
+        let mut retro_tick = tokio::time::interval(RETRO_TICK);
+        retro_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = 0u64;
         loop {
             let rescan_sleep = async {
                 match rescan_due {
@@ -412,7 +458,157 @@ impl Supervisor {
                     rescan_due = self.next_rescan();
                 }
                 Some(event) = fs_receiver.recv() => self.route(event).await,
+                Some(keys) = retro_keys.recv() => {
+                    let mut keys = keys;
+                    while let Ok(more) = retro_keys.try_recv() {
+                        keys.extend(more);
+                    }
+                    self.retro_keys(keys).await;
+                }
+                _ = retro_tick.tick() => {
+                    ticks += 1;
+                    self.model_requests().await;
+                    self.model_pass().await;
+                    if ticks.is_multiple_of(5) {
+                        self.settle_pass().await;
+                    }
+                    if ticks.is_multiple_of(30) {
+                        self.learner.snapshot().await;
+                    }
+                    if ticks % 300 == 1 {
+                        self.forget_old_deliveries().await;
+                    }
+                }
             }
+        }
+    }
+
+    /// Delivered copies of what became spam (keys of a report here, or of
+    /// the network's changes) are looked at again by their mailbox tasks.
+    async fn retro_keys(&mut self, keys: Vec<u64>) {
+        if !self.config.retro.enabled {
+            return;
+        }
+        let ids = self.processor.recent.candidates(&keys);
+        if ids.is_empty() {
+            return;
+        }
+        match self.state.call(move |c| crate::recent::locate(c, &ids)).await {
+            Ok(rows) => self.dispatch_retro(rows),
+            Err(e) => self.events.emit(events::STATE_ERROR, None, e.to_string()),
+        }
+    }
+
+    fn dispatch_retro(&self, rows: Vec<crate::recent::Located>) {
+        for (mailbox, rows) in crate::retro::by_mailbox(rows) {
+            let Some(running) = self.running.get(&mailbox) else { continue };
+            let locators = rows.into_iter().map(|r| (r.folder, r.locator)).collect();
+            // A full queue drops the look; the daily rescan still comes.
+            let _ = running.work.try_send(Work::Retro(locators));
+        }
+    }
+
+    /// When the model learnt something, the mail it is now sure of is
+    /// looked at again (at most one pass per ten times its cost).
+    async fn model_pass(&mut self) {
+        let version = self.learner.version();
+        let now = tokio::time::Instant::now();
+        if !self.config.retro.enabled
+            || self.config.policy.model != crate::config::ModelMode::File
+            || version == self.model_version
+            || now < self.model_pass_after
+            || !self.learner.status().ready
+        {
+            return;
+        }
+        self.model_version = version;
+        let started = std::time::Instant::now();
+        let mut after = 0;
+        let mut sure = Vec::new();
+        loop {
+            let page = match self.state.call(move |c| crate::recent::with_features(c, after, 2000)).await {
+                Ok(page) => page,
+                Err(e) => {
+                    self.events.emit(events::STATE_ERROR, None, e.to_string());
+                    return;
+                }
+            };
+            let Some(last) = page.last().map(|(row, _)| row.id) else { break };
+            after = last;
+            let learner = self.learner.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                page.into_iter()
+                    .filter(|(_, bytes)| {
+                        starling_model::Features::from_bytes(bytes).is_some_and(|f| learner.opinion(&f).sure())
+                    })
+                    .map(|(row, _)| row)
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            sure.extend(found);
+        }
+        self.model_pass_after = now + (started.elapsed() * 10).max(Duration::from_secs(2));
+        if !sure.is_empty() {
+            tracing::debug!(messages = sure.len(), "the model is sure of delivered mail");
+            self.dispatch_retro(sure);
+        }
+    }
+
+    /// Mail left in place long enough by users who report spam is asked
+    /// about (still there? read?) and learnt as ham.
+    async fn settle_pass(&mut self) {
+        if self.config.policy.model == crate::config::ModelMode::Off {
+            return;
+        }
+        let before = jiff::Timestamp::now().as_second() - i64::from(self.config.model.ham_after_minutes) * 60;
+        let rows = self
+            .state
+            .call(move |c| {
+                let rows = crate::recent::unsettled(c, before, 2000)?;
+                let reporting = crate::retro::reporting_mailboxes(c)?;
+                // Asked once: a task that cannot answer now does not hold
+                // the others up.
+                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                crate::recent::set_status(c, &ids, crate::recent::SETTLED)?;
+                Ok(rows.into_iter().filter(|r| reporting.contains(&r.mailbox)).collect::<Vec<_>>())
+            })
+            .await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => return self.events.emit(events::STATE_ERROR, None, e.to_string()),
+        };
+        let read = self.config.model.ham_requires_read;
+        for (mailbox, rows) in crate::retro::by_mailbox(rows) {
+            if let Some(running) = self.running.get(&mailbox) {
+                let _ = running.work.try_send(Work::Settle { rows, read });
+            }
+        }
+    }
+
+    /// Runs `starling model retrain` requests.
+    async fn model_requests(&mut self) {
+        let Ok(pending) = self.state.call(|c| crate::learning::pending_requests(c)).await else { return };
+        for id in pending {
+            let detail = match self.learner.rebuild().await {
+                Ok(()) => {
+                    let status = self.learner.status();
+                    format!("rebuilt from {} spam and {} ham examples", status.spam, status.ham)
+                }
+                Err(e) => format!("failed: {e}"),
+            };
+            self.events.emit(events::MODEL_REBUILT, None, format!("Asked for: {detail}."));
+            self.state.send(move |c| crate::learning::request_done(c, id, &detail));
+        }
+    }
+
+    /// Forgets deliveries older than `rescan.max_age_hours`, and beyond
+    /// `retro.max_messages`.
+    async fn forget_old_deliveries(&mut self) {
+        let before = jiff::Timestamp::now().as_second() - i64::from(self.config.rescan.max_age_hours) * 3600;
+        let keep = self.config.retro.max_messages;
+        if let Ok(lowest) = self.state.call(move |c| crate::recent::expire(c, before, keep)).await {
+            self.processor.recent.forget_below(lowest);
         }
     }
 
@@ -536,6 +732,7 @@ impl Supervisor {
             .collect();
         self.pipeline.set_rules(&config);
         self.processor.feedback.set_enabled(config.feedback.enabled);
+        self.processor.recent.set_enabled(config.retro.enabled);
         self.schedule = schedule;
         self.config = config;
         self.events.emit(events::SETTINGS_CHANGED, None, changed.join(", "));
@@ -1072,6 +1269,12 @@ impl MaildirWorker {
                         locators.into_iter().filter(|(f, _)| *f == self.folder).map(|(_, l)| l).collect();
                     self.handle(&dir, names, Pass::Recheck).await;
                 }
+                Work::Retro(locators) => {
+                    let names: Vec<String> =
+                        locators.into_iter().filter(|(f, _)| *f == self.folder).map(|(_, l)| l).collect();
+                    self.handle(&dir, names, Pass::Retro).await;
+                }
+                Work::Settle { rows, read } => self.settle(&dir, rows, read).await,
             }
         }
     }
@@ -1238,6 +1441,30 @@ impl MaildirWorker {
             acted += self.processor.process(&mut folder, &self.context, &self.folder, chunk.to_vec(), pass).await.acted;
         }
         (newest, acted as u64)
+    }
+
+    /// Which remembered messages are still in this folder (and read):
+    /// those are learnt as ham, the others forgotten.
+    async fn settle(&self, dir: &Path, rows: Vec<crate::recent::Located>, read: bool) {
+        let dir = dir.to_owned();
+        let folder = self.folder.clone();
+        let sorted = tokio::task::spawn_blocking(move || {
+            let (mut learn, mut keep, mut gone) = (Vec::new(), Vec::new(), Vec::new());
+            for row in rows.into_iter().filter(|row| row.folder == folder) {
+                match maildir::locate(&dir, &row.locator) {
+                    None => gone.push(row),
+                    Some(path) => {
+                        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                        if !read || crate::retro::maildir_seen(name) { learn.push(row) } else { keep.push(row) }
+                    }
+                }
+            }
+            (learn, keep, gone)
+        })
+        .await;
+        if let Ok((learn, keep, gone)) = sorted {
+            self.processor.settle(&self.context.name, learn, keep, gone).await;
+        }
     }
 
     fn save_cursor(&self, position: i64) {

@@ -46,6 +46,10 @@ pub struct AgentConfig {
     pub console: ConsoleConfig,
     /// Statistics reports and the "time and money saved" estimate.
     pub reports: ReportsConfig,
+    /// The local model that learns from the organisation's own users.
+    pub model: LearningConfig,
+    /// Filing copies already delivered when their campaign becomes known.
+    pub retro: RetroConfig,
 }
 
 impl Default for AgentConfig {
@@ -66,6 +70,8 @@ impl Default for AgentConfig {
             shared: Vec::new(),
             console: ConsoleConfig::default(),
             reports: ReportsConfig::default(),
+            model: LearningConfig::default(),
+            retro: RetroConfig::default(),
         }
     }
 }
@@ -299,6 +305,95 @@ pub struct PolicyConfig {
     pub mark_read: bool,
     /// Verdicts below this confidence are treated as clean.
     pub min_confidence: f32,
+    /// What the local model may do: `off`, `suggest` (score and log, never
+    /// file) or `file` (file what it is sure of, once it has learnt enough).
+    pub model: ModelMode,
+}
+
+/// What the local model may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelMode {
+    /// Not used (nor trained).
+    Off,
+    /// Trained and asked; its opinion is logged and shown, never acted on.
+    Suggest,
+    /// Files spam above its calibrated threshold once it is ready.
+    File,
+}
+
+impl ModelMode {
+    /// The configured name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelMode::Off => "off",
+            ModelMode::Suggest => "suggest",
+            ModelMode::File => "file",
+        }
+    }
+}
+
+/// The local model (`[model]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LearningConfig {
+    /// A message left in the inbox this long (and read, see
+    /// `ham_requires_read`) by a user who reports spam is learnt as ham.
+    pub ham_after_minutes: u32,
+    /// Only mail the server says was read counts as implicit ham (IMAP
+    /// `\Seen`, Maildir flag `S`).
+    pub ham_requires_read: bool,
+    /// Examples of spam the model needs before it may file.
+    pub min_spam: u32,
+    /// Examples of ham the model needs before it may file.
+    pub min_ham: u32,
+    /// The model never files below this probability, whatever its
+    /// calibration says.
+    pub threshold_floor: f64,
+    /// The estimated share of ham the model may file (its calibration
+    /// target).
+    pub target_false_positive_rate: f64,
+    /// Examples one mailbox may hold per class; beyond, its oldest are
+    /// forgotten (bounds what one user, mistaken or hostile, can teach).
+    pub max_examples_per_mailbox: u32,
+    /// The model's table: 2^bits counters of each class (memory is fixed:
+    /// 4 × 2^bits bytes).
+    pub table_bits: u8,
+}
+
+impl Default for LearningConfig {
+    fn default() -> LearningConfig {
+        LearningConfig {
+            ham_after_minutes: 24 * 60,
+            ham_requires_read: true,
+            min_spam: 20,
+            min_ham: 50,
+            threshold_floor: 0.98,
+            target_false_positive_rate: 0.001,
+            max_examples_per_mailbox: 1000,
+            table_bits: 22,
+        }
+    }
+}
+
+/// Retro-filing (`[retro]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetroConfig {
+    /// File mail already delivered (within `rescan.max_age_hours`) as soon
+    /// as its campaign becomes known or the model becomes sure of it.
+    pub enabled: bool,
+    /// Recent deliveries remembered (fingerprint keys and model features,
+    /// no content); the oldest are forgotten first.
+    pub max_messages: u32,
+    /// Ask the network for campaigns that became known (a long poll).
+    pub network_changes: bool,
+}
+
+impl Default for RetroConfig {
+    fn default() -> RetroConfig {
+        RetroConfig { enabled: true, max_messages: 200_000, network_changes: true }
+    }
 }
 
 impl Default for PolicyConfig {
@@ -313,6 +408,7 @@ impl Default for PolicyConfig {
             tag_prefix: "[SPAM]".into(),
             mark_read: false,
             min_confidence: 0.0,
+            model: ModelMode::File,
         }
     }
 }
@@ -613,6 +709,26 @@ impl AgentConfig {
         }
         if self.console.session_hours == 0 || self.console.session_hours > 24 * 30 {
             problems.push(format!("console.session_hours: must be 1..=720, got {}", self.console.session_hours));
+        }
+        let m = &self.model;
+        if !(0.5..1.0).contains(&m.threshold_floor) {
+            problems
+                .push(format!("model.threshold_floor: must be at least 0.5 and below 1, got {}", m.threshold_floor));
+        }
+        if !(m.target_false_positive_rate > 0.0 && m.target_false_positive_rate < 0.1) {
+            problems.push(format!(
+                "model.target_false_positive_rate: must be above 0 and below 0.1, got {}",
+                m.target_false_positive_rate
+            ));
+        }
+        if !(16..=26).contains(&m.table_bits) {
+            problems.push(format!("model.table_bits: must be 16..=26, got {}", m.table_bits));
+        }
+        if m.ham_after_minutes == 0 {
+            problems.push("model.ham_after_minutes: must be at least 1".into());
+        }
+        if self.retro.max_messages == 0 {
+            problems.push("retro.max_messages: must be at least 1".into());
         }
         if self.rescan.max_age_hours == 0 || self.rescan.max_age_hours > 24 * 30 {
             problems.push(format!("rescan.max_age_hours: must be 1..=720, got {}", self.rescan.max_age_hours));

@@ -253,6 +253,22 @@ catalogue! {
         cause: "The network is unreachable, refuses the credential, or the state database failed."
         remedy: "See the reason; nothing is lost: the reports wait in the state database and are sent when the network answers.";
 
+    RETRO_FILED = 720 "filed_after_delivery" Info
+        text: "Messages already delivered were filed: their campaign became known, or the local model became sure of them."
+        cause: "A user here or elsewhere on the network reported a copy, or the model learnt enough from this organisation's users (the detail says which, with the model's probability and strongest feature ids)."
+        remedy: "Nothing to do. A user who disagrees moves the message back, which is reported and never filed again.";
+    RETRO_RESET = 721 "network_changes_missed" Notice
+        text: "Some campaigns that became known on the network may have been missed for retro-filing."
+        cause: "The network node restarted, or the agent was away longer than the node remembers changes."
+        remedy: "Nothing to do: the daily rescan looks at the mail delivered meanwhile.";
+    MODEL_REBUILT = 730 "model_rebuilt" Notice
+        text: "The local model was rebuilt from its stored examples."
+        cause: "Its snapshot was missing, unreadable or from another version, or `starling model retrain` asked for it."
+        remedy: "Nothing to do; if it happens at every start, check the state directory's disk.";
+    MODEL_NOT_SAVED = 731 "model_not_saved" Warning
+        text: "The local model's snapshot could not be written."
+        cause: "The state directory is full or not writable."
+        remedy: "Free space in the state directory; nothing learnt is lost (the examples are in the state database).";
     RESCAN_STARTED = 710 "rescan_started" Info
         text: "A rescan of a mailbox started."
         cause: "The daily rescan ([rescan] time), or one asked for with `starling rescan`."

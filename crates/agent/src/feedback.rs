@@ -184,12 +184,26 @@ pub struct Feedback {
     events: Events,
     global: Arc<AtomicBool>,
     wake: Arc<Notify>,
+    /// Told the fingerprint keys of every spam report the network
+    /// acknowledged (retro-filing looks for delivered copies).
+    reported: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<Vec<u64>>>>>,
 }
 
 impl Feedback {
     /// Feedback recorded in `state`; `global` is the configuration's switch.
     pub fn new(state: State, events: Events, global: bool) -> Feedback {
-        Feedback { state, events, global: Arc::new(AtomicBool::new(global)), wake: Arc::new(Notify::new()) }
+        Feedback {
+            state,
+            events,
+            global: Arc::new(AtomicBool::new(global)),
+            wake: Arc::new(Notify::new()),
+            reported: Arc::default(),
+        }
+    }
+
+    /// Where the keys of acknowledged spam reports go.
+    pub fn on_reported(&self, sender: tokio::sync::mpsc::UnboundedSender<Vec<u64>>) {
+        *self.reported.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender);
     }
 
     /// Whether feedback is on at all.
@@ -330,11 +344,22 @@ impl Sender {
             self.network.revoke(revocations).await.map_err(|e| e.to_string())?;
         }
         if !reports.is_empty() {
+            let spam_keys: Vec<u64> = reports
+                .iter()
+                .filter(|r| r.class == v1::ReportClass::Spam as i32)
+                .filter_map(|r| r.fingerprints.as_ref())
+                .flat_map(crate::recent::keys_of)
+                .collect();
             let outcomes = self.network.report(reports).await.map_err(|e| e.to_string())?;
             for outcome in outcomes.iter().filter(|o| !o.recorded) {
                 tracing::warn!("the network did not record a report: {}", outcome.reason);
             }
             tracing::info!(reports = outcomes.len(), "reports sent");
+            if !spam_keys.is_empty()
+                && let Some(sender) = &*self.feedback.reported.lock().unwrap_or_else(|e| e.into_inner())
+            {
+                let _ = sender.send(spam_keys);
+            }
         }
         let more = rows.len() == SEND_BATCH as usize;
         self.feedback.state.call(move |c| state::feedback_sent(c, &done)).await.map_err(|e| e.to_string())?;

@@ -581,7 +581,9 @@ impl Connected {
             match self.wait(watcher, stop).await? {
                 Wake::Mail => {}
                 Wake::Work(Work::Stop) | Wake::Stopped => return Err(SessionError::Closed),
-                Wake::Work(Work::Recheck(locators)) => self.recheck(watcher, locators).await?,
+                Wake::Work(Work::Recheck(locators)) => self.recheck(watcher, locators, Pass::Recheck).await?,
+                Wake::Work(Work::Retro(locators)) => self.recheck(watcher, locators, Pass::Retro).await?,
+                Wake::Work(Work::Settle { rows, read }) => self.settle(watcher, rows, read).await?,
                 Wake::Work(Work::Rescan { id, since }) => self.rescan(watcher, id, since).await?,
                 Wake::Work(Work::Arrived(_) | Work::Written(_) | Work::Scan | Work::CatchUp(_) | Work::Moved(..)) => {}
             }
@@ -1250,8 +1252,13 @@ impl Connected {
         Ok(items)
     }
 
-    /// Handles queued messages again.
-    async fn recheck(&mut self, watcher: &Watcher, locators: Vec<(String, String)>) -> Result<(), SessionError> {
+    /// Handles queued (or remembered) messages again.
+    async fn recheck(
+        &mut self,
+        watcher: &Watcher,
+        locators: Vec<(String, String)>,
+        pass: Pass,
+    ) -> Result<(), SessionError> {
         let mut uids = Vec::new();
         let mut stale = Vec::new();
         for (folder, locator) in locators {
@@ -1263,6 +1270,13 @@ impl Connected {
                 _ => stale.push(locator),
             }
         }
+        if pass == Pass::Retro {
+            // Missing messages were moved or deleted meanwhile: nothing
+            // to look at.
+            uids.sort_unstable();
+            uids.dedup();
+            return self.handle(watcher, uids, Pass::Retro).await.map(|_| ());
+        }
         if !stale.is_empty() {
             let (mailbox, folder) = (self.mailbox.clone(), self.selected.clone());
             self.state.send(move |c| state::recheck_done(c, &mailbox, &folder, &stale));
@@ -1270,6 +1284,53 @@ impl Connected {
         uids.sort_unstable();
         uids.dedup();
         self.handle(watcher, uids, Pass::Recheck).await.map(|_| ())
+    }
+
+    /// Which remembered messages are still in the selected folder (and
+    /// read): those are learnt as ham, the others forgotten.
+    async fn settle(
+        &mut self,
+        watcher: &Watcher,
+        rows: Vec<crate::recent::Located>,
+        read: bool,
+    ) -> Result<(), SessionError> {
+        let mut asked: HashMap<u32, crate::recent::Located> = HashMap::new();
+        let mut gone = Vec::new();
+        for row in rows.into_iter().filter(|row| row.folder == self.selected) {
+            match parse_locator(&row.locator) {
+                Some((validity, uid)) if validity == self.validity => {
+                    asked.insert(uid, row);
+                }
+                _ => gone.push(row),
+            }
+        }
+        let mut uids: Vec<u32> = asked.keys().copied().collect();
+        uids.sort_unstable();
+        let (mut learn, mut keep) = (Vec::new(), Vec::new());
+        let timeout = self.timeout;
+        for chunk in uids.chunks(1000) {
+            let session = self.session()?;
+            let fetch = async {
+                let fetches: Vec<Fetch> = session.uid_fetch(uid_set(chunk), "(UID FLAGS)").await?.try_collect().await?;
+                Ok::<_, async_imap::error::Error>(fetches)
+            };
+            let fetches =
+                tokio::time::timeout(timeout, fetch).await.map_err(|_| SessionError::Timeout)?.map_err(lost)?;
+            for f in &fetches {
+                let Some(row) = f.uid.and_then(|uid| asked.remove(&uid)) else { continue };
+                let seen = f.flags().any(|flag| matches!(flag, async_imap::types::Flag::Seen));
+                let deleted = f.flags().any(|flag| matches!(flag, async_imap::types::Flag::Deleted));
+                match (deleted, seen || !read) {
+                    (true, _) => gone.push(row),
+                    (false, true) => learn.push(row),
+                    (false, false) => keep.push(row),
+                }
+            }
+        }
+        // What the server did not return is no longer there.
+        gone.extend(asked.into_values());
+        watcher.processor.settle(&self.mailbox, learn, keep, gone).await;
+        Ok(())
     }
 
     /// Waits in IDLE (or polls) for new mail or a command.

@@ -7,6 +7,7 @@
 //! database's hourly counters.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -36,6 +37,7 @@ pub struct Live {
     mail_store: Mutex<String>,
     connections: Mutex<BTreeMap<String, Connection>>,
     network: OnceLock<Network>,
+    learning: OnceLock<(Arc<crate::learning::Learner>, Arc<crate::retro::Index>, &'static str)>,
 }
 
 impl Default for Live {
@@ -49,8 +51,25 @@ impl Default for Live {
             mail_store: Mutex::new(String::new()),
             connections: Mutex::new(BTreeMap::new()),
             network: OnceLock::new(),
+            learning: OnceLock::new(),
         }
     }
+}
+
+/// The local model and retro-filing as the dashboard shows them.
+#[derive(Clone, Debug, Serialize)]
+pub struct LearningView {
+    /// `policy.model` at start: `off`, `suggest` or `file`.
+    pub mode: &'static str,
+    /// The model's figures.
+    #[serde(flatten)]
+    pub model: crate::learning::Status,
+    /// Messages filed after delivery (retro-filing) since the start.
+    pub filed_after_delivery: u64,
+    /// Messages the model filed (at delivery or after) since the start.
+    pub filed_by_model: u64,
+    /// Fingerprint keys of recent deliveries held for retro-filing.
+    pub remembered_keys: u64,
 }
 
 /// The network as the dashboard shows it.
@@ -92,6 +111,8 @@ pub struct Snapshot {
     pub connections: BTreeMap<String, Connection>,
     /// The network.
     pub network: Option<NetworkView>,
+    /// The local model and retro-filing.
+    pub learning: Option<LearningView>,
 }
 
 impl Live {
@@ -134,6 +155,16 @@ impl Live {
         let _ = self.network.set(network);
     }
 
+    /// Attaches the model and the retro-filing index (once).
+    pub fn set_learning(
+        &self,
+        learner: Arc<crate::learning::Learner>,
+        index: Arc<crate::retro::Index>,
+        mode: crate::config::ModelMode,
+    ) {
+        let _ = self.learning.set((learner, index, mode.as_str()));
+    }
+
     /// The state now.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
@@ -145,6 +176,13 @@ impl Live {
             mail_store: self.mail_store.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             connections: self.connections.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             network: self.network.get().map(network_view),
+            learning: self.learning.get().map(|(learner, index, mode)| LearningView {
+                mode,
+                model: learner.status(),
+                filed_after_delivery: index.filed(),
+                filed_by_model: index.filed_by_model(),
+                remembered_keys: index.keys() as u64,
+            }),
         }
     }
 }

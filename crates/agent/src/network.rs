@@ -16,6 +16,7 @@ use starling_fingerprint::Key;
 use starling_proto::client::{self, Credential, Target};
 use starling_proto::v1;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 use crate::events::{self, Events};
@@ -100,6 +101,9 @@ pub struct Network {
     health: watch::Receiver<Health>,
     key: watch::Receiver<Option<Key>>,
     shared: Arc<Shared>,
+    /// A channel of its own for the `Changes` long poll (its calls outlast
+    /// the checks' timeout).
+    changes: v1::network_client::NetworkClient<client::Authorised>,
 }
 
 impl std::fmt::Debug for Network {
@@ -131,6 +135,7 @@ impl Network {
     pub async fn start(settings: Settings, events: Events, state: State) -> anyhow::Result<Network> {
         let credential = Credential::new(&settings.credential).map_err(anyhow::Error::msg)?;
         let channel = settings.target.connect_lazy()?;
+        let changes = client::network(settings.target.for_changes().connect_lazy()?, credential.clone());
         let cached = state.call(|c| state::meta_get(c, "network_key")).await?;
         let key = cached.and_then(|hex| parse_key(&hex));
         let (health_tx, health) = watch::channel(Health::Unknown);
@@ -150,7 +155,7 @@ impl Network {
         tokio::spawn(batcher(shared.clone(), receiver, settings.batch_wait));
         tokio::spawn(prober(shared.clone(), settings.retry));
         let timeout = settings.target.timeout;
-        Ok(Network { client: network_client, timeout, pending, health, key: key_rx, shared })
+        Ok(Network { client: network_client, timeout, pending, health, key: key_rx, shared, changes })
     }
 
     /// What the network said of itself.
@@ -228,6 +233,60 @@ impl Network {
     }
 }
 
+/// How long one `Changes` call may wait at the node.
+const CHANGES_WAIT: Duration = Duration::from_secs(25);
+
+/// Follows the network's `Changes` long poll for as long as the agent
+/// runs, sending the (hashed) keys of fingerprints that became spam to
+/// retro-filing. Starts from now (no history): what became known while
+/// the agent was away is the daily rescan's. A node without `Changes` (an
+/// older version) is asked again every ten minutes.
+pub async fn follow_changes(
+    network: Network,
+    keys: mpsc::UnboundedSender<Vec<u64>>,
+    events: Events,
+    stop: CancellationToken,
+) {
+    let mut client = network.changes.clone();
+    let mut cursor = 0;
+    let mut failures = 0u32;
+    loop {
+        let call = client::changes(&mut client, cursor, CHANGES_WAIT);
+        let result = tokio::select! {
+            () = stop.cancelled() => return,
+            result = call => result,
+        };
+        let pause = match result {
+            Ok(response) => {
+                failures = 0;
+                if response.reset && cursor != 0 {
+                    events.emit(events::RETRO_RESET, None, "");
+                }
+                cursor = response.cursor;
+                if !response.keys.is_empty() {
+                    let hashed = response.keys.iter().map(|k| crate::recent::key_hash(k)).collect();
+                    if keys.send(hashed).is_err() {
+                        return;
+                    }
+                }
+                Duration::ZERO
+            }
+            Err(status) if status.code() == Code::Unimplemented => Duration::from_secs(600),
+            Err(status) => {
+                failures += 1;
+                tracing::debug!("network changes: {status}");
+                Duration::from_secs(u64::from(failures.min(6)) * 5)
+            }
+        };
+        if !pause.is_zero() {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
+
 fn parse_key(hex_key: &str) -> Option<Key> {
     let bytes: [u8; 32] = hex::decode(hex_key.trim()).ok()?.try_into().ok()?;
     Some(Key::from_bytes(bytes))
@@ -291,7 +350,8 @@ fn convert(verdict: v1::Verdict) -> Verdict {
         Ok(v1::Class::Phish) => NetworkClass::Phish,
         _ => NetworkClass::Clean,
     };
-    Verdict::Answer { class, confidence: verdict.confidence }
+    let vouched = verdict.evidence.as_ref().is_some_and(|e| e.unblocked || e.ham > 0.0);
+    Verdict::Answer { class, confidence: verdict.confidence, vouched }
 }
 
 fn failed(shared: &Shared, status: &tonic::Status) {

@@ -9,9 +9,10 @@ use std::sync::{Arc, RwLock};
 use starling_fingerprint::{Fingerprinter, Key, Settings as FingerprintSettings};
 use starling_proto::v1;
 
-use crate::config::{AgentConfig, PhishAction};
+use crate::config::{AgentConfig, ModelMode, PhishAction};
 use crate::events::{self, Events};
 use crate::facts::Facts;
+use crate::learning::{Learner, Opinion};
 use crate::network::Network;
 use crate::policy::{self, Action, Class, MailboxPolicy, Observed, Reason, Rules, Verdict};
 use crate::tagging::Marker;
@@ -78,6 +79,10 @@ pub struct Evaluation {
     /// Every fingerprint, as sent to the network (for a later report),
     /// when the message was fingerprinted and has any.
     pub wire: Option<v1::FingerprintSet>,
+    /// The local model's features of it, when the model is on.
+    pub features: Option<starling_model::Features>,
+    /// The local model's opinion, when it was asked.
+    pub model: Option<Opinion>,
 }
 
 /// A message as users' feedback needs it: how to recognise it, and what to
@@ -90,6 +95,8 @@ pub struct Identified {
     pub fingerprint: Option<Vec<u8>>,
     /// Every fingerprint, as sent to the network.
     pub wire: Option<v1::FingerprintSet>,
+    /// The local model's features, when the model is on.
+    pub features: Option<starling_model::Features>,
 }
 
 impl Identified {
@@ -110,9 +117,10 @@ impl Evaluation {
 pub struct Pipeline {
     network: Network,
     events: Events,
-    /// The empty-message rules and the confidence floor (settings change
-    /// them while the agent runs).
-    tunables: RwLock<(Rules, f32)>,
+    /// The empty-message rules, the confidence floor and what the model may
+    /// do (settings change them while the agent runs).
+    tunables: RwLock<(Rules, f32, ModelMode)>,
+    learner: RwLock<Option<Arc<Learner>>>,
     received_headers: usize,
     marker: Marker,
     fingerprint_settings: FingerprintSettings,
@@ -127,6 +135,7 @@ impl Pipeline {
             network,
             events,
             tunables: RwLock::new(tunables(config)),
+            learner: RwLock::new(None),
             received_headers: config.whitelist.received_headers,
             marker,
             fingerprint_settings: FingerprintSettings::default(),
@@ -140,8 +149,21 @@ impl Pipeline {
         *self.tunables.write().unwrap_or_else(|e| e.into_inner()) = tunables(config);
     }
 
-    fn rules(&self) -> (Rules, f32) {
+    fn rules(&self) -> (Rules, f32, ModelMode) {
         *self.tunables.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Gives the pipeline the organisation's model.
+    pub fn set_learner(&self, learner: Arc<Learner>) {
+        *self.learner.write().unwrap_or_else(|e| e.into_inner()) = Some(learner);
+    }
+
+    /// The model, when it is on.
+    pub fn learner(&self) -> Option<Arc<Learner>> {
+        if self.rules().2 == ModelMode::Off {
+            return None;
+        }
+        self.learner.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Replaces the whitelists (after a change in the database).
@@ -181,10 +203,15 @@ impl Pipeline {
         // The CPU part (parsing, fingerprinting) off the async threads.
         let this = self.clone();
         let context = mailbox.clone();
+        let learner = self.learner();
+        let with_model = learner.is_some();
         let local = tokio::task::spawn_blocking(move || {
             let fingerprinter = this.fingerprinter();
             let whitelists = this.whitelists.read().unwrap_or_else(|e| e.into_inner()).clone();
-            messages.iter().map(|raw| this.local_step(&context, &whitelists, fingerprinter.as_ref(), raw)).collect()
+            messages
+                .iter()
+                .map(|raw| this.local_step(&context, &whitelists, fingerprinter.as_ref(), with_model, raw))
+                .collect()
         })
         .await
         .unwrap_or_else(|_| Vec::new());
@@ -195,6 +222,12 @@ impl Pipeline {
         local
             .into_iter()
             .map(|l| {
+                let (_, _, mode) = self.rules();
+                let model = match (&learner, &l.features) {
+                    (Some(learner), Some(features)) if l.decided.is_none() => Some(learner.opinion(features)),
+                    _ => None,
+                };
+                let model_sure = model.as_ref().is_some_and(Opinion::sure);
                 let (class, reason, confidence) = match l.decided {
                     Some((class, reason)) => (class, reason, None),
                     None => {
@@ -205,12 +238,13 @@ impl Pipeline {
                         } else {
                             Verdict::NothingToAsk
                         };
-                        let confidence = match verdict {
-                            Verdict::Answer { confidence, .. } => Some(confidence),
-                            _ => None,
+                        let (confidence, vouched) = match verdict {
+                            Verdict::Answer { confidence, vouched, .. } => (Some(confidence), vouched),
+                            _ => (None, false),
                         };
-                        let (rules, min_confidence) = self.rules();
-                        let (class, reason) = policy::classify(&l.observed, rules, verdict, min_confidence);
+                        let (rules, min_confidence, _) = self.rules();
+                        let decided = policy::classify(&l.observed, rules, verdict, min_confidence);
+                        let (class, reason) = policy::with_model(decided, mode == ModelMode::File, model_sure, vouched);
                         (class, reason, confidence)
                     }
                 };
@@ -223,6 +257,8 @@ impl Pipeline {
                     facts: l.facts,
                     fingerprint: l.fingerprint,
                     wire: l.wire,
+                    features: l.features,
+                    model,
                 }
             })
             .collect()
@@ -233,6 +269,7 @@ impl Pipeline {
         mailbox: &MailboxContext,
         whitelists: &Whitelists,
         fingerprinter: Option<&Fingerprinter>,
+        with_model: bool,
         raw: &[u8],
     ) -> Local {
         let facts = Facts::from_message(raw, self.received_headers);
@@ -245,7 +282,7 @@ impl Pipeline {
         if observed.enabled && !observed.tagged_by_us {
             observed.whitelisted = whitelists.matches(&mailbox.name, &facts);
         }
-        let (rules, _) = self.rules();
+        let (rules, _, _) = self.rules();
         if let Some(decided) = policy::classify_local(&observed, rules) {
             return Local {
                 facts,
@@ -255,6 +292,7 @@ impl Pipeline {
                 wire: None,
                 fingerprint: None,
                 key_missing: false,
+                features: None,
             };
         }
         let key_missing = fingerprinter.is_none();
@@ -271,13 +309,13 @@ impl Pipeline {
                 &throwaway
             }
         };
-        let fingerprints = fingerprinter.fingerprint(raw);
+        let (fingerprints, features) = analyse(fingerprinter, raw, &facts, with_model);
         observed.body_empty = !fingerprints.stats.visible_text && fingerprints.stats.attachments == 0;
         let decided = policy::classify_local(&observed, rules);
         let wire = (!key_missing && !fingerprints.is_empty()).then(|| starling_proto::to_wire(&fingerprints));
         let ask = decided.is_none() && wire.is_some();
         let fingerprint = (!key_missing).then(|| fingerprints.text.map(|d| d.0.to_vec())).flatten();
-        Local { facts, observed, decided, ask, wire, fingerprint, key_missing }
+        Local { facts, observed, decided, ask, wire, fingerprint, key_missing, features }
     }
 
     /// Recognises messages users moved (no whitelist, rules or network):
@@ -288,6 +326,7 @@ impl Pipeline {
             return Vec::new();
         }
         let this = self.clone();
+        let with_model = self.learner().is_some();
         tokio::task::spawn_blocking(move || {
             let fingerprinter = this.fingerprinter();
             messages
@@ -295,12 +334,12 @@ impl Pipeline {
                 .map(|raw| {
                     let facts = Facts::from_message(raw, this.received_headers);
                     let Some(fingerprinter) = &fingerprinter else {
-                        return Identified { facts, fingerprint: None, wire: None };
+                        return Identified { facts, fingerprint: None, wire: None, features: None };
                     };
-                    let fingerprints = fingerprinter.fingerprint(raw);
+                    let (fingerprints, features) = analyse(fingerprinter, raw, &facts, with_model);
                     let fingerprint = fingerprints.text.map(|d| d.0.to_vec());
                     let wire = (!fingerprints.is_empty()).then(|| starling_proto::to_wire(&fingerprints));
-                    Identified { facts, fingerprint, wire }
+                    Identified { facts, fingerprint, wire, features }
                 })
                 .collect()
         })
@@ -309,10 +348,26 @@ impl Pipeline {
     }
 }
 
-fn tunables(config: &AgentConfig) -> (Rules, f32) {
+fn tunables(config: &AgentConfig) -> (Rules, f32, ModelMode) {
     let rules =
         Rules { empty_subject_and_body: config.rules.empty_subject_and_body, empty_body: config.rules.empty_body };
-    (rules, config.policy.min_confidence)
+    (rules, config.policy.min_confidence, config.policy.model)
+}
+
+/// Fingerprints a message, and gives the model's features of it when the
+/// model is on (one pass over the text for both).
+fn analyse(
+    fingerprinter: &Fingerprinter,
+    raw: &[u8],
+    facts: &Facts,
+    with_model: bool,
+) -> (starling_fingerprint::Fingerprints, Option<starling_model::Features>) {
+    if !with_model {
+        return (fingerprinter.fingerprint(raw), None);
+    }
+    let (fingerprints, words) = fingerprinter.fingerprint_with_words(raw);
+    let features = crate::learning::features(&words, facts);
+    (fingerprints, Some(features))
 }
 
 struct Local {
@@ -323,6 +378,7 @@ struct Local {
     wire: Option<v1::FingerprintSet>,
     fingerprint: Option<Vec<u8>>,
     key_missing: bool,
+    features: Option<starling_model::Features>,
 }
 
 /// The policy of user mailboxes, from the configuration.

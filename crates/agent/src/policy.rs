@@ -70,6 +70,9 @@ pub enum Verdict {
         class: NetworkClass,
         /// Its confidence, 0–1.
         confidence: f32,
+        /// Users' not-spam reports weigh in for it (ham evidence, or a
+        /// not-spam consensus): the local model must not overrule that.
+        vouched: bool,
     },
     /// The network could not be reached (or the key is not known yet).
     Unavailable,
@@ -100,6 +103,9 @@ pub enum Reason {
     /// A user took it out of the spam folder (or marked it not junk): it is
     /// never filed again for them.
     Rescued,
+    /// The local model is sure of it (above its calibrated threshold), and
+    /// the network had nothing against that.
+    Model,
 }
 
 /// What a message is.
@@ -176,6 +182,19 @@ pub fn classify(observed: &Observed, rules: Rules, verdict: Verdict, min_confide
         Verdict::NothingToAsk => (Class::Clean, Reason::NotAsked),
         Verdict::Unavailable => (Class::Deferred, Reason::NotAsked),
     }
+}
+
+/// The local model's part in the decision, after the local rules and the
+/// network: a message the network did not call spam (nothing matched, or
+/// too little confidence, or nothing to ask) is spam when the model may
+/// file and is sure — unless users vouched for it on the network. The
+/// model never overrules a whitelist, an empty-message rule, a rescue, a
+/// deferral or the network's own spam verdict; a rescued message never
+/// gets here (see `process.rs`).
+pub fn with_model(decided: (Class, Reason), model_files: bool, model_sure: bool, vouched: bool) -> (Class, Reason) {
+    let undecided =
+        decided.0 == Class::Clean && matches!(decided.1, Reason::Network | Reason::LowConfidence | Reason::NotAsked);
+    if undecided && model_files && model_sure && !vouched { (Class::Spam, Reason::Model) } else { decided }
 }
 
 /// Where a message goes; folder names are resolved by the mail store (the
@@ -275,6 +294,29 @@ pub fn decide(class: Class, subject: Option<&str>, policy: &MailboxPolicy) -> Ac
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_model_files_only_what_nothing_else_decided() {
+        let files = |decided: (Class, Reason), sure: bool, vouched: bool| with_model(decided, true, sure, vouched);
+        let unknown = (Class::Clean, Reason::Network);
+        assert_eq!(files(unknown.clone(), true, false), (Class::Spam, Reason::Model));
+        assert_eq!(files((Class::Clean, Reason::LowConfidence), true, false), (Class::Spam, Reason::Model));
+        // Not sure, vouched for by users, or not allowed to file: left.
+        assert_eq!(files(unknown.clone(), false, false), unknown);
+        assert_eq!(files(unknown.clone(), true, true), unknown);
+        assert_eq!(with_model(unknown.clone(), false, true, false), unknown);
+        // Whitelists, rules, rescues, deferrals and the network's spam win.
+        for decided in [
+            (Class::Clean, Reason::Whitelisted("a@b".into())),
+            (Class::Clean, Reason::Rescued),
+            (Class::Clean, Reason::Disabled),
+            (Class::Spam, Reason::EmptyBody),
+            (Class::Deferred, Reason::NotAsked),
+            (Class::Phish, Reason::Network),
+        ] {
+            assert_eq!(files(decided.clone(), true, false), decided);
+        }
+    }
+
     fn policy(spam: ActionKind, phish: ActionKind, mark_read: bool) -> MailboxPolicy {
         MailboxPolicy {
             spam_action: spam,
@@ -314,7 +356,7 @@ mod tests {
         let mut out = vec![Verdict::Unavailable, Verdict::NothingToAsk];
         for class in [NetworkClass::Clean, NetworkClass::Spam, NetworkClass::Phish] {
             for confidence in [0.2, 0.9] {
-                out.push(Verdict::Answer { class, confidence });
+                out.push(Verdict::Answer { class, confidence, vouched: false });
             }
         }
         out

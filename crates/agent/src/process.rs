@@ -8,8 +8,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use starling_model::Features;
+
 use crate::events::{self, Events};
 use crate::feedback::{Feedback, Observation, Opinion};
+use crate::learning::Source;
 use crate::pipeline::{Evaluation, MailboxContext, Pipeline};
 use crate::policy::{Action, Class, Reason};
 use crate::state::{self, Counters, FeedbackRow, Filed, State};
@@ -23,6 +26,9 @@ pub enum Pass {
     Recheck,
     /// A rescan: they arrived earlier and may have become known as spam.
     Rescan,
+    /// Retro-filing: they were delivered and left, and since then their
+    /// campaign became known or the local model became sure of them.
+    Retro,
 }
 
 impl Pass {
@@ -32,6 +38,7 @@ impl Pass {
             Pass::Delivery => "delivery",
             Pass::Recheck => "recheck",
             Pass::Rescan => "rescan",
+            Pass::Retro => "retro",
         }
     }
 }
@@ -161,6 +168,8 @@ pub struct Processor {
     pub feedback: Feedback,
     /// The live view.
     pub live: Arc<crate::live::Live>,
+    /// What was delivered recently, for retro-filing and implicit ham.
+    pub recent: Arc<crate::retro::Index>,
 }
 
 /// What the agent knows of a message a user may have moved.
@@ -278,6 +287,7 @@ impl Processor {
         let name = mailbox.name.to_string();
         let known = self.state.call(move |c| known(c, &name, &messages)).await?;
         let mut observations = Vec::new();
+        let mut learnt = Vec::new();
         for ((evaluation, known), delivered) in evaluations.iter_mut().zip(known).zip(delivered) {
             if evaluation.reason == Reason::AlreadyTagged {
                 continue;
@@ -285,6 +295,9 @@ impl Processor {
             let rescued = known.opinion_is(Opinion::Ham);
             let taken_out = !rescued && (known.came_back(*delivered) || known.opinion_is(Opinion::Spam));
             if taken_out && let Some(key) = evaluation.key() {
+                if let Some(features) = &evaluation.features {
+                    learnt.push((key.clone(), Source::UserHam, features.clone()));
+                }
                 observations.push(Observation {
                     key,
                     opinion: Opinion::Ham,
@@ -299,7 +312,16 @@ impl Processor {
             }
         }
         self.feedback.observe(&mailbox.name, observations).await;
+        self.learn(&mailbox.name, learnt).await;
         Ok(())
+    }
+
+    /// Teaches the model, when it is on: (feedback key, source, features).
+    async fn learn(&self, mailbox: &str, examples: Vec<(String, Source, Features)>) {
+        let Some(learner) = self.pipeline.learner() else { return };
+        for (key, source, features) in examples {
+            learner.learn(mailbox, &key, source, features).await;
+        }
     }
 
     /// Which of these messages (by Message-ID) could make a report when
@@ -347,19 +369,80 @@ impl Processor {
                 return;
             }
         };
+        let mut learnt = Vec::new();
+        let mut done = Vec::new();
         let observations = identified
             .into_iter()
             .zip(known)
             .filter_map(|(message, known)| {
-                Some(Observation {
-                    key: message.key()?,
-                    opinion: opinion_for(direction, &known)?,
-                    filed: known.reportable_filing(),
-                    fingerprints: message.wire,
-                })
+                let key = message.key()?;
+                let opinion = opinion_for(direction, &known)?;
+                done.extend(message.facts.message_id.clone());
+                if let Some(features) = message.features {
+                    let source = if opinion == Opinion::Spam { Source::UserSpam } else { Source::UserHam };
+                    learnt.push((key.clone(), source, features));
+                }
+                Some(Observation { key, opinion, filed: known.reportable_filing(), fingerprints: message.wire })
             })
             .collect();
         self.feedback.observe(mailbox, observations).await;
+        // A message its user moved is neither a retro-filing candidate nor
+        // implicit ham.
+        let name = mailbox.to_owned();
+        self.state.send(move |c| {
+            for id in &done {
+                crate::recent::done_by_message(c, &name, id)?;
+            }
+            Ok(())
+        });
+        self.learn(mailbox, learnt).await;
+    }
+
+    /// Messages left where they were delivered past `model.ham_after_minutes`
+    /// (and read, where that is asked for), by a user who reports spam:
+    /// learnt as ham. The mail store sorted the rows it was asked about:
+    /// `learn` are there (and read), `keep` are there unread (never learnt,
+    /// still retro-filing candidates), `gone` were moved or deleted.
+    pub async fn settle(
+        &self,
+        mailbox: &str,
+        learn: Vec<crate::recent::Located>,
+        keep: Vec<crate::recent::Located>,
+        gone: Vec<crate::recent::Located>,
+    ) {
+        let ids: Vec<i64> = learn.iter().chain(&keep).map(|l| l.id).collect();
+        let gone_ids: Vec<i64> = gone.iter().map(|l| l.id).collect();
+        let wanted: Vec<i64> = learn.iter().map(|l| l.id).collect();
+        let rows = self
+            .state
+            .call(move |c| {
+                let mut rows = Vec::new();
+                for id in &wanted {
+                    let message_id: Option<String> =
+                        c.query_row("SELECT message_id FROM recent WHERE id = ?1", [id], |r| r.get(0)).unwrap_or(None);
+                    rows.push((*id, message_id, crate::recent::features(c, *id)?));
+                }
+                crate::recent::set_status(c, &ids, crate::recent::SETTLED)?;
+                crate::recent::set_status(c, &gone_ids, crate::recent::DONE)?;
+                Ok(rows)
+            })
+            .await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.events.emit(events::STATE_ERROR, Some(mailbox), e.to_string());
+                return;
+            }
+        };
+        let examples = rows
+            .into_iter()
+            .filter_map(|(id, message_id, features)| {
+                let features = Features::from_bytes(&features?)?;
+                let key = crate::feedback::key(message_id.as_deref(), None).unwrap_or_else(|| format!("recent:{id}"));
+                Some((key, Source::Implicit, features))
+            })
+            .collect();
+        self.learn(mailbox, examples).await;
     }
 
     async fn handle<F: Folder>(
@@ -423,7 +506,7 @@ impl Processor {
         for (index, (item, evaluation)) in items.iter().zip(&evaluations).enumerate() {
             let counted = evaluation.class != Class::Deferred
                 && !matches!(evaluation.reason, Reason::AlreadyTagged | Reason::Rescued);
-            if counted && pass == Pass::Rescan {
+            if counted && matches!(pass, Pass::Rescan | Pass::Retro) {
                 counters.rescanned += 1;
             } else if counted {
                 counters.checked += 1;
@@ -460,6 +543,8 @@ impl Processor {
         }
 
         let mut destinations = Vec::new();
+        let mut filed_here = Vec::new();
+        let mut by_model = 0u64;
         for (action, indices) in groups {
             if outcome.stopped_at.is_some() {
                 unfiled.extend(indices.iter().filter_map(|&i| filed_id[i]));
@@ -473,8 +558,12 @@ impl Processor {
                     Ok(applied) => {
                         outcome.done += 1;
                         outcome.acted += 1;
-                        if pass == Pass::Rescan {
+                        if matches!(pass, Pass::Rescan | Pass::Retro) {
                             counters.rescan_filed += 1;
+                        }
+                        filed_here.push(item.locator.clone());
+                        if evaluation.reason == Reason::Model {
+                            by_model += 1;
                         }
                         if recheck {
                             rechecked.push(item.locator.clone());
@@ -491,6 +580,7 @@ impl Processor {
                             class = class_name(evaluation.class),
                             reason = reason_name(&evaluation.reason),
                             action = action_name(action),
+                            model = evaluation.model.as_ref().map(|m| m.explain()).unwrap_or_default(),
                             "filed"
                         );
                     }
@@ -532,6 +622,7 @@ impl Processor {
         if !destinations.is_empty() {
             self.state.send(move |c| state::set_filed_folders(c, &destinations));
         }
+        self.after_filing(mailbox, folder_name, items, &evaluations, filed_here, by_model, pass).await;
 
         self.live.count(u64::from(counters.checked), u64::from(counters.spam + counters.phish));
         let hour = jiff::Timestamp::now().as_second().div_euclid(3600) * 3600;
@@ -570,6 +661,99 @@ impl Processor {
     }
 }
 
+impl Processor {
+    /// What retro-filing and the model take from a handled batch: messages
+    /// left in place are remembered (keys and features), filed ones are
+    /// forgotten, the network's confident spam teaches the model, and
+    /// retro-filings are told.
+    #[allow(clippy::too_many_arguments)]
+    async fn after_filing(
+        &self,
+        mailbox: &MailboxContext,
+        folder_name: &str,
+        items: &[Item],
+        evaluations: &[Evaluation],
+        filed_here: Vec<String>,
+        by_model: u64,
+        pass: Pass,
+    ) {
+        let name: &str = &mailbox.name;
+        let filed_count = filed_here.len() as u64;
+        let learner = self.pipeline.learner();
+        let mut remember = Vec::new();
+        let mut learnt = Vec::new();
+        for (item, evaluation) in items.iter().zip(evaluations) {
+            let left = evaluation.action == Action::Leave
+                && evaluation.class == Class::Clean
+                && matches!(evaluation.reason, Reason::Network | Reason::LowConfidence | Reason::NotAsked);
+            if left && matches!(pass, Pass::Delivery | Pass::Recheck) && self.recent.enabled() {
+                remember.push(crate::recent::Delivered {
+                    mailbox: name.to_owned(),
+                    folder: folder_name.to_owned(),
+                    locator: item.locator.clone(),
+                    message_id: evaluation.facts.message_id.clone(),
+                    keys: evaluation.wire.as_ref().map(crate::recent::keys_of).unwrap_or_default(),
+                    features: evaluation.features.as_ref().map(Features::to_bytes),
+                });
+            }
+            // The network's confident spam teaches the model what it did
+            // not know yet (learning what it is already sure of only
+            // repeats itself).
+            let network_spam = matches!(evaluation.class, Class::Spam | Class::Phish)
+                && evaluation.reason == Reason::Network
+                && evaluation.confidence.is_some_and(|c| c >= NETWORK_TEACHES);
+            if network_spam
+                && learner.is_some()
+                && evaluation.model.as_ref().is_none_or(|m| m.probability < 0.99)
+                && let (Some(key), Some(features)) = (evaluation.key(), &evaluation.features)
+            {
+                learnt.push((key, Source::Network, features.clone()));
+            }
+        }
+        if !remember.is_empty() || !filed_here.is_empty() {
+            let (mailbox_name, folder) = (name.to_owned(), folder_name.to_owned());
+            let at = jiff::Timestamp::now().as_second();
+            let rows = self
+                .state
+                .call(move |c| {
+                    crate::recent::done_at(c, &mailbox_name, &folder, &filed_here)?;
+                    crate::recent::insert(c, &remember, at)
+                })
+                .await;
+            match rows {
+                Ok(rows) => self.recent.add(&rows),
+                Err(e) => self.events.emit(events::STATE_ERROR, Some(name), e.to_string()),
+            }
+        }
+        self.learn(name, learnt).await;
+        if pass == Pass::Retro {
+            let acted = filed_count;
+            if acted > 0 {
+                self.recent.count_filed(acted, by_model);
+                let example = evaluations
+                    .iter()
+                    .filter(|e| e.reason == Reason::Model)
+                    .find_map(|e| e.model.as_ref())
+                    .map(|m| format!(" For example: {}.", m.explain()))
+                    .unwrap_or_default();
+                self.events.emit(
+                    events::RETRO_FILED,
+                    Some(name),
+                    format!(
+                        "{acted} in {folder_name}: {} by the network's verdict, {by_model} by the local model.{example}",
+                        acted - by_model.min(acted)
+                    ),
+                );
+            }
+        } else if by_model > 0 {
+            self.recent.count_filed(0, by_model);
+        }
+    }
+}
+
+/// The least network confidence whose spam verdict the model learns from.
+const NETWORK_TEACHES: f32 = 0.8;
+
 /// Whether an action changes the mail store.
 fn acts(action: &Action) -> bool {
     matches!(action, Action::Move { .. } | Action::Tag { .. } | Action::Delete)
@@ -597,6 +781,7 @@ pub fn reason_name(reason: &Reason) -> &'static str {
         Reason::LowConfidence => "low_confidence",
         Reason::NotAsked => "not_asked",
         Reason::Rescued => "rescued",
+        Reason::Model => "model",
     }
 }
 

@@ -74,6 +74,10 @@ settings! {
         "Empty: the server's \\Trash folder when it has one, otherwise \"Trash\".";
     "policy.tag_prefix" "Folders" Kind::Text, "Subject tag",
         "The prefix the \"tag\" action puts before the subject.";
+    "policy.model" "Actions" Kind::Choice(&["off", "suggest", "file"]), "Local model",
+        "What the model learnt from this organisation's users may do: off, suggest (logged, never acted on), or file what it is sure of once it has learnt enough.";
+    "retro.enabled" "Actions" Kind::Bool, "File after delivery",
+        "File mail already delivered as soon as its campaign becomes known or the model becomes sure of it.";
     "rules.empty_subject_and_body" "Empty messages" Kind::Bool, "Empty subject and body is spam",
         "A message with neither a subject nor a body is spam.";
     "rules.empty_body" "Empty messages" Kind::Bool, "Empty body is spam",

@@ -25,7 +25,7 @@ use crate::events::{Event, EventSink};
 /// The database file's name in `state_dir`.
 pub const FILE_NAME: &str = "state.sqlite3";
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// The per-mailbox hourly counters' table as schema 4 has it (keyed by
 /// mailbox, then hour), under a name: in [`SCHEMA`] and [`MIGRATE_4`].
@@ -232,6 +232,50 @@ CREATE INDEX IF NOT EXISTS events_by_code ON events (code);
 CREATE INDEX IF NOT EXISTS events_by_mailbox ON events (mailbox) WHERE mailbox IS NOT NULL;
 "#;
 
+/// Schema 5: what retro-filing and the local model remember (owned by
+/// `recent.rs` and `learning.rs`). No content: fingerprint keys (hashed
+/// again), model feature ids, and where the message is.
+const SCHEMA_5: &str = r#"
+CREATE TABLE IF NOT EXISTS recent (
+    id INTEGER PRIMARY KEY,
+    mailbox TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    locator TEXT NOT NULL,
+    message_id TEXT,
+    delivered_at INTEGER NOT NULL,
+    keys BLOB NOT NULL,
+    features BLOB,
+    status INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (mailbox, folder, locator)
+);
+CREATE INDEX IF NOT EXISTS recent_by_message ON recent (mailbox, message_id) WHERE message_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS recent_pending ON recent (status, delivered_at);
+CREATE TABLE IF NOT EXISTS model_examples (
+    id INTEGER PRIMARY KEY,
+    mailbox TEXT NOT NULL,
+    key TEXT NOT NULL,
+    label TEXT NOT NULL,
+    source TEXT NOT NULL,
+    features BLOB NOT NULL,
+    at INTEGER NOT NULL,
+    UNIQUE (mailbox, key)
+);
+CREATE INDEX IF NOT EXISTS model_examples_by_mailbox ON model_examples (mailbox, label, id);
+CREATE TABLE IF NOT EXISTS model_log (
+    id INTEGER PRIMARY KEY,
+    label TEXT NOT NULL,
+    learn INTEGER NOT NULL,
+    features BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS model_requests (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    requested_at INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    detail TEXT NOT NULL DEFAULT ''
+);
+"#;
+
 /// Schema 2 → 3: the totals of the hours already counted.
 const MIGRATE_3: &str = r#"
 INSERT INTO hourly_total (hour, checked, spam, phish, whitelisted, empty, errors,
@@ -310,6 +354,7 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
             tx.execute_batch(SCHEMA_2)?;
             tx.execute_batch(SCHEMA_3)?;
             tx.execute_batch(SCHEMA_4)?;
+            tx.execute_batch(SCHEMA_5)?;
             if (1..3).contains(&version) {
                 tx.execute_batch(MIGRATE_3)?;
             }

@@ -184,8 +184,10 @@ async fn a_rescan_files_what_became_spam_after_delivery_but_never_a_rescued_mess
     let dir = tempfile::tempdir().expect("tempdir");
     // Feedback off: the rescue below does not unblock the message, so only
     // the rescue itself keeps the rescan from filing it again.
-    let agent =
-        Agent::start(config(&dovecot, &node, dir.path(), &["dave"], "[feedback]\nenabled = false\n"), &node.credential);
+    let agent = Agent::start(
+        config(&dovecot, &node, dir.path(), &["dave"], "[feedback]\nenabled = false\n[retro]\nenabled = false\n"),
+        &node.credential,
+    );
     let known = unknown_spam(8, "known@spam");
     node.report(ReportClass::Spam, &[&known]).await.expect("report");
     let late = unknown_spam(9, "late@spam");

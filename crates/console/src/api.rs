@@ -102,6 +102,9 @@ routes! {
     delete "/api/v1/settings/{key}" => settings_reset;
     get "/api/v1/rescans" => rescans;
     post "/api/v1/rescans" => rescan_start;
+    get "/api/v1/model" => model_status;
+    post "/api/v1/model/retrain" => model_retrain;
+    get "/api/v1/model/retrain/{id}" => model_retrain_status;
     get "/api/v1/events" => events_list;
     get "/api/v1/events/catalogue" => catalogue;
     get "/api/v1/stats" => stats_get;
@@ -898,6 +901,35 @@ async fn rescan_start(
     }
     let actions = UserActions { names, action: "rescan".into(), hours: body.hours };
     Ok(Json(apply_user_actions(&app, actions, &caller.name).await?))
+}
+
+// ---------------------------------------------------------------- model
+
+/// The local model: what it learnt, and what it and retro-filing did.
+#[derive(Serialize)]
+pub struct ModelStatus {
+    /// The running agent's view (absent when the agent has not attached
+    /// its model yet).
+    pub live: Option<starling_agent::live::LearningView>,
+    /// Stored examples: (label, source, count).
+    pub examples: Vec<(String, String, u64)>,
+}
+
+async fn model_status(State(app): State<App>) -> Answer<ModelStatus> {
+    let examples = app.db(|c| starling_agent::learning::example_counts(c)).await?;
+    Ok(Json(ModelStatus { live: app.live().snapshot().learning, examples }))
+}
+
+async fn model_retrain(State(app): State<App>) -> Answer<serde_json::Value> {
+    let id = app.db(|c| starling_agent::learning::request_retrain(c)).await?;
+    Ok(Json(serde_json::json!({"id": id, "status": "pending"})))
+}
+
+async fn model_retrain_status(State(app): State<App>, Path(id): Path<i64>) -> Answer<serde_json::Value> {
+    match app.db(move |c| starling_agent::learning::request_status(c, id)).await? {
+        Some((status, detail)) => Ok(Json(serde_json::json!({"id": id, "status": status, "detail": detail}))),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no retrain request {id}"))),
+    }
 }
 
 // ---------------------------------------------------------------- events

@@ -1146,6 +1146,35 @@ pub fn metrics_text(status: &api::Status, last_day: &[stats::Bucket]) -> String 
             f64::from(u8::from(network.new_version.is_some())),
         );
     }
+    if let Some(learning) = &live.learning {
+        let l = learning;
+        gauge(
+            &mut registry,
+            "filed_after_delivery",
+            "Messages filed after delivery (retro-filing) since the agent started",
+            l.filed_after_delivery as f64,
+        );
+        gauge(
+            &mut registry,
+            "filed_by_model",
+            "Messages the local model filed since the agent started",
+            l.filed_by_model as f64,
+        );
+        gauge(&mut registry, "model_spam_examples", "Spam examples the local model learnt", l.model.spam as f64);
+        gauge(&mut registry, "model_ham_examples", "Ham examples the local model learnt", l.model.ham as f64);
+        gauge(
+            &mut registry,
+            "model_ready",
+            "1 when the local model has learnt enough to file",
+            f64::from(u8::from(l.model.ready)),
+        );
+        gauge(
+            &mut registry,
+            "model_threshold",
+            "The local model's calibrated filing threshold",
+            f64::from(l.model.threshold),
+        );
+    }
     let mut day = state::Counters::default();
     for bucket in last_day {
         day.add(&bucket.counters);

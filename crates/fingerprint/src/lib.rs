@@ -374,6 +374,8 @@ fn has_visible_char(text: &str) -> bool {
 
 struct TextWords {
     hashes: Vec<u64>,
+    /// The same words under [`MODEL_WORD_SEED`], when asked for.
+    model: Vec<u64>,
     /// Some block had a visible character.
     visible: bool,
     digest: Digest,
@@ -401,6 +403,21 @@ impl Fingerprinter {
     /// Fingerprints one raw RFC 5322 message. Never panics; always returns a
     /// result, possibly with every kind skipped.
     pub fn fingerprint(&self, raw: &[u8]) -> Fingerprints {
+        self.fingerprint_inner(raw, None)
+    }
+
+    /// Fingerprints one message and also returns its normalised words
+    /// hashed under [`MODEL_WORD_SEED`] — a fixed seed, independent of the
+    /// network key, so a local model's features stay the same whatever
+    /// network the agent talks to. The words never leave the agent: they
+    /// are not part of [`Fingerprints`].
+    pub fn fingerprint_with_words(&self, raw: &[u8]) -> (Fingerprints, Vec<u64>) {
+        let mut words = Vec::new();
+        let fingerprints = self.fingerprint_inner(raw, Some(&mut words));
+        (fingerprints, words)
+    }
+
+    fn fingerprint_inner(&self, raw: &[u8], model_words: Option<&mut Vec<u64>>) -> Fingerprints {
         let mut problems = Vec::new();
         let mut stats = Stats { bytes: raw.len(), ..Stats::default() };
         let raw = if raw.len() > MAX_MESSAGE_BYTES {
@@ -428,7 +445,10 @@ impl Fingerprinter {
         let personal = mime::personal(&message);
         let mut skipped = Vec::new();
 
-        let words = self.body_words(&message, &deep, &personal, &mut problems);
+        let words = self.body_words(&message, &deep, &personal, model_words.is_some(), &mut problems);
+        if let Some(sink) = model_words {
+            sink.extend_from_slice(&words.model);
+        }
         // Counting stops once no floor can fail: the count is exact whenever
         // it is reported in a "too short" reason.
         let floors = &self.settings.floors;
@@ -464,16 +484,17 @@ impl Fingerprinter {
         message: &mail_parser::Message<'_>,
         deep: &[bool],
         personal: &Personal,
+        want_model: bool,
         problems: &mut Vec<Problem>,
     ) -> TextWords {
         let text_ids = mime::text_body_ids(message);
         let blocks = mime::blocks(message, &text_ids, deep, problems);
-        let words = self.words(&blocks, personal, problems);
+        let words = self.words(&blocks, personal, want_model, problems);
         if words.hashes.len() >= self.settings.floors.fuzzy_words || message.html_body == text_ids {
             return words;
         }
         let html_blocks = mime::blocks(message, &message.html_body, deep, problems);
-        let mut html_words = self.words(&html_blocks, personal, problems);
+        let mut html_words = self.words(&html_blocks, personal, want_model, problems);
         if html_words.hashes.len() > words.hashes.len() {
             html_words.visible |= words.visible;
             html_words
@@ -482,12 +503,22 @@ impl Fingerprinter {
         }
     }
 
-    fn words(&self, blocks: &[Block<'_>], personal: &Personal, problems: &mut Vec<Problem>) -> TextWords {
+    fn words(
+        &self,
+        blocks: &[Block<'_>],
+        personal: &Personal,
+        want_model: bool,
+        problems: &mut Vec<Problem>,
+    ) -> TextWords {
         let mut hashes = Vec::new();
+        let mut model = Vec::new();
         let seed = self.keys.word_seed;
         let options = normalize::Options { drop_quoted: self.settings.drop_quoted_lines };
         let mut normalizer = Normalizer::new(personal, options, |word: &[u8]| {
             hashes.push(xxh3_64_with_seed(word, seed));
+            if want_model {
+                model.push(xxh3_64_with_seed(word, MODEL_WORD_SEED));
+            }
         });
         let mut visible = String::new();
         let mut html_links = Vec::new();
@@ -519,7 +550,7 @@ impl Fingerprinter {
         // The text digest covers the sequence of (keyed, 64-bit) word hashes:
         // one BLAKE3 call instead of one per word.
         let bytes: Vec<u8> = hashes.iter().flat_map(|h| h.to_le_bytes()).collect();
-        TextWords { digest: key::digest(&self.keys.text, &bytes), hashes, visible: any_visible, urls }
+        TextWords { digest: key::digest(&self.keys.text, &bytes), hashes, model, visible: any_visible, urls }
     }
 
     fn text_kinds(
@@ -589,6 +620,9 @@ impl Fingerprinter {
         digests
     }
 }
+
+/// The seed of the words [`Fingerprinter::fingerprint_with_words`] returns.
+pub const MODEL_WORD_SEED: u64 = 0x5374_6172_6c69_6e67; // "Starling"
 
 /// The number of distinct values in `hashes` (which are well-mixed hashes),
 /// or `limit` if there are at least that many, counted with a small

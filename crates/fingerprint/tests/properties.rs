@@ -192,6 +192,19 @@ proptest! {
         prop_assert_eq!(sent(&a), sent(&b));
     }
 
+    /// The words a local model learns from are the same under any network
+    /// key, and fingerprinting with them gives the same fingerprints.
+    #[test]
+    fn model_words_do_not_depend_on_the_network_key(words in body_words(), encoding in encoding(), envelope in envelope()) {
+        let raw = message(&wrap(&words, 72), encoding, &envelope);
+        let (a, words_a) = Fingerprinter::new(&Key::DEVELOPMENT).fingerprint_with_words(&raw);
+        let (_, words_b) = Fingerprinter::new(&Key::from_bytes([7; 32])).fingerprint_with_words(&raw);
+        prop_assert_eq!(a.stats.words, words_a.len());
+        prop_assert_eq!(&words_a, &words_b);
+        let plain = fingerprint(&raw);
+        prop_assert_eq!(sent(&a), sent(&plain));
+    }
+
     /// Arbitrary bytes never panic and always give a result.
     #[test]
     fn arbitrary_bytes_never_panic(raw in prop::collection::vec(any::<u8>(), 0..4096)) {

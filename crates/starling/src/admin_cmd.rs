@@ -74,14 +74,14 @@ pub(crate) struct ApiArgs {
 }
 
 /// A client of the service's API.
-struct Api {
+pub(crate) struct Api {
     base: String,
     token: String,
     agent: ureq::Agent,
 }
 
 impl ApiArgs {
-    fn connect(&self) -> anyhow::Result<Api> {
+    pub(crate) fn connect(&self) -> anyhow::Result<Api> {
         let config = self.config.agent()?;
         let base = match &self.url {
             Some(url) => url.clone(),
@@ -182,14 +182,14 @@ impl Api {
         }
     }
 
-    fn json(&self, method: &str, path: &str, body: Option<Body>) -> anyhow::Result<Value> {
+    pub(crate) fn json(&self, method: &str, path: &str, body: Option<Body>) -> anyhow::Result<Value> {
         let text = self.send(method, path, body)?;
         serde_json::from_str(&text)
             .with_context(|| format!("the service answered {path} with something that is not JSON"))
     }
 }
 
-enum Body {
+pub(crate) enum Body {
     Json(Value),
     Text(String),
 }

@@ -7,6 +7,7 @@ mod agent_cmd;
 mod check_cmd;
 mod eval_adapter;
 mod fingerprint_cmd;
+mod model_cmd;
 mod network_bench;
 mod network_cmd;
 
@@ -47,6 +48,8 @@ enum Command {
     Rescan(admin_cmd::RescanArgs),
     /// Manage the console's accounts: list, add, role, password, remove.
     Accounts(admin_cmd::AccountsArgs),
+    /// The local model: what it learnt, and rebuilding it.
+    Model(model_cmd::ModelArgs),
     /// Print the fingerprints that would be sent for each message (no content is printed).
     Fingerprint(fingerprint_cmd::FingerprintArgs),
     /// Ask a network for the verdict on messages.
@@ -169,6 +172,7 @@ fn main() -> ExitCode {
         Command::Events(args) => admin_cmd::events(args),
         Command::Rescan(args) => admin_cmd::rescan(args),
         Command::Accounts(args) => admin_cmd::accounts(args),
+        Command::Model(args) => model_cmd::model(args),
         Command::Fingerprint(args) => fingerprint_cmd::run(&args),
         Command::Check(args) => {
             init_logging("warn");

@@ -231,3 +231,83 @@ fn imap_survives_a_hundred_kills_without_losing_or_doubling_mail() {
 fn maildir_survives_a_hundred_kills_without_losing_or_doubling_mail() {
     crash_run("maildir");
 }
+
+/// Messages the agent checked, all mailboxes and hours together.
+fn checked(state: &Path) -> i64 {
+    starling_agent::state::open(&state.join("state.sqlite3"))
+        .and_then(|c| c.query_row("SELECT coalesce(sum(checked), 0) FROM hourly_total", [], |r| r.get(0)))
+        .unwrap_or(0)
+}
+
+/// Retro-filing interrupted: each round a new campaign reaches every
+/// mailbox unknown, the agent checks and remembers it, the network learns
+/// the campaign (somebody else's report, announced by `Changes`), and the
+/// agent is killed at a random moment of filing the copies. Nothing is lost
+/// or doubled; a later look (the restarted agent's own triggers, or a
+/// rescan) files what the kill interrupted.
+#[test]
+fn retro_filing_survives_kills_without_losing_or_doubling_mail() {
+    const DISTINCTIVE: [usize; 10] = [1, 2, 3, 4, 5, 6, 7, 8, 11, 13];
+    let users = ["r0", "r1", "r2", "r3"];
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let node = runtime.block_on(Node::start()).expect("node");
+    let dovecot = Dovecot::start(&users, DovecotOptions::default()).expect("dovecot");
+    let state = tempfile::tempdir().expect("tempdir");
+    std::fs::write(state.path().join("network.credential"), &node.credential).expect("credential");
+    let config = state.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\nmail_store = \"imap\"\n\n[imap]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
+             password_file = {:?}\ntimeout_seconds = 10\nreconnect_min_seconds = 1\nreconnect_max_seconds = 1\n\n\
+             [users]\nsource = \"list\"\nlist = [\"r0\", \"r1\", \"r2\", \"r3\"]\n\n\
+             [network]\nurl = {:?}\ncredential_file = \"network.credential\"\nretry_seconds = 1\n\n\
+             [rescan]\nenabled = false\n[console]\nenabled = false\n",
+            state.path().display().to_string(),
+            dovecot.imap_port,
+            dovecot.password_file().display().to_string(),
+            node.url
+        ),
+    )
+    .expect("config");
+    let spam = testdata(true);
+    let mut random = Random::new();
+    let mut delivered = 0i64;
+    let mut agent = spawn_agent(&config);
+    for (round, index) in DISTINCTIVE.iter().enumerate() {
+        let campaign = &spam[*index].1;
+        for user in users {
+            for copy in 0..3 {
+                let id = format!("spam-{round}-{copy}-{user}@retro");
+                dovecot.lmtp_deliver(user, &with_message_id(campaign, &id)).expect("lmtp");
+                delivered += 1;
+            }
+        }
+        assert!(
+            wait_until(Duration::from_secs(60), || checked(state.path()) >= delivered),
+            "round {round}: the agent checked the copies"
+        );
+        // The network learns the campaign; the agent is killed while it
+        // files the copies it delivered.
+        runtime.block_on(node.report(ReportClass::Spam, &[campaign])).expect("report");
+        std::thread::sleep(Duration::from_millis(random.below(200)));
+        kill(&mut agent);
+        let mut seen = std::collections::BTreeSet::new();
+        for user in users {
+            for (id, copies) in census(&dovecot, user) {
+                assert_eq!(copies.len(), 1, "round {round}: {id} exists exactly once: {copies:?}");
+                seen.insert(id);
+            }
+        }
+        assert_eq!(seen.len() as i64, delivered, "round {round}: no message lost");
+        agent = spawn_agent(&config);
+    }
+    let filed: usize = users.iter().map(|u| dovecot.messages(u, "Spam").map(|m| m.len()).unwrap_or(0)).sum();
+    eprintln!("retro: {delivered} copies of {} campaigns, {filed} retro-filed between kills", DISTINCTIVE.len());
+    assert!(filed > 0, "kills landed while retro-filing worked");
+    terminate(agent);
+    runtime.block_on(async move {
+        let mut node = node;
+        node.stop().await;
+    });
+}
