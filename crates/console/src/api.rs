@@ -910,6 +910,7 @@ async fn rescan_start(
 pub struct ModelStatus {
     /// The running agent's view (absent when the agent has not attached
     /// its model yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<starling_agent::live::LearningView>,
     /// Stored examples: (label, source, count).
     pub examples: Vec<(String, String, u64)>,

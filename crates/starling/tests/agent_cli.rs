@@ -142,6 +142,14 @@ fn every_admin_command_goes_through_the_running_service() {
     let status = ok(starling(config, &["status"]));
     assert!(status.contains("service:   running") && status.contains("mailboxes: 4 known"), "{status}");
 
+    // The local model: what it learnt, and a rebuild the service runs.
+    let model = ok(starling(config, &["model", "status"]));
+    assert!(model.contains("model: file (still learning); 0 spam and 0 ham learnt"), "{model}");
+    let retrain = ok(starling(config, &["model", "retrain", "--wait"]));
+    assert!(retrain.contains("rebuilt from 0 spam and 0 ham examples"), "{retrain}");
+    let rebuilt = ok(starling(config, &["events", "--id", "730"]));
+    assert!(rebuilt.contains("rebuilt from its stored examples"), "{rebuilt}");
+
     // Accounts: added with a printed password, a role given and taken,
     // the last administrator kept, removed.
     let added = ok(starling(config, &["accounts", "add", "auditor"]));

@@ -94,15 +94,33 @@ fn terminate(mut child: Child) {
     panic!("the agent did not stop within 20 s of SIGTERM");
 }
 
-/// Every message of the user, by Message-ID: (folder, subject) of each copy.
-fn census(dovecot: &Dovecot, user: &str) -> BTreeMap<String, Vec<(String, String)>> {
-    let mut all: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    for folder in ["INBOX", "Spam"] {
-        for m in dovecot.messages(user, folder).expect("doveadm fetch") {
-            all.entry(m.message_id.clone()).or_default().push((folder.to_owned(), m.subject.clone()));
+type Census = BTreeMap<String, Vec<(String, String)>>;
+
+/// Every message of the user, by Message-ID: (folder, subject) of each copy,
+/// as read while nothing moves them. A killed agent's last command may
+/// still be running in the server (a `UID MOVE` copies, then expunges), and
+/// a running agent may expunge what doveadm is reading: the census is read
+/// until two readings a moment apart agree.
+fn census(dovecot: &Dovecot, user: &str) -> Census {
+    let read = || -> Option<Census> {
+        let mut all: Census = BTreeMap::new();
+        for folder in ["INBOX", "Spam"] {
+            for m in dovecot.messages(user, folder).ok()? {
+                all.entry(m.message_id.clone()).or_default().push((folder.to_owned(), m.subject.clone()));
+            }
         }
+        Some(all)
+    };
+    let mut last = None;
+    for _ in 0..50 {
+        let now = read();
+        if now.is_some() && now == last {
+            return now.unwrap_or_default();
+        }
+        last = now;
+        std::thread::sleep(Duration::from_millis(100));
     }
-    all
+    last.expect("doveadm fetch works")
 }
 
 fn kind_of(message_id: &str) -> Kind {
