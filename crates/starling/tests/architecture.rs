@@ -62,6 +62,25 @@ fn fingerprint_has_no_runtime_network_or_storage() {
 
 /// One TLS stack (rustls with ring): no OpenSSL and no aws-lc C build.
 #[test]
+fn the_model_is_pure_and_never_sees_the_network() {
+    let deps = dependencies_of("starling-model");
+    for forbidden in [
+        "tokio",
+        "mio",
+        "hyper",
+        "tonic",
+        "redb",
+        "rusqlite",
+        "axum",
+        "starling-proto",
+        "starling-fingerprint",
+        "mail-parser",
+    ] {
+        assert!(!deps.contains(forbidden), "starling-model depends on {forbidden}");
+    }
+}
+
+#[test]
 fn no_openssl_or_aws_lc_anywhere() {
     let deps = dependencies_of("starling");
     for forbidden in ["openssl-sys", "aws-lc-sys", "aws-lc-rs", "native-tls"] {
