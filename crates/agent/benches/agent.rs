@@ -18,10 +18,34 @@
 //!   A to B's agent filing the copy (p50, p99), N campaigns.
 //! - `rescan N`: an N-message mailbox the agent has seen, a rescan asked
 //!   for as `starling rescan` does; messages/s from the request to its end.
-//! - `simulate USERS`: a small deployment: the corpus's dev split in date
-//!   order, delivered day by day to USERS mailboxes; a seeded 30 % of users
-//!   move the spam they see into Spam; a nightly rescan. Shares of spam
-//!   filed at delivery, by rescan, and ham filed.
+//! - `deploy USERS` (default 20): what an organisation sees. A real
+//!   Dovecot with USERS mailboxes (and a `\Junk` folder), the embedded
+//!   single-organisation node, the agent through Dovecot's master user with
+//!   `[rescan] enabled = false`. The corpus's dev split (spam-1,
+//!   easy-ham-1, hard-ham-1; never the holdout spam-2/easy-ham-2) in
+//!   Date-header order, each message with its own opaque Message-ID,
+//!   delivered over LMTP to a seeded-random user, twice with a fresh
+//!   Dovecot, node and agent: a burst (as fast as LMTP takes it) and a
+//!   trickle at 5 messages/s. A seeded 30 % of users report: every 20 s
+//!   (and at the end) each reads their new INBOX mail (`FETCH BODY[]`, so
+//!   it is `\Seen`), moves the spam they see to the spam folder and the ham
+//!   they see there back to INBOX, by real IMAP moves (`imap_user.py
+//!   round`); the others never touch their mail. After the last delivery
+//!   the rounds go on until no filing for 60 s (at most 5 minutes); then a
+//!   final round, the agent stops and every INBOX and spam folder is
+//!   inventoried over IMAP. Per run: agent recall (spam the agent filed and
+//!   still in a spam folder ÷ spam delivered), automatic share (÷ all spam
+//!   in spam folders), ham false positives (filed, still in a spam folder)
+//!   and ham ever filed, rescued ham filed again (must be 0), lost and
+//!   duplicated Message-IDs, delivery→filed p50/p99 (the `filed` table
+//!   polled every 50 ms), filings by pass and reason, and retro-filings'
+//!   delay; beside them the issue's reference figures (quoted, holdout
+//!   split). Environment: `DEPLOY_AGENT_CONFIG` is appended to the agent's
+//!   TOML (default `[model] ham_after_minutes = 2`: the corpus's years are
+//!   minutes here; not `[rescan]`, which is set already), `DEPLOY_LIMIT=N`
+//!   delivers every k-th message of the date order (N in all) to try it
+//!   quickly, `DEPLOY_RUNS=burst|trickle|burst,trickle`. About 25 minutes
+//!   with the full split.
 //!
 //! Each part starts its own Dovecot and network node on loopback ports.
 //! This is a bench command rather than criterion: every figure is one long
@@ -49,14 +73,14 @@ fn main() -> anyhow::Result<()> {
             "compare" => compare(count(1_000)).await,
             "feedback" => feedback(count(50)).await,
             "rescan" => rescan(count(10_000)).await,
-            "simulate" => simulate(count(20)).await,
+            "deploy" => deploy(count(20)).await,
             "all" => {
                 scan(10_000).await?;
                 latency(200).await?;
                 compare(1_000).await
             }
             other => {
-                anyhow::bail!("unknown part {other}: scan, latency, memory, compare, feedback, rescan, simulate or all")
+                anyhow::bail!("unknown part {other}: scan, latency, memory, compare, feedback, rescan, deploy or all")
             }
         }
     })
@@ -505,101 +529,936 @@ impl Seeded {
     }
 }
 
-async fn simulate(user_count: usize) -> anyhow::Result<()> {
-    const DAYS: usize = 10;
-    const REPORTER_SHARE: f64 = 0.3;
-    let users: Vec<String> = (0..user_count).map(|i| format!("user{i:02}")).collect();
-    let names: Vec<&str> = users.iter().map(String::as_str).collect();
-    let dovecot = Dovecot::start(&names, DovecotOptions::default())?;
-    let node = Node::start().await?;
-    // The dev split, in date order.
-    let mut mail: Vec<(i64, bool, Vec<u8>)> = Vec::new();
+/// The deployment scenario's defaults.
+const DEPLOY_REPORTER_SHARE: f64 = 0.3;
+const DEPLOY_TRICKLE_PER_SECOND: f64 = 5.0;
+const DEPLOY_ROUND_SECONDS: u64 = 20;
+const DEPLOY_QUIET_SECONDS: f64 = 60.0;
+const DEPLOY_QUIET_CAP_SECONDS: f64 = 420.0;
+/// The run goes on at least this long after the last delivery: the time the
+/// default `ham_after_minutes` (2) takes to turn read, unmoved mail into ham,
+/// and a minute for the model to act on it — as the days after a burst
+/// would in an organisation.
+const DEPLOY_MIN_AFTER_SECONDS: f64 = 180.0;
+const DEPLOY_DEFAULT_EXTRA: &str = "[model]\nham_after_minutes = 2\n";
+/// How often the bench reads the agent's `filed` table.
+const DEPLOY_POLL: Duration = Duration::from_millis(50);
+
+/// How mail arrives in a run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Arrival {
+    /// Everything as fast as LMTP takes it (one connection after another).
+    Burst,
+    /// This many messages a second.
+    Trickle(f64),
+}
+
+impl Arrival {
+    fn name(self) -> String {
+        match self {
+            Arrival::Burst => "burst".into(),
+            Arrival::Trickle(rate) => format!("trickle {rate}/s"),
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Arrival::Burst => "burst",
+            Arrival::Trickle(_) => "trickle",
+        }
+    }
+}
+
+/// One message of the dev split.
+struct Mail {
+    date: i64,
+    spam: bool,
+    subject: String,
+    raw: Vec<u8>,
+}
+
+/// The subject a person would recognise a campaign by: decoded, lower
+/// case, without `Re:`/`Fwd:` and runs of spaces.
+fn campaign_subject(raw: &[u8]) -> String {
+    let parsed = mail_parser::MessageParser::default().parse_headers(raw);
+    let subject = parsed.as_ref().and_then(|m| m.subject()).unwrap_or("").to_lowercase();
+    let mut subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+    loop {
+        let stripped = ["re:", "fw:", "fwd:", "aw:"]
+            .iter()
+            .find_map(|p| subject.strip_prefix(p))
+            .map(|rest| rest.trim_start().to_owned());
+        match stripped {
+            Some(rest) => subject = rest,
+            None => return subject,
+        }
+    }
+}
+
+/// The corpus's dev split (never the holdout groups spam-2, easy-ham-2),
+/// in Date-header order; with `limit`, every k-th message of that order.
+fn dev_split(limit: Option<usize>) -> anyhow::Result<Vec<Mail>> {
+    let mut mail = Vec::new();
     for (group, spam) in [("spam-1", true), ("easy-ham-1", false), ("hard-ham-1", false)] {
         for (_, raw) in starling_testkit::corpus_messages(group, usize::MAX)? {
             let date = mail_parser::MessageParser::default()
                 .parse_headers(&raw)
                 .and_then(|m| m.date().map(|d| d.to_timestamp()))
                 .unwrap_or(0);
-            mail.push((date, spam, raw));
+            mail.push(Mail { date, spam, subject: campaign_subject(&raw), raw });
         }
     }
-    mail.sort_by_key(|(date, _, _)| *date);
-    let mut seed = Seeded(0x5eed_1234_abcd_ef01);
-    let reporters: Vec<bool> = users.iter().map(|_| (seed.next() % 1000) as f64 / 1000.0 < REPORTER_SHARE).collect();
-    let agent = Agent::start_with(&dovecot, &node, &users, &node.credential, "[rescan]\nenabled = false\n")?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let per_day = mail.len().div_ceil(DAYS);
-    let mut truth: std::collections::HashMap<String, (usize, bool)> = std::collections::HashMap::new();
-    let mut moved_by_users = 0usize;
-    let mut delivered = 0u64;
-    let started = Instant::now();
-    for day in 0..DAYS {
-        let today = &mail[(day * per_day).min(mail.len())..((day + 1) * per_day).min(mail.len())];
-        for (offset, (_, spam, raw)) in today.iter().enumerate() {
-            let index = day * per_day + offset;
-            let user = index % user_count;
-            let id = format!("sim-{index}@sim");
-            truth.insert(id.clone(), (user, *spam));
-            let raw = with_message_id(raw, &id);
-            tokio::task::block_in_place(|| dovecot.lmtp_deliver(&users[user], &raw))?;
-            delivered += 1;
+    anyhow::ensure!(!mail.is_empty(), "the dev split is empty: is the corpus fetched?");
+    mail.sort_by_key(|m| m.date);
+    if let Some(limit) = limit.filter(|l| *l < mail.len()) {
+        let len = mail.len();
+        let keep: std::collections::HashSet<usize> = (0..limit).map(|i| i * len / limit).collect();
+        mail = mail.into_iter().enumerate().filter(|(i, _)| keep.contains(i)).map(|(_, m)| m).collect();
+    }
+    Ok(mail)
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// A filing as the bench saw it: the `filed` row, and when the poller
+/// first saw it done (after the poll before, by the poll that saw it).
+#[derive(Clone, Debug)]
+struct FiledRow {
+    mailbox: String,
+    message_id: String,
+    reason: String,
+    pass: String,
+    at: i64,
+    seen: Option<(f64, f64)>,
+}
+
+impl FiledRow {
+    /// When it was done at the latest (unix seconds): the poll that saw
+    /// it, else the row's seconds-granular `at` (rounded up).
+    fn done_by(&self) -> f64 {
+        self.seen.map(|(_, by)| by).unwrap_or(self.at as f64 + 1.0)
+    }
+}
+
+#[derive(Default)]
+struct Polled {
+    rows: std::collections::BTreeMap<i64, FiledRow>,
+    /// When the newest row was first seen (unix seconds).
+    last_new: f64,
+    errors: u64,
+}
+
+type FiledQuery = (i64, String, String, String, String, i64, bool);
+
+fn read_filed(c: &rusqlite::Connection, from: i64) -> rusqlite::Result<Vec<FiledQuery>> {
+    let mut statement = c.prepare_cached(
+        "SELECT id, mailbox, coalesce(message_id, ''), reason, pass, at, folder <> '' FROM filed WHERE id >= ?1 ORDER BY id",
+    )?;
+    statement
+        .query_map([from], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?
+        .collect()
+}
+
+/// Reads the agent's `filed` table every `DEPLOY_POLL` until `stop`,
+/// recording when each filing was first seen done (`folder` set).
+fn poll_filed(path: &Path, polled: &std::sync::Mutex<Polled>, stop: &std::sync::atomic::AtomicBool) {
+    use std::sync::atomic::Ordering;
+    let mut connection = None;
+    let mut low = 0i64;
+    let mut previous = unix_now();
+    while !stop.load(Ordering::Relaxed) {
+        let started = unix_now();
+        if connection.is_none() {
+            connection =
+                rusqlite::Connection::open(path).and_then(|c| c.busy_timeout(Duration::from_secs(5)).map(|_| c)).ok();
         }
-        wait_for("the day's mail checked", Duration::from_secs(600), || agent.checked() >= delivered).await?;
-        // Reporters move the spam they see in their inbox.
-        for (u, user) in users.iter().enumerate() {
-            if !reporters[u] {
+        let rows = match connection.as_ref().map(|c| read_filed(c, low)) {
+            Some(Ok(rows)) => rows,
+            // Not created yet, or busy: next time.
+            _ => {
+                polled.lock().unwrap().errors += 1;
+                connection = None;
+                std::thread::sleep(DEPLOY_POLL);
                 continue;
             }
-            let inbox = tokio::task::block_in_place(|| dovecot.messages(user, "INBOX"))?;
-            for message in inbox {
-                let id = message.message_id.trim_matches(['<', '>']).to_owned();
-                if truth.get(&id).is_some_and(|(_, spam)| *spam) {
-                    tokio::task::block_in_place(|| {
-                        dovecot.imap_user(user, &["move", &message.message_id, "INBOX", "Spam"])
-                    })?;
-                    moved_by_users += 1;
+        };
+        let now = unix_now();
+        let mut pending = None;
+        let mut highest = low - 1;
+        {
+            let mut polled = polled.lock().unwrap();
+            for (id, mailbox, message_id, reason, pass, at, done) in rows {
+                highest = highest.max(id);
+                if done {
+                    if let std::collections::btree_map::Entry::Vacant(entry) = polled.rows.entry(id) {
+                        let seen = Some((previous, now));
+                        entry.insert(FiledRow { mailbox, message_id, reason, pass, at, seen });
+                        polled.last_new = now;
+                    }
+                } else if pending.is_none() && (at as f64) > now - 120.0 {
+                    // Recorded, not yet done: look at it again.
+                    pending = Some(id);
                 }
             }
         }
-        wait_for("reports sent", Duration::from_secs(120), || {
-            agent.db().ok().and_then(|c| state::feedback_pending(&c).ok()).is_some_and(|n| n == 0)
-        })
-        .await?;
-        // The nightly rescan.
-        let since = jiff::Timestamp::now().as_second() - 12 * 3600;
-        let db = agent.db()?;
-        let ids: Vec<i64> =
-            users.iter().map(|u| state::rescan_request(&db, u, since, "schedule")).collect::<Result<_, _>>()?;
-        wait_for("the nightly rescan", Duration::from_secs(600), || {
-            ids.iter().all(|id| {
-                state::rescan(&db, *id).ok().flatten().is_some_and(|r| r.status == "done" || r.status == "failed")
-            })
-        })
-        .await?;
-        eprintln!("day {} done after {:.0} s", day + 1, started.elapsed().as_secs_f64());
+        low = pending.unwrap_or(highest + 1);
+        previous = started;
+        std::thread::sleep(DEPLOY_POLL);
     }
-    // What the agent filed, by how it found it.
-    let db = agent.db()?;
-    let mut statement = db.prepare("SELECT message_id, pass FROM filed WHERE folder <> ''")?;
-    let filed: Vec<(String, String)> =
-        statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
-    let spam_total = truth.values().filter(|(_, spam)| *spam).count();
-    let ham_total = truth.len() - spam_total;
-    let count = |pass: &str, spam: bool| {
-        filed.iter().filter(|(id, p)| p == pass && truth.get(id).is_some_and(|(_, s)| *s == spam)).count()
+}
+
+/// A user's move, as the server confirmed it.
+#[derive(Clone, Debug)]
+struct UserMove {
+    user: usize,
+    message_id: String,
+    at: f64,
+    to_spam: bool,
+}
+
+#[derive(Default)]
+struct Rounds {
+    moves: Vec<UserMove>,
+    rounds: usize,
+    read: usize,
+    errors: usize,
+    longest: f64,
+}
+
+/// One round of every reporter: read the new mail, move the spam seen in
+/// INBOX to the spam folder, the ham seen in the spam folder back.
+async fn reporters_round(
+    dovecot: &std::sync::Arc<Dovecot>,
+    users: &[String],
+    reporters: &[usize],
+    truth: &Path,
+    spam_folder: &str,
+    rounds: &std::sync::Mutex<Rounds>,
+) {
+    let started = Instant::now();
+    for &u in reporters {
+        let (dovecot, user, truth, folder) =
+            (dovecot.clone(), users[u].clone(), truth.display().to_string(), spam_folder.to_owned());
+        let result = tokio::task::spawn_blocking(move || -> anyhow::Result<serde_json::Value> {
+            let text = dovecot.imap_user_output(&user, &["round", &truth, &folder])?;
+            Ok(serde_json::from_str(&text)?)
+        })
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r);
+        let mut rounds = rounds.lock().unwrap();
+        match result {
+            Ok(value) => {
+                rounds.read += value["read"].as_u64().unwrap_or(0) as usize;
+                for (key, to_spam) in [("spam_moved", true), ("ham_rescued", false)] {
+                    for item in value[key].as_array().into_iter().flatten() {
+                        let message_id = item[0].as_str().unwrap_or("").to_owned();
+                        let at = item[1].as_f64().unwrap_or(0.0);
+                        rounds.moves.push(UserMove { user: u, message_id, at, to_spam });
+                    }
+                }
+            }
+            Err(e) => {
+                rounds.errors += 1;
+                eprintln!("deploy: reporter {} round failed: {e:#}", users[u]);
+            }
+        }
+    }
+    let mut rounds = rounds.lock().unwrap();
+    rounds.rounds += 1;
+    rounds.longest = rounds.longest.max(started.elapsed().as_secs_f64());
+}
+
+/// What one run measured.
+struct DeployRun {
+    arrival: Arrival,
+    users: usize,
+    reporters: usize,
+    spam: usize,
+    ham: usize,
+    delivery_seconds: f64,
+    quiet_after: f64,
+    quiet_capped: bool,
+    /// Agent-filed spam in a spam folder at the end.
+    agent_spam: usize,
+    /// All spam in spam folders at the end.
+    spam_in_spam: usize,
+    spam_moved_by_users: usize,
+    spam_in_inbox: usize,
+    ham_filed: usize,
+    ham_fp: usize,
+    ham_rescued: usize,
+    rescued_refiled: usize,
+    lost: usize,
+    duplicated: usize,
+    /// Delivery → filed of the agent's spam filings (first filing each).
+    latency_all: Vec<f64>,
+    latency_delivery: Vec<f64>,
+    by_pass: std::collections::BTreeMap<String, usize>,
+    by_reason: std::collections::BTreeMap<String, usize>,
+    ham_by: std::collections::BTreeMap<String, usize>,
+    retro_from_delivery: Vec<f64>,
+    retro_from_move: Vec<f64>,
+    retro_spam: usize,
+    rounds: usize,
+    round_errors: usize,
+    longest_round: f64,
+    read: usize,
+    polled_share: f64,
+    /// The agent's users' opinions, model examples and events by severity.
+    diagnostics: Vec<String>,
+}
+
+impl DeployRun {
+    fn recall(&self) -> f64 {
+        ratio(self.agent_spam, self.spam)
+    }
+
+    fn share(&self) -> f64 {
+        ratio(self.agent_spam, self.spam_in_spam)
+    }
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+/// The value at quantile `q` of seconds (sorted here); NaN when empty.
+fn quantile_s(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1).min(sorted.len() - 1)]
+}
+
+fn seconds(value: f64) -> String {
+    if value.is_nan() {
+        "-".into()
+    } else if value < 10.0 {
+        format!("{value:.2} s")
+    } else {
+        format!("{value:.0} s")
+    }
+}
+
+async fn deploy(user_count: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(user_count >= 2, "deploy needs at least 2 users");
+    let limit = match std::env::var("DEPLOY_LIMIT") {
+        Ok(text) => Some(text.parse::<usize>().map_err(|e| anyhow::anyhow!("DEPLOY_LIMIT={text:?}: {e}"))?),
+        Err(_) => None,
     };
-    let (at_delivery, by_rescan) = (count("delivery", true) + count("recheck", true), count("rescan", true));
-    let ham_filed = count("delivery", false) + count("recheck", false) + count("rescan", false);
-    agent.stop().await?;
-    let share = |n: usize| 100.0 * n as f64 / spam_total as f64;
-    println!(
-        "simulate: {user_count} users ({} reporting), {} messages ({spam_total} spam, {ham_total} ham) over {DAYS} days in date order: \
-         spam filed at delivery {at_delivery} ({:.1} %), by the nightly rescan {by_rescan} ({:.1} %), moved by users {moved_by_users} ({:.1} %); ham filed {ham_filed}",
-        reporters.iter().filter(|r| **r).count(),
-        truth.len(),
-        share(at_delivery),
-        share(by_rescan),
-        share(moved_by_users),
+    let extra = std::env::var("DEPLOY_AGENT_CONFIG").unwrap_or_else(|_| DEPLOY_DEFAULT_EXTRA.to_owned());
+    let runs: Vec<Arrival> = std::env::var("DEPLOY_RUNS")
+        .unwrap_or_else(|_| "burst,trickle".into())
+        .split(',')
+        .map(|r| match r.trim() {
+            "burst" => Ok(Arrival::Burst),
+            "trickle" => Ok(Arrival::Trickle(DEPLOY_TRICKLE_PER_SECOND)),
+            other => Err(anyhow::anyhow!("DEPLOY_RUNS: unknown run {other:?} (burst, trickle)")),
+        })
+        .collect::<Result<_, _>>()?;
+    let agent_extra = format!("[rescan]\nenabled = false\n\n{extra}");
+    // Fails here, not after a Dovecot has started, when the extra
+    // configuration is wrong.
+    AgentConfig::from_toml(&format!("[users]\nsource = \"list\"\nlist = [\"x\"]\n\n{agent_extra}"))
+        .map_err(|problems| anyhow::anyhow!("DEPLOY_AGENT_CONFIG: {problems:?}"))?;
+    let mail = dev_split(limit)?;
+    eprintln!(
+        "deploy: {} messages of the dev split ({} spam), {user_count} users; runs: {}",
+        mail.len(),
+        mail.iter().filter(|m| m.spam).count(),
+        runs.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
     );
+    let mut results = Vec::new();
+    for arrival in runs {
+        let started = Instant::now();
+        let result = deploy_run(arrival, &mail, user_count, &agent_extra).await?;
+        eprintln!("deploy: {} run done in {:.0} s", arrival.name(), started.elapsed().as_secs_f64());
+        results.push(result);
+    }
+    print_deploy(&results, &mail, limit, &agent_extra);
     Ok(())
+}
+
+async fn deploy_run(
+    arrival: Arrival,
+    mail: &[Mail],
+    user_count: usize,
+    agent_extra: &str,
+) -> anyhow::Result<DeployRun> {
+    use std::collections::{BTreeMap, HashMap, HashSet};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let users: Vec<String> = (0..user_count).map(|i| format!("user{i:02}")).collect();
+    let names: Vec<&str> = users.iter().map(String::as_str).collect();
+    let options = DovecotOptions { junk_special_use: true, many_connections: user_count > 40, ..Default::default() };
+    let dovecot = Arc::new(Dovecot::start(&names, options)?);
+    let node = Node::start().await?;
+
+    // Seeded: the same reporters and the same assignment in both runs.
+    let mut seed = Seeded(0x5eed_1234_abcd_ef01);
+    let mut order: Vec<usize> = (0..user_count).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, (seed.next() % (i as u64 + 1)) as usize);
+    }
+    let reporter_count = ((user_count as f64 * DEPLOY_REPORTER_SHARE).round() as usize).max(1);
+    let mut reporters: Vec<usize> = order[..reporter_count].to_vec();
+    reporters.sort();
+
+    // Opaque Message-IDs (nothing in them says spam or ham); the truth the
+    // reporters judge by is in a file only they read.
+    let work = tempfile::tempdir()?;
+    let truth_path = work.path().join("truth.tsv");
+    let mut truth_text = String::new();
+    let mut deliveries: Vec<(usize, String, Vec<u8>)> = Vec::with_capacity(mail.len());
+    for (i, m) in mail.iter().enumerate() {
+        let user = (seed.next() % user_count as u64) as usize;
+        let id = format!("d{}{i:05}@deploy.starling.test", &arrival.key()[..1]);
+        truth_text.push_str(&format!("{id}\t{}\n", if m.spam { "spam" } else { "ham" }));
+        let raw = with_message_id(&m.raw, &id);
+        deliveries.push((user, id, raw));
+    }
+    std::fs::write(&truth_path, truth_text)?;
+
+    let spam_folder = {
+        let dovecot = dovecot.clone();
+        let user = users[0].clone();
+        tokio::task::spawn_blocking(move || dovecot.imap_user_output(&user, &["spam-folder"])).await??
+    };
+    anyhow::ensure!(!spam_folder.is_empty(), "Dovecot has no \\Junk folder (junk_special_use)");
+
+    let agent = Agent::start_with(&dovecot, &node, &users, &node.credential, agent_extra)?;
+    let db_path = agent.state_dir.path().join("state.sqlite3");
+    // Ready when every mailbox has its two sessions (INBOX, spam folder).
+    let ready = Instant::now();
+    while who(&dovecot) < 2 * user_count {
+        anyhow::ensure!(!agent.task.is_finished(), "the agent stopped at start");
+        if ready.elapsed() > Duration::from_secs(120) {
+            eprintln!("deploy: only {} of {} IMAP sessions after 120 s; going on", who(&dovecot), 2 * user_count);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let polled = Arc::new(Mutex::new(Polled::default()));
+    let stop_polling = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (polled, stop, path) = (polled.clone(), stop_polling.clone(), db_path.clone());
+        std::thread::spawn(move || poll_filed(&path, &polled, &stop))
+    };
+    let rounds = Arc::new(Mutex::new(Rounds::default()));
+    let stop_rounds = CancellationToken::new();
+    let round_task = {
+        let (dovecot, users, reporters, truth, folder, rounds, stop) = (
+            dovecot.clone(),
+            users.clone(),
+            reporters.clone(),
+            truth_path.clone(),
+            spam_folder.clone(),
+            rounds.clone(),
+            stop_rounds.clone(),
+        );
+        tokio::spawn(async move {
+            let period = Duration::from_secs(DEPLOY_ROUND_SECONDS);
+            let mut next = tokio::time::Instant::now() + period;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep_until(next) => {}
+                }
+                reporters_round(&dovecot, &users, &reporters, &truth, &folder, &rounds).await;
+                next = (next + period).max(tokio::time::Instant::now());
+            }
+        })
+    };
+
+    // Deliveries, in date order, from a thread of their own.
+    let total = deliveries.len();
+    let done = Arc::new(AtomicUsize::new(0));
+    let delivery_ids: Vec<(usize, String)> = deliveries.iter().map(|(u, id, _)| (*u, id.clone())).collect();
+    let delivering = {
+        let (dovecot, users, done) = (dovecot.clone(), users.clone(), done.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<f64>> {
+            let started = Instant::now();
+            let budget = match arrival {
+                Arrival::Burst => Duration::from_secs(900),
+                Arrival::Trickle(rate) => Duration::from_secs_f64(total as f64 / rate + 600.0),
+            };
+            let mut at = Vec::with_capacity(total);
+            for (i, (user, id, raw)) in deliveries.into_iter().enumerate() {
+                if let Arrival::Trickle(rate) = arrival {
+                    let due = Duration::from_secs_f64(i as f64 / rate);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+                anyhow::ensure!(
+                    started.elapsed() < budget,
+                    "deliveries took longer than {} s ({i} of {total} delivered)",
+                    budget.as_secs()
+                );
+                dovecot
+                    .lmtp_deliver(&users[user], &raw)
+                    .map_err(|e| anyhow::anyhow!("LMTP delivery {i} ({id}) to {}: {e:#}", users[user]))?;
+                at.push(unix_now());
+                done.store(i + 1, Ordering::Relaxed);
+            }
+            Ok(at)
+        })
+    };
+    let started = Instant::now();
+    let mut progress = Instant::now();
+    while !delivering.is_finished() {
+        if agent.task.is_finished() {
+            stop_polling.store(true, Ordering::Relaxed);
+            let _ = agent.task.await;
+            anyhow::bail!("the agent stopped during the deliveries");
+        }
+        if progress.elapsed() > Duration::from_secs(30) {
+            progress = Instant::now();
+            eprintln!(
+                "deploy: {} {} of {total} delivered after {:.0} s, {} filed",
+                arrival.name(),
+                done.load(Ordering::Relaxed),
+                started.elapsed().as_secs_f64(),
+                polled.lock().unwrap().rows.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let delivered_at = delivering.await??;
+    let first_delivery = delivered_at.first().copied().unwrap_or(0.0);
+    let delivery_seconds = started.elapsed().as_secs_f64();
+    let last_delivery = unix_now();
+
+    // The agent's quiet: no new filing for a minute, and at least
+    // DEPLOY_MIN_AFTER_SECONDS after the last delivery (reporters go on).
+    let quiet_capped = loop {
+        anyhow::ensure!(!agent.task.is_finished(), "the agent stopped after the deliveries");
+        let now = unix_now();
+        let last = polled.lock().unwrap().last_new.max(last_delivery);
+        if now - last >= DEPLOY_QUIET_SECONDS && now - last_delivery >= DEPLOY_MIN_AFTER_SECONDS {
+            break false;
+        }
+        if now - last_delivery >= DEPLOY_QUIET_CAP_SECONDS {
+            break true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let quiet_after = unix_now() - last_delivery;
+    stop_rounds.cancel();
+    tokio::time::timeout(Duration::from_secs(300), round_task)
+        .await
+        .map_err(|_| anyhow::anyhow!("a reporters' round did not end in 300 s"))??;
+    // The last look of the day, and what the agent makes of it.
+    reporters_round(&dovecot, &users, &reporters, &truth_path, &spam_folder, &rounds).await;
+    let settle = unix_now();
+    while unix_now() - polled.lock().unwrap().last_new.max(settle) < 10.0 && unix_now() - settle < 60.0 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop_polling.store(true, Ordering::Relaxed);
+    let _ = poller.join();
+    let Agent { stop, task, state_dir } = agent;
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .map_err(|_| anyhow::anyhow!("the agent did not stop in 60 s"))???;
+
+    // Every completed filing, with the poller's times where it saw them.
+    let mut rows: BTreeMap<i64, FiledRow> = std::mem::take(&mut polled.lock().unwrap().rows);
+    let polled_count = rows.len();
+    let mut diagnostics = Vec::new();
+    {
+        let c = rusqlite::Connection::open(state_dir.path().join("state.sqlite3"))?;
+        for (id, mailbox, message_id, reason, pass, at, done) in read_filed(&c, 0)? {
+            if done {
+                rows.entry(id).or_insert(FiledRow { mailbox, message_id, reason, pass, at, seen: None });
+            }
+        }
+        // The agent's own view, for the reader (tables others own: a
+        // missing one is shown as "-").
+        let group = |sql: &str| -> String {
+            let read = || -> rusqlite::Result<Vec<String>> {
+                let mut statement = c.prepare(sql)?;
+                statement
+                    .query_map([], |r| Ok(format!("{} {}", r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+                    .collect()
+            };
+            match read() {
+                Ok(rows) if !rows.is_empty() => rows.join(", "),
+                _ => "-".into(),
+            }
+        };
+        diagnostics.push(group(
+            "SELECT opinion || (CASE WHEN desired = sent THEN '' ELSE ' (unsent)' END), count(*) FROM feedback GROUP BY 1",
+        ));
+        diagnostics.push(group("SELECT source || '/' || label, count(*) FROM model_examples GROUP BY 1"));
+        diagnostics.push(group("SELECT severity, count(*) FROM events GROUP BY 1"));
+        // Warnings and errors, with when (seconds after the first
+        // delivery) they were first and last seen.
+        if let Ok(mut statement) = c.prepare(
+            "SELECT severity, coalesce(mailbox, ''), min(text), count(*), min(at), max(at) FROM events \
+             WHERE severity NOT IN ('info', 'debug') GROUP BY severity, mailbox, substr(text, 1, 40) ORDER BY min(id) LIMIT 20",
+        ) {
+            let shown = statement.query_map([], |r| {
+                let (first, last) = (r.get::<_, i64>(4)? as f64 - first_delivery, r.get::<_, i64>(5)? as f64 - first_delivery);
+                Ok(format!(
+                    "{} {} x{} at {first:.0}..{last:.0} s: {}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(2)?
+                ))
+            });
+            for line in shown.into_iter().flatten().flatten() {
+                eprintln!("deploy: agent event: {line}");
+            }
+        }
+    }
+    drop(state_dir);
+
+    // The final inventory, over IMAP.
+    let mut inventory: Vec<(HashMap<String, usize>, HashMap<String, usize>)> = Vec::new();
+    for user in &users {
+        let (dovecot, user, folder) = (dovecot.clone(), user.clone(), spam_folder.clone());
+        let text =
+            tokio::task::spawn_blocking(move || dovecot.imap_user_output(&user, &["inventory", "INBOX", &folder]))
+                .await??;
+        let value: serde_json::Value = serde_json::from_str(&text)?;
+        let count = |folder: &str| {
+            let mut out = HashMap::new();
+            for id in value[folder].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
+                *out.entry(id.to_owned()).or_insert(0usize) += 1;
+            }
+            out
+        };
+        inventory.push((count("INBOX"), count(&spam_folder)));
+    }
+
+    // Figures.
+    let user_index: HashMap<&str, usize> = users.iter().enumerate().map(|(i, u)| (u.as_str(), i)).collect();
+    let mut filings: HashMap<(usize, String), Vec<&FiledRow>> = HashMap::new();
+    for row in rows.values() {
+        if let Some(&u) = user_index.get(row.mailbox.as_str()) {
+            filings.entry((u, row.message_id.clone())).or_default().push(row);
+        }
+    }
+    let (moves, round_count, round_errors, longest_round, read) = {
+        let r = rounds.lock().unwrap();
+        (r.moves.clone(), r.rounds, r.errors, r.longest, r.read)
+    };
+    let mut first_rescue: HashMap<(usize, String), f64> = HashMap::new();
+    let mut moved_to_spam: HashSet<(usize, String)> = HashSet::new();
+    for m in &moves {
+        if m.to_spam {
+            moved_to_spam.insert((m.user, m.message_id.clone()));
+        } else {
+            let at = first_rescue.entry((m.user, m.message_id.clone())).or_insert(m.at);
+            *at = at.min(m.at);
+        }
+    }
+    let index_of: HashMap<&str, usize> = delivery_ids.iter().enumerate().map(|(i, (_, id))| (id.as_str(), i)).collect();
+    // The first user move into the spam folder of each campaign subject.
+    let mut subject_moved: HashMap<&str, f64> = HashMap::new();
+    for m in moves.iter().filter(|m| m.to_spam) {
+        if let Some(&i) = index_of.get(m.message_id.as_str()) {
+            let subject = mail[i].subject.as_str();
+            if !subject.is_empty() {
+                let at = subject_moved.entry(subject).or_insert(m.at);
+                *at = at.min(m.at);
+            }
+        }
+    }
+    let mut run = DeployRun {
+        arrival,
+        users: user_count,
+        reporters: reporter_count,
+        spam: mail.iter().filter(|m| m.spam).count(),
+        ham: mail.iter().filter(|m| !m.spam).count(),
+        delivery_seconds,
+        quiet_after,
+        quiet_capped,
+        agent_spam: 0,
+        spam_in_spam: 0,
+        spam_moved_by_users: 0,
+        spam_in_inbox: 0,
+        ham_filed: 0,
+        ham_fp: 0,
+        ham_rescued: first_rescue.len(),
+        rescued_refiled: 0,
+        lost: 0,
+        duplicated: 0,
+        latency_all: Vec::new(),
+        latency_delivery: Vec::new(),
+        by_pass: BTreeMap::new(),
+        by_reason: BTreeMap::new(),
+        ham_by: BTreeMap::new(),
+        retro_from_delivery: Vec::new(),
+        retro_from_move: Vec::new(),
+        retro_spam: 0,
+        rounds: round_count,
+        round_errors,
+        longest_round,
+        read,
+        polled_share: ratio(polled_count, rows.len()),
+        diagnostics,
+    };
+    let mut lost_examples = Vec::new();
+    let mut moves_of: HashMap<(usize, &str), Vec<&UserMove>> = HashMap::new();
+    for m in &moves {
+        moves_of.entry((m.user, m.message_id.as_str())).or_default().push(m);
+    }
+    // DEPLOY_DUMP=DIR: one line per message, to look into a figure.
+    let mut dump =
+        String::from("message_id\tuser\treporter\tspam\tdelivered\tinbox\tspam_folder\tfiled\tmoves\tsubject\n");
+    for (i, (user, id)) in delivery_ids.iter().enumerate() {
+        let spam = mail[i].spam;
+        let (inbox, spam_box) = &inventory[*user];
+        let (in_inbox, in_spam) = (inbox.get(id).copied().unwrap_or(0), spam_box.get(id).copied().unwrap_or(0));
+        let filed_text: Vec<String> = filings
+            .get(&(*user, id.clone()))
+            .into_iter()
+            .flatten()
+            .map(|r| format!("{}/{}@{:.3}", r.pass, r.reason, r.done_by() - delivered_at[i]))
+            .collect();
+        let moves_text: Vec<String> = moves_of
+            .get(&(*user, id.as_str()))
+            .into_iter()
+            .flatten()
+            .map(|m| format!("{}@{:.3}", if m.to_spam { "to-spam" } else { "rescue" }, m.at - delivered_at[i]))
+            .collect();
+        dump.push_str(&format!(
+            "{id}\t{}\t{}\t{spam}\t{:.3}\t{in_inbox}\t{in_spam}\t{}\t{}\t{}\n",
+            users[*user],
+            reporters.contains(user),
+            delivered_at[i],
+            filed_text.join(" "),
+            moves_text.join(" "),
+            mail[i].subject.replace(['\t', '\n'], " ")
+        ));
+        if in_inbox + in_spam == 0 {
+            run.lost += 1;
+            if lost_examples.len() < 5 {
+                lost_examples.push(format!("{id} at {}", users[*user]));
+            }
+        }
+        if in_inbox + in_spam > 1 {
+            run.duplicated += 1;
+        }
+        let key = (*user, id.clone());
+        let filed = filings.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+        let first = filed.first().copied();
+        if spam {
+            if in_spam > 0 {
+                run.spam_in_spam += 1;
+                match first {
+                    Some(row) => {
+                        run.agent_spam += 1;
+                        *run.by_pass.entry(row.pass.clone()).or_insert(0) += 1;
+                        *run.by_reason.entry(row.reason.clone()).or_insert(0) += 1;
+                        let latency = row.done_by() - delivered_at[i];
+                        run.latency_all.push(latency);
+                        if row.pass == "delivery" {
+                            run.latency_delivery.push(latency);
+                        }
+                        if row.pass == "retro" {
+                            run.retro_spam += 1;
+                            run.retro_from_delivery.push(latency);
+                            let subject = mail[i].subject.as_str();
+                            if let Some(moved) = subject_moved.get(subject).filter(|m| **m < row.done_by()) {
+                                run.retro_from_move.push(row.done_by() - moved);
+                            }
+                        }
+                    }
+                    None => {
+                        if moved_to_spam.contains(&key) {
+                            run.spam_moved_by_users += 1;
+                        }
+                    }
+                }
+            } else if in_inbox > 0 {
+                run.spam_in_inbox += 1;
+            }
+        } else if let Some(row) = first {
+            run.ham_filed += 1;
+            *run.ham_by.entry(format!("{}/{}", row.pass, row.reason)).or_insert(0) += 1;
+            if in_spam > 0 {
+                run.ham_fp += 1;
+            }
+            if let Some(rescued) = first_rescue.get(&key) {
+                // A filing after the rescue: not the one that was rescued.
+                if filed.iter().skip(1).any(|r| r.done_by() > *rescued) {
+                    run.rescued_refiled += 1;
+                }
+            }
+        }
+    }
+    if let Ok(dir) = std::env::var("DEPLOY_DUMP") {
+        let path = Path::new(&dir).join(format!("deploy-{}.tsv", arrival.key()));
+        std::fs::write(&path, dump)?;
+        eprintln!("deploy: per-message outcomes in {}", path.display());
+    }
+    if !lost_examples.is_empty() {
+        eprintln!("deploy: lost (in neither INBOX nor {spam_folder}), e.g. {}", lost_examples.join(", "));
+        for user in users.iter().take(3) {
+            eprintln!("deploy: {user}'s folders: {:?}", dovecot.folders(user).unwrap_or_default());
+        }
+    }
+    // Dovecot's complaints, if any (connection limits and the like).
+    let log = dovecot.log();
+    let mut complaints: Vec<&str> =
+        log.lines().filter(|l| l.contains("Error") || l.contains("Warning") || l.contains("Fatal")).collect();
+    if !complaints.is_empty() {
+        eprintln!("deploy: Dovecot logged {} warnings and errors, e.g.:", complaints.len());
+        complaints.dedup_by_key(|l| l.split(": ").last().unwrap_or("").chars().take(30).collect::<String>());
+        for line in complaints.iter().take(8) {
+            eprintln!("deploy:   {line}");
+        }
+    }
+    let mut node = node;
+    node.stop().await;
+    Ok(run)
+}
+
+fn print_deploy(results: &[DeployRun], mail: &[Mail], limit: Option<usize>, agent_extra: &str) {
+    let Some(first) = results.first() else { return };
+    println!(
+        "deploy: {} users ({} reporting: every {DEPLOY_ROUND_SECONDS} s they read INBOX, move spam to the spam folder, rescue ham), \
+         {} messages of the dev split (spam-1, easy-ham-1, hard-ham-1{}) in Date order, seeded-random over users: {} spam, {} ham",
+        first.users,
+        first.reporters,
+        mail.len(),
+        limit.map(|l| format!("; DEPLOY_LIMIT={l}: every k-th")).unwrap_or_default(),
+        first.spam,
+        first.ham
+    );
+    println!("deploy: agent config appended: {:?}", agent_extra);
+    let header: Vec<String> = results.iter().map(|r| r.arrival.name()).collect();
+    let mut table: Vec<(String, Vec<String>)> = Vec::new();
+    let mut row = |name: &str, f: &dyn Fn(&DeployRun) -> String| {
+        table.push((name.to_owned(), results.iter().map(f).collect()));
+    };
+    row("deliveries took", &|r| seconds(r.delivery_seconds));
+    row("quiet after last delivery", &|r| {
+        format!("{}{}", seconds(r.quiet_after), if r.quiet_capped { " (cap)" } else { "" })
+    });
+    row("agent recall (agent-filed spam / spam)", &|r| format!("{:.2} ({}/{})", r.recall(), r.agent_spam, r.spam));
+    row("automatic share (agent / all in spam)", &|r| {
+        format!("{:.2} ({}/{})", r.share(), r.agent_spam, r.spam_in_spam)
+    });
+    row("spam moved by users", &|r| r.spam_moved_by_users.to_string());
+    row("spam left in inboxes", &|r| r.spam_in_inbox.to_string());
+    row("ham FP (agent-filed, still in spam)", &|r| r.ham_fp.to_string());
+    row("ham ever filed (per 1,000 ham)", &|r| format!("{} ({:.1})", r.ham_filed, 1000.0 * ratio(r.ham_filed, r.ham)));
+    row("  by pass/reason", &|r| {
+        if r.ham_by.is_empty() {
+            "-".into()
+        } else {
+            r.ham_by.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+        }
+    });
+    row("ham rescued by users", &|r| r.ham_rescued.to_string());
+    row("rescued ham refiled (must be 0)", &|r| r.rescued_refiled.to_string());
+    row("lost / duplicated", &|r| format!("{} / {}", r.lost, r.duplicated));
+    row("delivery->filed p50 / p99 (all)", &|r| {
+        format!("{} / {}", seconds(quantile_s(&r.latency_all, 0.5)), seconds(quantile_s(&r.latency_all, 0.99)))
+    });
+    row("  pass 'delivery' only", &|r| {
+        format!(
+            "{} / {}",
+            seconds(quantile_s(&r.latency_delivery, 0.5)),
+            seconds(quantile_s(&r.latency_delivery, 0.99))
+        )
+    });
+    row("filed spam by pass", &|r| {
+        ["delivery", "recheck", "rescan", "retro"]
+            .iter()
+            .map(|p| format!("{p} {}", r.by_pass.get(*p).copied().unwrap_or(0)))
+            .chain(
+                r.by_pass
+                    .iter()
+                    .filter(|(p, _)| !["delivery", "recheck", "rescan", "retro"].contains(&p.as_str()))
+                    .map(|(p, n)| format!("{p} {n}")),
+            )
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    row("filed spam by reason", &|r| {
+        r.by_reason.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+    });
+    row("retro: after delivery p50 / p99", &|r| {
+        format!(
+            "{} / {} ({})",
+            seconds(quantile_s(&r.retro_from_delivery, 0.5)),
+            seconds(quantile_s(&r.retro_from_delivery, 0.99)),
+            r.retro_spam
+        )
+    });
+    row("retro: after 1st user move, same Subject", &|r| {
+        format!(
+            "{} / {} ({} of {})",
+            seconds(quantile_s(&r.retro_from_move, 0.5)),
+            seconds(quantile_s(&r.retro_from_move, 0.99)),
+            r.retro_from_move.len(),
+            r.retro_spam
+        )
+    });
+    row("reporter rounds (errors, longest)", &|r| {
+        format!("{} ({}, {})", r.rounds, r.round_errors, seconds(r.longest_round))
+    });
+    row("messages read by reporters", &|r| r.read.to_string());
+    row("filings timed by polling", &|r| format!("{:.0} %", 100.0 * r.polled_share));
+    for (i, name) in ["agent: users' opinions", "agent: model examples", "agent: events"].iter().enumerate() {
+        row(name, &|r| r.diagnostics.get(i).cloned().unwrap_or_default());
+    }
+    let width = table.iter().map(|(n, _)| n.chars().count()).max().unwrap_or(0);
+    let columns: Vec<usize> = (0..results.len())
+        .map(|c| table.iter().map(|(_, v)| v[c].chars().count()).chain([header[c].len()]).max().unwrap_or(0))
+        .collect();
+    let line = |name: &str, values: &[String]| {
+        let cells: Vec<String> = values.iter().zip(&columns).map(|(v, w)| format!("{v:<w$}")).collect();
+        println!("  {name:<width$}  {}", cells.join("  ").trim_end());
+    };
+    println!();
+    line("", &header);
+    for (name, values) in &table {
+        line(name, values);
+    }
+    println!();
+    println!(
+        "  Latency: the bench's time after each LMTP delivery to the first poll ({} ms apart) that saw the \
+         filed row done; rows it missed use `at` (whole seconds); \"all\" is every pass, so retro-filings long after delivery count. Retro delay after a user move: the first \
+         move by a reporter of any message with the same Subject (not the same fingerprint).",
+        DEPLOY_POLL.as_millis()
+    );
+    println!();
+    for r in results {
+        println!(
+            "deploy: {}: agent recall {:.2}, automatic share {:.2}, ham FP {} ({} ever filed, {:.1} per 1,000 ham), \
+             rescued refiled {}, lost {}, duplicated {}, delivery->filed p50 {} p99 {}, retro {}",
+            r.arrival.name(),
+            r.recall(),
+            r.share(),
+            r.ham_fp,
+            r.ham_filed,
+            1000.0 * ratio(r.ham_filed, r.ham),
+            r.rescued_refiled,
+            r.lost,
+            r.duplicated,
+            seconds(quantile_s(&r.latency_all, 0.5)),
+            seconds(quantile_s(&r.latency_all, 0.99)),
+            r.retro_spam
+        );
+    }
+    println!(
+        "deploy: reference, the issue's figures for this scenario on the holdout split (quoted, not re-measured here): \
+         previous Starling trickle recall 0.18 / share 0.43, burst 0.06 / share 0.19, 0 ham FP, p99 delivery->filed 0.60 s; \
+         isbg + SpamAssassin trickle 0.65 (share 0.74, 65 ham FP, 3 duplicated, p50 4.4 s), burst 0.04"
+    );
 }

@@ -578,7 +578,7 @@ impl Connected {
                 self.save_cursor(last);
             }
             self.keywords(watcher).await?;
-            match self.wait(watcher, stop).await? {
+            match self.wait(watcher, stop, None).await? {
                 Wake::Mail => {}
                 Wake::Work(Work::Stop) | Wake::Stopped => return Err(SessionError::Closed),
                 Wake::Work(Work::Recheck(locators)) => self.recheck(watcher, locators, Pass::Recheck).await?,
@@ -693,13 +693,7 @@ impl Connected {
                 }
                 next_poll = tokio::time::Instant::now() + SPAM_POLL;
             }
-            let wait = tokio::time::sleep_until(next_poll);
-            tokio::pin!(wait);
-            let wake = tokio::select! {
-                wake = self.wait(watcher, stop) => wake?,
-                () = &mut wait => Wake::Mail,
-            };
-            match wake {
+            match self.wait(watcher, stop, Some(next_poll)).await? {
                 Wake::Work(Work::Stop) | Wake::Stopped => return Err(SessionError::Closed),
                 _ => {}
             }
@@ -1333,11 +1327,26 @@ impl Connected {
         Ok(())
     }
 
-    /// Waits in IDLE (or polls) for new mail or a command.
-    async fn wait(&mut self, watcher: &mut Watcher, stop: &CancellationToken) -> Result<Wake, SessionError> {
+    /// Waits in IDLE (or polls) for new mail or a command, or until
+    /// `deadline`. The deadline is part of the wait, not a race around it:
+    /// a wait given up half-way would leave the session inside IDLE.
+    async fn wait(
+        &mut self,
+        watcher: &mut Watcher,
+        stop: &CancellationToken,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Wake, SessionError> {
+        let until = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(until);
         if !self.caps.idle {
             return tokio::select! {
                 () = tokio::time::sleep(Duration::from_secs(30)) => Ok(Wake::Mail),
+                () = &mut until => Ok(Wake::Mail),
                 () = stop.cancelled() => Ok(Wake::Stopped),
                 work = watcher.work.recv() => Ok(work.map_or(Wake::Stopped, Wake::Work)),
             };
@@ -1391,6 +1400,7 @@ impl Connected {
                     Err(e) => return Err(SessionError::Lost(e.to_string())),
                 },
                 () = stop.cancelled() => Wake::Stopped,
+                () = &mut until => Wake::Mail,
                 work = watcher.work.recv() => work.map_or(Wake::Stopped, Wake::Work),
             };
             drop(interrupt);

@@ -295,6 +295,25 @@ impl Dovecot {
         Ok(text.parse()?)
     }
 
+    /// Acts as `user` with the same client and returns what it printed: for
+    /// the commands of a person reading their mail, `round TRUTH_FILE
+    /// SPAM_FOLDER`, `inventory FOLDER...` and `spam-folder` (JSON or a
+    /// folder name; see `imap_user.py`).
+    pub fn imap_user_output(&self, user: &str, args: &[&str]) -> anyhow::Result<String> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("imap_user.py");
+        let login = format!("{user}*{MASTER_USER}");
+        let out = Command::new("python3")
+            .arg(&script)
+            .args([self.imap_port.to_string().as_str(), login.as_str(), MASTER_PASSWORD])
+            .args(args)
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !out.status.success() {
+            bail!("imap_user {args:?} as {user} failed ({text}): {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(text)
+    }
+
     /// Delivers a message over LMTP, as an MTA would.
     pub fn lmtp_deliver(&self, user: &str, raw: &[u8]) -> anyhow::Result<()> {
         use std::io::{BufRead, BufReader};
