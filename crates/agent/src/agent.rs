@@ -262,6 +262,7 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
         learner,
         model_version: u64::MAX,
         model_pass_after: tokio::time::Instant::now(),
+        model_seen: (u64::MAX, tokio::time::Instant::now(), None),
     };
     if supervisor.config.retro.enabled && supervisor.config.retro.network_changes {
         tokio::spawn(crate::network::follow_changes(
@@ -342,7 +343,18 @@ struct Supervisor {
     model_version: u64,
     /// The next model retro pass not before (its cost bounds its rate).
     model_pass_after: tokio::time::Instant,
+    /// The model's version last seen by the retro tick, when it was first
+    /// seen, and since when a pass has been owed.
+    model_seen: (u64, tokio::time::Instant, Option<tokio::time::Instant>),
 }
+
+/// The model retro pass waits until the model has not changed for this
+/// long: its filings are permanent, and a model in the middle of learning a
+/// batch (a morning's mail turning into implicit ham at once) has a
+/// threshold calibrated on part of it.
+const MODEL_SETTLED: Duration = Duration::from_secs(6);
+/// ... but never longer than this while it keeps learning.
+const MODEL_PASS_MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// How long filed messages are remembered (to recognise rescues).
 const FILED_KEEP_DAYS: i64 = 90;
@@ -509,18 +521,27 @@ impl Supervisor {
     }
 
     /// When the model learnt something, the mail it is now sure of is
-    /// looked at again (at most one pass per ten times its cost).
+    /// looked at again: once the model has settled ([`MODEL_SETTLED`], at
+    /// most [`MODEL_PASS_MAX_WAIT`]), and at most one pass per ten times
+    /// its cost.
     async fn model_pass(&mut self) {
         let version = self.learner.version();
         let now = tokio::time::Instant::now();
+        if version != self.model_seen.0 {
+            self.model_seen = (version, now, self.model_seen.2.or(Some(now)));
+        }
+        let settled = now.duration_since(self.model_seen.1) >= MODEL_SETTLED
+            || self.model_seen.2.is_some_and(|owed| now.duration_since(owed) >= MODEL_PASS_MAX_WAIT);
         if !self.config.retro.enabled
             || self.config.policy.model != crate::config::ModelMode::File
             || version == self.model_version
+            || !settled
             || now < self.model_pass_after
             || !self.learner.status().ready
         {
             return;
         }
+        self.model_seen.2 = None;
         self.model_version = version;
         let started = std::time::Instant::now();
         let mut after = 0;

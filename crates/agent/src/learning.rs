@@ -29,7 +29,6 @@ use starling_model::{Features, Label, Model, ModelConfig, Score};
 
 use crate::config::LearningConfig;
 use crate::events::{self, Events};
-use crate::facts::Facts;
 use crate::state::{State, StateError};
 
 /// Where an example came from.
@@ -77,20 +76,9 @@ fn label_of(name: &str) -> Label {
 }
 
 /// The model's features of a message: its normalised words (from the
-/// fingerprint engine) and a few header tokens.
-pub fn features(words: &[u64], facts: &Facts) -> Features {
-    let mut headers: Vec<String> = Vec::new();
-    if let Some(subject) = &facts.subject {
-        for word in subject.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).take(24) {
-            headers.push(format!("subject:{}", word.to_lowercase()));
-        }
-    }
-    if let Some(domain) = facts.senders.first().and_then(|s| s.rsplit_once('@')).map(|(_, d)| d) {
-        headers.push(format!("from-domain:{domain}"));
-    }
-    if let Some(relay) = facts.relays.first() {
-        headers.push(format!("relay:{}", relay.host.as_deref().unwrap_or("")));
-    }
+/// fingerprint engine) and its header tokens ([`crate::header_tokens`]).
+pub fn features(words: &[u64], raw: &[u8]) -> Features {
+    let headers = crate::header_tokens::header_tokens(raw);
     let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
     Features::extract(words, &headers)
 }
@@ -135,7 +123,8 @@ pub struct Status {
     pub spam: u64,
     /// Ham examples learnt.
     pub ham: u64,
-    /// Enough of both to file.
+    /// Enough of both to file, and enough ham scores for a threshold (a
+    /// model without one has a threshold above 1).
     pub ready: bool,
     /// The current threshold.
     pub threshold: f32,
@@ -264,7 +253,7 @@ impl Learner {
         Status {
             spam,
             ham,
-            ready: inner.model.ready(),
+            ready: inner.model.ready() && inner.model.threshold() <= 1.0,
             threshold: inner.model.threshold(),
             memory_bytes: inner.model.memory_bytes(),
         }

@@ -18,6 +18,7 @@ pub mod config;
 pub mod events;
 pub mod facts;
 pub mod feedback;
+pub mod header_tokens;
 pub mod imap;
 pub mod learning;
 pub mod live;

@@ -309,7 +309,7 @@ impl Pipeline {
                 &throwaway
             }
         };
-        let (fingerprints, features) = analyse(fingerprinter, raw, &facts, with_model);
+        let (fingerprints, features) = analyse(fingerprinter, raw, with_model);
         observed.body_empty = !fingerprints.stats.visible_text && fingerprints.stats.attachments == 0;
         let decided = policy::classify_local(&observed, rules);
         let wire = (!key_missing && !fingerprints.is_empty()).then(|| starling_proto::to_wire(&fingerprints));
@@ -336,7 +336,7 @@ impl Pipeline {
                     let Some(fingerprinter) = &fingerprinter else {
                         return Identified { facts, fingerprint: None, wire: None, features: None };
                     };
-                    let (fingerprints, features) = analyse(fingerprinter, raw, &facts, with_model);
+                    let (fingerprints, features) = analyse(fingerprinter, raw, with_model);
                     let fingerprint = fingerprints.text.map(|d| d.0.to_vec());
                     let wire = (!fingerprints.is_empty()).then(|| starling_proto::to_wire(&fingerprints));
                     Identified { facts, fingerprint, wire, features }
@@ -359,14 +359,13 @@ fn tunables(config: &AgentConfig) -> (Rules, f32, ModelMode) {
 fn analyse(
     fingerprinter: &Fingerprinter,
     raw: &[u8],
-    facts: &Facts,
     with_model: bool,
 ) -> (starling_fingerprint::Fingerprints, Option<starling_model::Features>) {
     if !with_model {
         return (fingerprinter.fingerprint(raw), None);
     }
     let (fingerprints, words) = fingerprinter.fingerprint_with_words(raw);
-    let features = crate::learning::features(&words, facts);
+    let features = crate::learning::features(&words, raw);
     (fingerprints, Some(features))
 }
 

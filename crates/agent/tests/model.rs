@@ -4,7 +4,6 @@
 
 use starling_agent::config::LearningConfig;
 use starling_agent::events::Events;
-use starling_agent::facts::Facts;
 use starling_agent::learning::{self, Learner, Source};
 use starling_agent::state::State;
 use starling_fingerprint::{Fingerprinter, Key};
@@ -13,7 +12,7 @@ use starling_testkit::testdata;
 
 fn features(raw: &[u8]) -> Features {
     let (_, words) = Fingerprinter::new(&Key::DEVELOPMENT).fingerprint_with_words(raw);
-    learning::features(&words, &Facts::from_message(raw, 0))
+    learning::features(&words, raw)
 }
 
 /// The test corpus as (key, spam?, features).
@@ -57,7 +56,9 @@ async fn the_model_survives_restarts_and_crashes_and_retrains_to_the_same_decisi
     teach(&learner, &examples).await;
     let status = learner.status();
     assert_eq!((status.spam, status.ham), (spam, ham));
-    assert!(status.ready);
+    // Learnt, but a few dozen ham scores say nothing yet about the
+    // organisation's spammiest ham: no threshold, nothing filed.
+    assert!(!status.ready && status.threshold > 1.0, "{status:?}");
     let before = probabilities(&learner, &examples);
     // Spam scores above ham on what it learnt.
     let lowest_spam = examples.iter().zip(&before).filter(|(e, _)| e.1).map(|(_, p)| *p).fold(1.0, f32::min);

@@ -64,8 +64,8 @@
 //! assert!(model.classify(&ham(99)).probability < 0.1);
 //! // The evidence names features by id only, strongest first.
 //! assert!(score.evidence[0].1 > 0.9);
-//! // With only 15 ham scores seen, the threshold sits above all of them and
-//! // never below the floor.
+//! // With only 15 ham scores seen there is no threshold yet: nothing is
+//! // filed before 200 (and never below the floor).
 //! assert!(model.threshold() >= 0.98);
 //!
 //! // Forgetting an example is exact.
@@ -81,7 +81,7 @@ mod features;
 mod model;
 mod persist;
 
-pub use calibration::{CALIBRATION_CONFIDENCE, CALIBRATION_WINDOW, NEVER_FILE};
+pub use calibration::{CALIBRATION_CONFIDENCE, CALIBRATION_WINDOW, MIN_CALIBRATION_HAM, NEVER_FILE};
 pub use combine::{CLASS_BALANCE_EXPONENT, EVIDENCE_SCALE, MAX_CLUES, MIN_CLUE_STRENGTH, ROBINSON_S, ROBINSON_X};
 pub use features::{Features, MAX_FEATURES, MAX_HEADER_TOKEN_BYTES, MAX_HEADER_TOKENS, MAX_WORDS, OSB_WINDOW};
 pub use model::{EVIDENCE, Label, MAX_TABLE_BITS, MIN_TABLE_BITS, Model, ModelConfig, SATURATION_LIMIT, Score};

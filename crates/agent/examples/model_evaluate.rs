@@ -3,7 +3,8 @@
 //! hold-out groups spam-2 and easy-ham-2 are never read).
 //!
 //! Messages arrive in a seeded shuffled order. Each is fingerprinted,
-//! turned into features and classified with the model as it is; the filing
+//! turned into features exactly as the agent does (`learning::features`:
+//! normalised words and header tokens) and classified with the model as it is; the filing
 //! decision is the model's own (`would_file`, at its calibrated threshold).
 //! Then labels arrive the way an agent gets them: only a share of spam is
 //! reported by users (at once), and ham is learned after a delay (when it
@@ -11,21 +12,20 @@
 //!
 //! ```sh
 //! shared/corpus/fetch-spamassassin target/corpus
-//! STARLING_CORPUS=target/corpus cargo run --release -p starling-model --example evaluate
+//! STARLING_CORPUS=target/corpus cargo run --release -p starling-agent --example model_evaluate
 //! ```
 //!
 //! Settings (environment): `EVAL_SEEDS` (comma-separated, default `1,2,3,4,5`),
 //! `EVAL_SPAM_SHARE` (share of spam labelled, default 0.3), `EVAL_HAM_DELAY`
 //! (messages before a ham is learned, default 100), `EVAL_TABLE_BITS`
-//! (default 23), `EVAL_TARGET` (false-positive target, default 0.001);
-//! `EVAL_MORE_HEADERS` adds `mailer:` and `content-type:` tokens,
+//! (default 23), `EVAL_TARGET` (false-positive target, default 0.001),
 //! `EVAL_VERBOSE` prints score and feature-count quantiles, `EVAL_SHOW`
 //! lists the second-half ham scoring above 0.99.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use mail_parser::{MessageParser, MimeHeaders};
+use starling_agent::learning;
 use starling_fingerprint::{Fingerprinter, Key};
 use starling_model::{Features, Label, Model, ModelConfig};
 
@@ -246,7 +246,6 @@ impl OracleHalf {
 
 fn load(dir: &Path) -> Vec<Message> {
     let fingerprinter = Fingerprinter::new(&Key::DEVELOPMENT);
-    let parser = MessageParser::default();
     let mut messages = Vec::new();
     for (group, label) in GROUPS {
         let group_dir = dir.join(group);
@@ -261,43 +260,15 @@ fn load(dir: &Path) -> Vec<Message> {
         for path in paths {
             let raw = std::fs::read(&path).expect("read message");
             let (_, words) = fingerprinter.fingerprint_with_words(&raw);
-            let headers = header_tokens(&parser, &raw);
-            let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
             messages.push(Message {
                 path: path.clone(),
                 label,
                 hard: group == "hard-ham-1",
-                features: Features::extract(&words, &headers),
+                features: learning::features(&words, &raw),
             });
         }
     }
     messages
-}
-
-/// The header tokens an agent passes: the subject's words, lower-cased,
-/// and the From domain.
-fn header_tokens(parser: &MessageParser, raw: &[u8]) -> Vec<String> {
-    let Some(message) = parser.parse(raw) else { return Vec::new() };
-    let mut tokens = Vec::new();
-    if let Some(subject) = message.subject() {
-        for word in subject.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
-            tokens.push(format!("subject:{}", word.to_lowercase()));
-        }
-    }
-    let from = message.from().and_then(|a| a.first()).and_then(|a| a.address());
-    if let Some(domain) = from.and_then(|a| a.rsplit_once('@')).map(|(_, d)| d.to_lowercase()) {
-        tokens.push(format!("from-domain:{domain}"));
-    }
-    if std::env::var_os("EVAL_MORE_HEADERS").is_some() {
-        if let Some(mailer) = message.header_raw("X-Mailer") {
-            let mailer: String = mailer.trim().chars().take_while(|c| !c.is_ascii_digit()).collect();
-            tokens.push(format!("mailer:{}", mailer.trim().to_lowercase()));
-        }
-        if let Some(ct) = message.root_part().content_type() {
-            tokens.push(format!("content-type:{}/{}", ct.ctype(), ct.subtype().unwrap_or("")).to_lowercase());
-        }
-    }
-    tokens
 }
 
 /// A small seeded generator (splitmix64), so runs are reproducible without
