@@ -25,6 +25,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
+use starling_agent::header_tokens::header_tokens;
 use starling_agent::learning;
 use starling_fingerprint::{Fingerprinter, Key};
 use starling_model::{Features, Label, Model, ModelConfig};
@@ -264,7 +265,7 @@ fn load(dir: &Path) -> Vec<Message> {
                 path: path.clone(),
                 label,
                 hard: group == "hard-ham-1",
-                features: learning::features(&words, &raw),
+                features: learning::features(&words, &header_tokens(&raw)),
             });
         }
     }

@@ -36,6 +36,9 @@ pub struct Facts {
     pub relays: Vec<Relay>,
     /// The value of the agent's tag header, if present.
     pub tag_mark: Option<String>,
+    /// The local model's header tokens ([`crate::header_tokens`]), when
+    /// read with [`Facts::with_header_tokens`]; empty otherwise.
+    pub header_tokens: Vec<String>,
 }
 
 impl Facts {
@@ -43,6 +46,15 @@ impl Facts {
     /// many `Received` headers are trusted. Never fails: a message without
     /// headers has empty facts.
     pub fn from_message(raw: &[u8], received_headers: usize) -> Facts {
+        Facts::read(raw, received_headers, false)
+    }
+
+    /// The facts and the local model's header tokens, from one parse.
+    pub fn with_header_tokens(raw: &[u8], received_headers: usize) -> Facts {
+        Facts::read(raw, received_headers, true)
+    }
+
+    fn read(raw: &[u8], received_headers: usize, tokens: bool) -> Facts {
         let head = &raw[..header_end(raw).min(MAX_HEADER_BYTES)];
         let Some(message) = MessageParser::new().parse_headers(head) else { return Facts::default() };
         let mut facts = Facts {
@@ -105,6 +117,9 @@ impl Facts {
         facts.tag_mark = message
             .header_values(HeaderName::Other(TAG_HEADER.into()))
             .find_map(|value| value.as_text().map(|t| t.trim().to_owned()));
+        if tokens {
+            facts.header_tokens = crate::header_tokens::of_message(&message);
+        }
         facts
     }
 

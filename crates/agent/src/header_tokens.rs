@@ -8,13 +8,12 @@
 //!
 //! The tokens are hashed by the model's feature extraction and never leave
 //! the agent. Each is a short `kind:value` string; a message yields at most
-//! [`MAX_TOKENS`], each value at most [`MAX_VALUE_CHARS`] characters, and at
-//! most [`MAX_HEADER_BYTES`] of the message are looked at.
+//! [`MAX_TOKENS`], each value at most [`MAX_VALUE_CHARS`] characters, and
+//! only the header block is looked at (at most 256 KiB, as for the other
+//! facts).
 
-use mail_parser::{HeaderName, HeaderValue, Host, MessageParser, MimeHeaders};
+use mail_parser::{HeaderName, HeaderValue, Host, Message, MimeHeaders};
 
-/// Header bytes looked at, at most.
-const MAX_HEADER_BYTES: usize = 64 << 10;
 /// Tokens per message, at most.
 pub const MAX_TOKENS: usize = 128;
 /// Characters of one token's value, at most.
@@ -62,10 +61,16 @@ fn band(n: usize) -> &'static str {
     }
 }
 
-/// The model's header tokens of a raw message (see the module doc).
+/// The model's header tokens of a raw message (see the module doc); the
+/// agent reads them with the message's other facts
+/// ([`Facts::with_header_tokens`](crate::facts::Facts::with_header_tokens)),
+/// in the same parse.
 pub fn header_tokens(raw: &[u8]) -> Vec<String> {
-    let head = &raw[..crate::facts::header_end(raw).min(MAX_HEADER_BYTES)];
-    let Some(message) = MessageParser::new().parse_headers(head) else { return Vec::new() };
+    crate::facts::Facts::with_header_tokens(raw, 0).header_tokens
+}
+
+/// The model's header tokens of a parsed header block.
+pub fn of_message(message: &Message<'_>) -> Vec<String> {
     let mut tokens: Vec<String> = Vec::with_capacity(48);
     let mut push = |kind: &str, value: &str| {
         if tokens.len() < MAX_TOKENS {

@@ -76,10 +76,10 @@ fn label_of(name: &str) -> Label {
 }
 
 /// The model's features of a message: its normalised words (from the
-/// fingerprint engine) and its header tokens ([`crate::header_tokens`]).
-pub fn features(words: &[u64], raw: &[u8]) -> Features {
-    let headers = crate::header_tokens::header_tokens(raw);
-    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+/// fingerprint engine) and its header tokens ([`crate::header_tokens`],
+/// read with the message's facts).
+pub fn features(words: &[u64], header_tokens: &[String]) -> Features {
+    let headers: Vec<&str> = header_tokens.iter().map(String::as_str).collect();
     Features::extract(words, &headers)
 }
 

@@ -272,7 +272,11 @@ impl Pipeline {
         with_model: bool,
         raw: &[u8],
     ) -> Local {
-        let facts = Facts::from_message(raw, self.received_headers);
+        let facts = if with_model {
+            Facts::with_header_tokens(raw, self.received_headers)
+        } else {
+            Facts::from_message(raw, self.received_headers)
+        };
         let mut observed = Observed {
             enabled: mailbox.enabled,
             tagged_by_us: facts.tag_mark.as_deref().is_some_and(|m| self.marker.verify(m)),
@@ -309,7 +313,7 @@ impl Pipeline {
                 &throwaway
             }
         };
-        let (fingerprints, features) = analyse(fingerprinter, raw, with_model);
+        let (fingerprints, features) = analyse(fingerprinter, raw, with_model.then_some(&facts.header_tokens));
         observed.body_empty = !fingerprints.stats.visible_text && fingerprints.stats.attachments == 0;
         let decided = policy::classify_local(&observed, rules);
         let wire = (!key_missing && !fingerprints.is_empty()).then(|| starling_proto::to_wire(&fingerprints));
@@ -332,11 +336,16 @@ impl Pipeline {
             messages
                 .iter()
                 .map(|raw| {
-                    let facts = Facts::from_message(raw, this.received_headers);
+                    let facts = if with_model {
+                        Facts::with_header_tokens(raw, this.received_headers)
+                    } else {
+                        Facts::from_message(raw, this.received_headers)
+                    };
                     let Some(fingerprinter) = &fingerprinter else {
                         return Identified { facts, fingerprint: None, wire: None, features: None };
                     };
-                    let (fingerprints, features) = analyse(fingerprinter, raw, with_model);
+                    let (fingerprints, features) =
+                        analyse(fingerprinter, raw, with_model.then_some(&facts.header_tokens));
                     let fingerprint = fingerprints.text.map(|d| d.0.to_vec());
                     let wire = (!fingerprints.is_empty()).then(|| starling_proto::to_wire(&fingerprints));
                     Identified { facts, fingerprint, wire, features }
@@ -355,17 +364,16 @@ fn tunables(config: &AgentConfig) -> (Rules, f32, ModelMode) {
 }
 
 /// Fingerprints a message, and gives the model's features of it when the
-/// model is on (one pass over the text for both).
+/// model is on (given the header tokens read with its facts; one pass over
+/// the text for both).
 fn analyse(
     fingerprinter: &Fingerprinter,
     raw: &[u8],
-    with_model: bool,
+    header_tokens: Option<&Vec<String>>,
 ) -> (starling_fingerprint::Fingerprints, Option<starling_model::Features>) {
-    if !with_model {
-        return (fingerprinter.fingerprint(raw), None);
-    }
+    let Some(header_tokens) = header_tokens else { return (fingerprinter.fingerprint(raw), None) };
     let (fingerprints, words) = fingerprinter.fingerprint_with_words(raw);
-    let features = crate::learning::features(&words, raw);
+    let features = crate::learning::features(&words, header_tokens);
     (fingerprints, Some(features))
 }
 

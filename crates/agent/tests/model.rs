@@ -4,6 +4,7 @@
 
 use starling_agent::config::LearningConfig;
 use starling_agent::events::Events;
+use starling_agent::header_tokens::header_tokens;
 use starling_agent::learning::{self, Learner, Source};
 use starling_agent::state::State;
 use starling_fingerprint::{Fingerprinter, Key};
@@ -12,7 +13,7 @@ use starling_testkit::testdata;
 
 fn features(raw: &[u8]) -> Features {
     let (_, words) = Fingerprinter::new(&Key::DEVELOPMENT).fingerprint_with_words(raw);
-    learning::features(&words, raw)
+    learning::features(&words, &header_tokens(raw))
 }
 
 /// The test corpus as (key, spam?, features).
