@@ -829,7 +829,7 @@ impl Supervisor {
                 name: row.name.clone(),
                 account: row.name,
                 folder: "INBOX".to_owned(),
-                policy: user_policy.clone(),
+                policy: MailboxPolicy { model: row.model, ..user_policy.clone() },
                 feedback: global && row.feedback,
             })
             .collect();

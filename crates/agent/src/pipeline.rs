@@ -203,7 +203,10 @@ impl Pipeline {
         // The CPU part (parsing, fingerprinting) off the async threads.
         let this = self.clone();
         let context = mailbox.clone();
-        let learner = self.learner();
+        // A mailbox switched off for the model is neither scored nor filed
+        // by it (its users' moves into and out of the spam folder still
+        // teach it).
+        let learner = self.learner().filter(|_| mailbox.policy.model);
         let with_model = learner.is_some();
         let local = tokio::task::spawn_blocking(move || {
             let fingerprinter = this.fingerprinter();
@@ -402,6 +405,7 @@ pub fn user_policy(config: &AgentConfig) -> MailboxPolicy {
         trash_folder: p.trash_folder.clone(),
         tag_prefix: p.tag_prefix.clone(),
         mark_read: p.mark_read,
+        model: true,
     }
 }
 

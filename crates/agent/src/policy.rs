@@ -255,6 +255,9 @@ pub struct MailboxPolicy {
     pub tag_prefix: String,
     /// Mark filed spam read.
     pub mark_read: bool,
+    /// The local model may file this mailbox's mail (its per-mailbox
+    /// switch; `policy.model` decides for the organisation).
+    pub model: bool,
 }
 
 /// The action for a message of `class`, whose subject is `subject`.
@@ -326,6 +329,7 @@ mod tests {
             trash_folder: String::new(),
             tag_prefix: "[SPAM]".into(),
             mark_read,
+            model: true,
         }
     }
 

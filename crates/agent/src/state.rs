@@ -25,7 +25,7 @@ use crate::events::{Event, EventSink};
 /// The database file's name in `state_dir`.
 pub const FILE_NAME: &str = "state.sqlite3";
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// The per-mailbox hourly counters' table as schema 4 has it (keyed by
 /// mailbox, then hour), under a name: in [`SCHEMA`] and [`MIGRATE_4`].
@@ -232,6 +232,10 @@ CREATE INDEX IF NOT EXISTS events_by_code ON events (code);
 CREATE INDEX IF NOT EXISTS events_by_mailbox ON events (mailbox) WHERE mailbox IS NOT NULL;
 "#;
 
+/// Schema 6: a mailbox's own switch for the local model (on by default),
+/// added to every older database and to a new one alike.
+const MIGRATE_6: &str = "ALTER TABLE mailboxes ADD COLUMN model INTEGER NOT NULL DEFAULT 1;";
+
 /// Schema 5: what retro-filing and the local model remember (owned by
 /// `recent.rs` and `learning.rs`). No content: fingerprint keys (hashed
 /// again), model feature ids, and where the message is.
@@ -360,6 +364,14 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
             }
             if (1..4).contains(&version) {
                 tx.execute_batch(MIGRATE_4)?;
+            }
+            let has_model: bool = tx.query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info('mailboxes') WHERE name = 'model'",
+                [],
+                |r| r.get(0),
+            )?;
+            if !has_model {
+                tx.execute_batch(MIGRATE_6)?;
             }
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             version = SCHEMA_VERSION;
@@ -515,6 +527,8 @@ pub struct MailboxRow {
     pub enabled: bool,
     /// Moves are reported to the network.
     pub feedback: bool,
+    /// The local model may file its mail (`policy.model` permitting).
+    pub model: bool,
     /// Where it was found.
     pub source: String,
     /// Still listed by its source.
@@ -528,7 +542,7 @@ pub struct MailboxRow {
 /// Every mailbox, by name.
 pub fn mailboxes(c: &Connection) -> rusqlite::Result<Vec<MailboxRow>> {
     let mut statement = c.prepare_cached(
-        "SELECT name, kind, enabled, feedback, source, present, first_seen, last_seen FROM mailboxes ORDER BY name",
+        "SELECT name, kind, enabled, feedback, source, present, first_seen, last_seen, model FROM mailboxes ORDER BY name",
     )?;
     statement.query_map([], mailbox_from)?.collect()
 }
@@ -543,6 +557,7 @@ fn mailbox_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxRow> {
         present: row.get(5)?,
         first_seen: row.get(6)?,
         last_seen: row.get(7)?,
+        model: row.get(8)?,
     })
 }
 
@@ -558,7 +573,7 @@ pub fn mailboxes_page(
     let total: i64 =
         c.query_row("SELECT count(*) FROM mailboxes WHERE name LIKE ?1 ESCAPE '\\'", [&pattern], |row| row.get(0))?;
     let mut statement = c.prepare_cached(
-        "SELECT name, kind, enabled, feedback, source, present, first_seen, last_seen FROM mailboxes
+        "SELECT name, kind, enabled, feedback, source, present, first_seen, last_seen, model FROM mailboxes
          WHERE name LIKE ?1 ESCAPE '\\' ORDER BY name LIMIT ?2 OFFSET ?3",
     )?;
     let rows = statement.query_map(params![pattern, limit, offset], mailbox_from)?.collect::<Result<_, _>>()?;
@@ -568,7 +583,7 @@ pub fn mailboxes_page(
 /// One mailbox.
 pub fn mailbox(c: &Connection, name: &str) -> rusqlite::Result<Option<MailboxRow>> {
     c.query_row(
-        "SELECT name, kind, enabled, feedback, source, present, first_seen, last_seen FROM mailboxes WHERE name = ?1",
+        "SELECT name, kind, enabled, feedback, source, present, first_seen, last_seen, model FROM mailboxes WHERE name = ?1",
         [name],
         mailbox_from,
     )
@@ -654,6 +669,11 @@ pub fn set_enabled(c: &Connection, name: &str, enabled: bool) -> rusqlite::Resul
 /// Turns feedback on or off for a mailbox; false when unknown.
 pub fn set_feedback(c: &Connection, name: &str, feedback: bool) -> rusqlite::Result<bool> {
     Ok(c.execute("UPDATE mailboxes SET feedback = ?2 WHERE name = ?1", params![name, feedback])? > 0)
+}
+
+/// Lets the local model file a mailbox's mail, or not; false when unknown.
+pub fn set_model(c: &Connection, name: &str, model: bool) -> rusqlite::Result<bool> {
+    Ok(c.execute("UPDATE mailboxes SET model = ?2 WHERE name = ?1", params![name, model])? > 0)
 }
 
 // ---------------------------------------------------------------- cursors
@@ -1612,6 +1632,33 @@ mod tests {
                 .unwrap();
             assert!(plan.contains(index), "{condition}: {plan}");
         }
+    }
+
+    #[test]
+    fn schema_5_mailboxes_get_the_model_switch_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        {
+            let c = open(&path).unwrap();
+            // The table as schema 5 had it, with a row.
+            c.execute_batch(
+                "DROP TABLE mailboxes;
+                 CREATE TABLE mailboxes (name TEXT PRIMARY KEY, kind TEXT NOT NULL DEFAULT 'user',
+                     enabled INTEGER NOT NULL, feedback INTEGER NOT NULL DEFAULT 1, source TEXT NOT NULL,
+                     present INTEGER NOT NULL DEFAULT 1, first_seen INTEGER NOT NULL,
+                     last_seen INTEGER NOT NULL) WITHOUT ROWID;
+                 INSERT INTO mailboxes (name, enabled, feedback, source, first_seen, last_seen)
+                     VALUES ('alice', 1, 0, 'list', 1, 2);
+                 PRAGMA user_version = 5;",
+            )
+            .unwrap();
+        }
+        let c = open(&path).unwrap();
+        let alice = mailbox(&c, "alice").unwrap().unwrap();
+        assert!(alice.model && alice.enabled && !alice.feedback, "{alice:?}");
+        assert!(set_model(&c, "alice", false).unwrap());
+        assert!(!mailbox(&c, "alice").unwrap().unwrap().model);
+        assert!(!set_model(&c, "nobody", false).unwrap());
     }
 
     #[test]

@@ -380,3 +380,61 @@ async fn per_user_statistics_older_than_kept_are_forgotten_and_totals_stay() {
     assert!(totals.iter().all(|(_, n)| n.checked == 3));
     finish(stop, task).await;
 }
+
+/// The local model files spam the network knows nothing of, in every
+/// mailbox but one whose model switch is off (`starling users model off`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_model_files_unknown_spam_except_where_it_is_switched_off() {
+    use starling_agent::header_tokens::header_tokens;
+    use starling_fingerprint::{Fingerprinter, Key};
+
+    let setup = setup(&["alice", "bob"]);
+    let node = Node::start().await.expect("node");
+    // What users' moves taught the model before this start (it is rebuilt
+    // from the stored examples): 300 ham, enough for a calibrated
+    // threshold (200 ham scores after the first 50).
+    std::fs::create_dir_all(&setup.state).expect("state dir");
+    let c = state::open(&setup.state.join("state.sqlite3")).expect("db");
+    let fingerprinter = Fingerprinter::new(&Key::DEVELOPMENT);
+    let (spam, ham) = (testdata(true), testdata(false));
+    let mut examples = 0;
+    for round in 0..30 {
+        for (label, raw) in ham.iter().map(|m| ("ham", &m.1)).chain(spam.iter().map(|m| ("spam", &m.1))) {
+            let raw = with_message_id(raw, &format!("{round}@examples"));
+            let (_, words) = fingerprinter.fingerprint_with_words(&raw);
+            let features = starling_agent::learning::features(&words, &header_tokens(&raw)).to_bytes();
+            examples += 1;
+            c.execute(
+                "INSERT INTO model_examples (mailbox, key, label, source, features, at) VALUES ('carol', ?1, ?2, ?3, ?4, 0)",
+                rusqlite::params![format!("k{examples}"), label, format!("user-{label}"), features],
+            )
+            .expect("example");
+        }
+    }
+    assert!(state::add_mailbox(&c, "bob", true, "maildir").expect("bob"));
+    assert!(state::set_model(&c, "bob", false).expect("bob's switch"));
+
+    let extra = "[users]\nsource = \"maildir\"\n";
+    let (stop, task) = start(config(&setup, &node, extra), &node);
+    wait_watching(&setup.state, "alice", 0);
+    wait_watching(&setup.state, "bob", 0);
+    // A spam the network was never told of.
+    let (alice, bob) = (setup.root.join("alice"), setup.root.join("bob"));
+    assert_eq!(node.verdict(&spam[0].1).await.expect("check"), Class::Clean, "unknown to the network");
+    deliver(&alice, "1.test", &with_message_id(&spam[0].1, "a@model-switch"));
+    deliver(&bob, "1.test", &with_message_id(&spam[0].1, "b@model-switch"));
+    let filed = wait_until(WAIT, || count(&alice.join(".Spam")) == 1);
+    if !filed {
+        for e in state::events(&c, 0, None, 100).unwrap_or_default() {
+            eprintln!("{e:?}");
+        }
+    }
+    assert!(filed, "the model filed alice's copy");
+    let checked = |name: &str| {
+        state::hourly(&c, 0, Some(name)).map(|rows| rows.iter().map(|r| r.2.checked).sum::<u32>()).unwrap_or(0)
+    };
+    assert!(wait_until(WAIT, || checked("bob") >= 1), "bob's copy was looked at");
+    assert_eq!(count(&bob.join(".Spam")), 0, "bob's mailbox is out of the model's reach");
+    assert_eq!(count(&bob), 1, "bob's copy stays in his inbox");
+    finish(stop, task).await;
+}

@@ -412,7 +412,8 @@ async fn add_users(State(app): State<App>, Json(body): Json<AddUsers>) -> Answer
 pub struct UserActions {
     /// The mailboxes.
     pub names: Vec<String>,
-    /// `enable`, `disable`, `feedback-on`, `feedback-off` or `rescan`.
+    /// `enable`, `disable`, `feedback-on`, `feedback-off`, `model-on`,
+    /// `model-off` or `rescan`.
     pub action: String,
     /// For `rescan`: mail younger than this many hours (default
     /// `rescan.max_age_hours`).
@@ -421,10 +422,11 @@ pub struct UserActions {
 
 /// Does an action to many mailboxes; the outcome per name.
 pub async fn apply_user_actions(app: &App, body: UserActions, by: &str) -> Result<Outcomes, ApiError> {
-    if !["enable", "disable", "feedback-on", "feedback-off", "rescan"].contains(&body.action.as_str()) {
+    const ACTIONS: [&str; 7] = ["enable", "disable", "feedback-on", "feedback-off", "model-on", "model-off", "rescan"];
+    if !ACTIONS.contains(&body.action.as_str()) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!("unknown action {:?}: enable, disable, feedback-on, feedback-off or rescan", body.action),
+            format!("unknown action {:?}: {}", body.action, ACTIONS.join(", ")),
         ));
     }
     if body.names.len() > 100_000 {
@@ -449,6 +451,8 @@ pub async fn apply_user_actions(app: &App, body: UserActions, by: &str) -> Resul
                         "disable" => state::set_enabled(&tx, &name, false).map(|_| "disabled".to_owned()),
                         "feedback-on" => state::set_feedback(&tx, &name, true).map(|_| "feedback on".to_owned()),
                         "feedback-off" => state::set_feedback(&tx, &name, false).map(|_| "feedback off".to_owned()),
+                        "model-on" => state::set_model(&tx, &name, true).map(|_| "model on".to_owned()),
+                        "model-off" => state::set_model(&tx, &name, false).map(|_| "model off".to_owned()),
                         _ => {
                             state::rescan_request(&tx, &name, since, &origin).map(|id| format!("rescan {id} requested"))
                         }

@@ -281,6 +281,16 @@ enum UsersCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Let the local model file these mailboxes' mail, or not (`policy.model`
+    /// decides for the organisation).
+    Model {
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        switch: String,
+        /// Mailbox names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Rescan these mailboxes now.
     Rescan {
         /// Mailbox names.
@@ -321,10 +331,11 @@ pub(crate) fn users(args: UsersArgs) -> anyhow::Result<ExitCode> {
                     } else {
                         writeln!(
                             out,
-                            "{:<40} {:<8} {:<12} {:<9} {}",
+                            "{:<40} {:<8} {:<12} {:<9} {:<9} {}",
                             user["name"].as_str().unwrap_or_default(),
                             if user["enabled"] == true { "enabled" } else { "disabled" },
                             if user["feedback"] == true { "feedback" } else { "no feedback" },
+                            if user["model"] == false { "no model" } else { "model" },
                             user["source"].as_str().unwrap_or_default(),
                             if user["present"] == true { "" } else { "(no longer listed)" }
                         )?;
@@ -347,6 +358,7 @@ pub(crate) fn users(args: UsersArgs) -> anyhow::Result<ExitCode> {
         UsersCommand::Feedback { switch, names } => {
             outcomes(&action(names, &format!("feedback-{switch}"), None)?, &mut out)
         }
+        UsersCommand::Model { switch, names } => outcomes(&action(names, &format!("model-{switch}"), None)?, &mut out),
         UsersCommand::Rescan { names, hours } => outcomes(&action(names, "rescan", hours)?, &mut out),
         UsersCommand::Import { file } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;

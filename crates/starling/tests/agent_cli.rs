@@ -98,6 +98,13 @@ fn every_admin_command_goes_through_the_running_service() {
     assert_eq!(unknown.status.code(), Some(1), "a refused part exits 1");
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("nobody: unknown mailbox"));
     ok(starling(config, &["users", "feedback", "off", "alice"]));
+    // The local model kept out of one mailbox: listed so, and back.
+    ok(starling(config, &["users", "model", "off", "bob"]));
+    let listed = ok(starling(config, &["users", "list"]));
+    let line = |name: &str| listed.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_default().to_owned();
+    assert!(line("bob").contains("no model") && !line("alice").contains("no model"), "{listed}");
+    ok(starling(config, &["users", "model", "on", "bob"]));
+    assert!(!ok(starling(config, &["users", "list"])).contains("no model"));
 
     // Whitelist: checked, exported, imported back.
     ok(starling(config, &["whitelist", "add", "@partner.example", "--comment", "our partner"]));
