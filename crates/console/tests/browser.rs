@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::Console;
 use fantoccini::Locator;
 use fantoccini::key::Key;
@@ -82,11 +80,7 @@ async fn an_administrator_uses_the_console_in_a_browser() {
     // The page before the search lists bob too: wait for the results page
     // (its summary names the search) before selecting, or the click may
     // land on an element of the page being replaced.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !browser.text("p.muted").await.is_ok_and(|t| t.contains("matching")) {
-        assert!(std::time::Instant::now() < deadline, "the search results did not load");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    browser.wait_for_text("p.muted", "matching").await.expect("the search results");
     browser.wait_for("input[value=bob]").await.expect("bob listed").click().await.expect("select bob");
     browser.wait_for("#action").await.expect("action").select_by_value("disable").await.expect("choose");
     browser.click("form[action='/users/actions'] button[type=submit]").await.expect("apply");

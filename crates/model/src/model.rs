@@ -1,7 +1,7 @@
 //! The model: the hashed count table, classification, prequential learning
 //! and the calibrated filing decision.
 
-use crate::calibration::{self, Window};
+use crate::calibration::{self, NEVER_FILE, Window};
 use crate::combine::{self, Clue, MIN_CLUE_STRENGTH, Norm};
 use crate::features::{Features, MAX_FEATURES};
 
@@ -97,6 +97,9 @@ pub struct Model {
     pub(crate) halvings: u32,
     /// Prequential scores per class (`[spam, ham]`).
     pub(crate) scores: [Window; 2],
+    /// The filing threshold the ham scores give ([`Model::threshold`]),
+    /// kept as they change: every classification compares with it.
+    threshold: f32,
 }
 
 impl Model {
@@ -113,7 +116,20 @@ impl Model {
             weights: [0, 0],
             halvings: 0,
             scores: [Window::default(), Window::default()],
+            threshold: NEVER_FILE,
         }
+        .calibrated()
+    }
+
+    /// The model with its threshold computed from its ham scores.
+    pub(crate) fn calibrated(mut self) -> Model {
+        self.recalibrate();
+        self
+    }
+
+    fn recalibrate(&mut self) {
+        let calibrated = calibration::ham_threshold(&self.scores[1], self.config.target_false_positive_rate);
+        self.threshold = calibrated.max(self.config.threshold_floor);
     }
 
     /// The configuration in force (with `table_bits` clamped).
@@ -137,6 +153,9 @@ impl Model {
         let probability = combine::probability(combine::fisher_evidence(&self.clues(features)));
         if self.ready() {
             self.scores[label.index()].push(probability);
+            if label == Label::Ham {
+                self.recalibrate();
+            }
         }
         self.train(features, label);
         probability
@@ -179,13 +198,14 @@ impl Model {
     /// accepted when the one-sided Clopper–Pearson upper bound, at
     /// [`CALIBRATION_CONFIDENCE`](crate::CALIBRATION_CONFIDENCE), of the
     /// false-positive rate given `k` of `n` is at most the target. With
-    /// fewer than about 3/target ham scores (3,000 at 0.1 %) no `k > 0` and
-    /// not even `k = 0` everywhere passes, so the threshold is just above
-    /// the highest ham score seen. With no ham score it is
-    /// [`NEVER_FILE`](crate::NEVER_FILE).
+    /// fewer than about 3/target ham scores (3,000 at 0.1 %) no `k` passes,
+    /// so the threshold is above the highest ham score seen and above the
+    /// ham tail extrapolated to the target. With fewer than
+    /// [`MIN_CALIBRATION_HAM`](crate::MIN_CALIBRATION_HAM) ham scores it is
+    /// [`NEVER_FILE`](crate::NEVER_FILE). Never below the floor; computed
+    /// when the ham scores change, not per call.
     pub fn threshold(&self) -> f32 {
-        let calibrated = calibration::ham_threshold(&self.scores[1], self.config.target_false_positive_rate);
-        calibrated.max(self.config.threshold_floor)
+        self.threshold
     }
 
     /// Whether a message with this score should be filed as spam.

@@ -309,7 +309,7 @@ fn decode_body(head: &Header, config: ModelConfig, body: &[u8]) -> Option<Model>
     model.examples = head.examples;
     model.weights = head.weights;
     model.halvings = head.halvings;
-    Some(model)
+    Some(model.calibrated())
 }
 
 struct HashingWriter<'a, W: Write> {

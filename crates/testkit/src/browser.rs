@@ -165,6 +165,26 @@ impl Browser {
         self.wait_for(css).await?.text().await.with_context(|| format!("reading the text of `{css}`"))
     }
 
+    /// Waits (at most 10 s) until the element matching `css` has a text
+    /// containing `needle`, and returns that text: for a page that
+    /// replaces one with the same elements (a search's results), so what
+    /// follows acts on the new page.
+    pub async fn wait_for_text(&self, css: &str, needle: &str) -> anyhow::Result<String> {
+        let deadline = Instant::now() + ELEMENT_TIMEOUT;
+        loop {
+            // The element may be replaced between finding and reading it.
+            if let Ok(text) = self.text(css).await
+                && text.contains(needle)
+            {
+                return Ok(text);
+            }
+            if Instant::now() >= deadline {
+                bail!("`{css}` did not come to contain {needle:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The current value of the form field matching `css` (empty if none).
     pub async fn value(&self, css: &str) -> anyhow::Result<String> {
         let value = self.wait_for(css).await?.prop("value").await.with_context(|| format!("reading `{css}`"))?;

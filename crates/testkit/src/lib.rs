@@ -281,18 +281,7 @@ impl Dovecot {
     /// through the master user): `move ID FROM TO`, `copy ID FROM TO`,
     /// `keyword ID FOLDER KEYWORD`. Returns how many messages matched.
     pub fn imap_user(&self, user: &str, args: &[&str]) -> anyhow::Result<usize> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("imap_user.py");
-        let login = format!("{user}*{MASTER_USER}");
-        let out = Command::new("python3")
-            .arg(&script)
-            .args([self.imap_port.to_string().as_str(), login.as_str(), MASTER_PASSWORD])
-            .args(args)
-            .output()?;
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        if !out.status.success() {
-            bail!("imap_user {args:?} as {user} failed ({text}): {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(text.parse()?)
+        Ok(self.imap_user_output(user, args)?.parse()?)
     }
 
     /// Acts as `user` with the same client and returns what it printed: for
