@@ -19,6 +19,7 @@
 //! `EVAL_SPAM_SHARE` (share of spam labelled, default 0.3), `EVAL_HAM_DELAY`
 //! (messages before a ham is learned, default 100), `EVAL_TABLE_BITS`
 //! (default 23), `EVAL_TARGET` (false-positive target, default 0.001),
+//! `EVAL_FLOOR` (the threshold floor, default 0.98),
 //! `EVAL_VERBOSE` prints score and feature-count quantiles, `EVAL_SHOW`
 //! lists the second-half ham scoring above 0.99.
 
@@ -147,6 +148,7 @@ fn settings() -> Settings {
     let config = ModelConfig {
         table_bits: var("EVAL_TABLE_BITS", "23").parse().expect("EVAL_TABLE_BITS"),
         target_false_positive_rate: var("EVAL_TARGET", "0.001").parse().expect("EVAL_TARGET"),
+        threshold_floor: var("EVAL_FLOOR", "0.98").parse().expect("EVAL_FLOOR"),
         ..ModelConfig::default()
     };
     Settings {

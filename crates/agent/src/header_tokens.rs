@@ -20,6 +20,8 @@ pub const MAX_TOKENS: usize = 128;
 pub const MAX_VALUE_CHARS: usize = 48;
 /// Subject words, at most.
 const MAX_SUBJECT_WORDS: usize = 24;
+/// Headers looked through for `Authentication-Results`, at most.
+const MAX_HEADERS_READ: usize = 1_000;
 /// `Received` headers mined for relay domains and networks, at most.
 const MAX_RELAYS: usize = 4;
 
@@ -29,7 +31,8 @@ const MAX_RELAYS: usize = 4;
 /// echo), or by the agent itself.
 fn ignored_name(name: &str) -> bool {
     const PREFIXES: [&str; 4] = ["x-spam", "x-starling", "x-dspam", "x-bogosity"];
-    const NAMES: [&str; 5] = ["received", "delivered-to", "x-original-to", "return-path", "status"];
+    const NAMES: [&str; 6] =
+        ["received", "delivered-to", "x-original-to", "return-path", "status", "authentication-results"];
     NAMES.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
@@ -47,6 +50,21 @@ fn host_domain(host: &str) -> String {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     let labels: Vec<&str> = host.rsplit('.').take(2).collect();
     labels.into_iter().rev().collect::<Vec<_>>().join(".")
+}
+
+/// Whether an `Authentication-Results` value reports a failed SPF, DKIM or
+/// DMARC check (`spf=fail`, `dkim=fail`, `dmarc=fail`; `softfail` too).
+fn auth_failed(value: &str) -> bool {
+    let value: String = value.chars().take(4_096).collect::<String>().to_ascii_lowercase();
+    ["spf", "dkim", "dmarc"].iter().any(|method| {
+        value.match_indices(method).any(|(at, _)| {
+            let rest = value[at + method.len()..].trim_start();
+            rest.strip_prefix('=').is_some_and(|r| {
+                let result = r.trim_start();
+                result.starts_with("fail") || result.starts_with("softfail")
+            })
+        })
+    })
 }
 
 /// How many, in bands: exact up to 3, then "4-9" and "10+".
@@ -106,6 +124,17 @@ pub fn of_message(message: &Message<'_>) -> Vec<String> {
         }
     } else {
         push("from-name", "none");
+    }
+    // The organisation's own servers' word on the sender (RFC 8601): a
+    // failed SPF, DKIM or DMARC check says the From address may be forged,
+    // so it does not make the message a known sender's
+    // (`learning::features`).
+    if message
+        .headers_raw()
+        .take(MAX_HEADERS_READ)
+        .any(|(name, value)| name.eq_ignore_ascii_case("authentication-results") && auth_failed(value))
+    {
+        push("from-auth", "fail");
     }
     let reply_to = message.reply_to().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_ascii_lowercase);
     if let (Some(reply), Some(address)) = (&reply_to, &address) {
@@ -236,6 +265,22 @@ Body.\r\n";
         for absent in ["header:received", "header:return-path", "header:x-spam-status"] {
             assert!(!tokens.iter().any(|t| t == absent), "{absent} in {tokens:?}");
         }
+    }
+
+    #[test]
+    fn a_failed_sender_check_is_a_token() {
+        let with = |results: &str| {
+            let raw = format!("Authentication-Results: {results}\r\nFrom: a@example.org\r\n\r\nbody");
+            header_tokens(raw.as_bytes()).iter().any(|t| t == "from-auth:fail")
+        };
+        assert!(with("mx.example.com; spf=fail smtp.mailfrom=example.org"));
+        assert!(with("mx.example.com;\r\n\tdkim=pass header.d=example.org;\r\n\tdmarc = fail header.from=example.org"));
+        assert!(with("mx.example.com; SPF=SoftFail smtp.mailfrom=example.org"));
+        assert!(!with("mx.example.com; spf=pass smtp.mailfrom=example.org; dkim=pass; dmarc=pass"));
+        assert!(!with("mx.example.com; none"));
+        assert!(
+            !header_tokens(MESSAGE).iter().any(|t| t.starts_with("from-auth") || t == "header:authentication-results")
+        );
     }
 
     #[test]

@@ -77,11 +77,23 @@ fn label_of(name: &str) -> Label {
 
 /// The model's features of a message: its normalised words (from the
 /// fingerprint engine) and its header tokens ([`crate::header_tokens`],
-/// read with the message's facts).
+/// read with the message's facts); and its sender, a hash of the From
+/// address, unless the organisation's servers found that address forged
+/// (a failed SPF, DKIM or DMARC check): the model never files a known
+/// sender's mail by itself, so a forged one must not count as known.
 pub fn features(words: &[u64], header_tokens: &[String]) -> Features {
     let headers: Vec<&str> = header_tokens.iter().map(String::as_str).collect();
-    Features::extract(words, &headers)
+    let forged = headers.contains(&"from-auth:fail");
+    let sender = headers
+        .iter()
+        .find_map(|t| t.strip_prefix("from:"))
+        .filter(|_| !forged)
+        .map(|address| xxhash_rust::xxh3::xxh3_64_with_seed(address.as_bytes(), SENDER_SEED));
+    Features::extract(words, &headers).with_sender(sender)
 }
+
+/// The seed of the sender's hash.
+const SENDER_SEED: u64 = 0x7365_6e64_6572_2121; // "sender!!"
 
 /// What the model says of a message.
 #[derive(Clone, Debug)]
@@ -92,6 +104,9 @@ pub struct Opinion {
     pub threshold: f32,
     /// It has learnt enough of both classes to file.
     pub ready: bool,
+    /// The sender is one the organisation corresponds with: the model
+    /// does not file its mail, whatever the probability.
+    pub known_sender: bool,
     /// Strongest feature ids (hashed, never text) with their spam
     /// probability.
     pub evidence: Vec<(u32, f32)>,
@@ -100,7 +115,7 @@ pub struct Opinion {
 impl Opinion {
     /// Whether the model would file it.
     pub fn sure(&self) -> bool {
-        self.ready && self.probability >= self.threshold
+        self.ready && !self.known_sender && self.probability >= self.threshold
     }
 
     /// The explanation kept with a filing: probability, threshold and the
@@ -108,9 +123,10 @@ impl Opinion {
     pub fn explain(&self) -> String {
         let top: Vec<String> = self.evidence.iter().take(5).map(|(id, p)| format!("{id:08x}={p:.2}")).collect();
         format!(
-            "model p={:.4} (threshold {:.4}); strongest features {}",
+            "model p={:.4} (threshold {:.4}{}); strongest features {}",
             self.probability,
             self.threshold,
+            if self.known_sender { "; a known sender: not filed by the model" } else { "" },
             top.join(" ")
         )
     }
@@ -130,6 +146,9 @@ pub struct Status {
     pub threshold: f32,
     /// Memory the model takes.
     pub memory_bytes: usize,
+    /// Senders the organisation corresponds with (the model never files
+    /// their mail), and senders it holds counts for.
+    pub known_senders: usize,
 }
 
 struct Inner {
@@ -237,8 +256,8 @@ impl Learner {
     /// The model's opinion of a message.
     pub fn opinion(&self, features: &Features) -> Opinion {
         let inner = self.lock();
-        let Score { probability, evidence } = inner.model.classify(features);
-        Opinion { probability, threshold: inner.model.threshold(), ready: inner.model.ready(), evidence }
+        let Score { probability, evidence, known_sender } = inner.model.classify(features);
+        Opinion { probability, threshold: inner.model.threshold(), ready: inner.model.ready(), known_sender, evidence }
     }
 
     /// Changes since start (for the retro pass).
@@ -256,6 +275,7 @@ impl Learner {
             ready: inner.model.ready() && inner.model.threshold() <= 1.0,
             threshold: inner.model.threshold(),
             memory_bytes: inner.model.memory_bytes(),
+            known_senders: inner.model.known_senders(),
         }
     }
 
@@ -489,3 +509,27 @@ pub fn example_counts(c: &Connection) -> rusqlite::Result<Vec<(String, String, u
 
 /// A shared learner.
 pub type Shared = Arc<Learner>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(raw: &str) -> Vec<String> {
+        crate::header_tokens::header_tokens(raw.as_bytes())
+    }
+
+    #[test]
+    fn the_sender_is_the_from_address_unless_it_failed_a_check() {
+        let plain = features(&[1, 2, 3], &tokens("From: Ann <Ann@Example.org>\r\n\r\nbody"));
+        let again = features(&[9], &tokens("From: ann@example.org\r\nSubject: other\r\n\r\nbody"));
+        assert!(plain.sender().is_some());
+        assert_eq!(plain.sender(), again.sender(), "the address, whatever the name, case or content");
+        let other = features(&[1, 2, 3], &tokens("From: bob@example.org\r\n\r\nbody"));
+        assert_ne!(plain.sender(), other.sender());
+        let forged = "Authentication-Results: mx.example.com; spf=fail\r\nFrom: ann@example.org\r\n\r\nbody";
+        assert_eq!(features(&[1], &tokens(forged)).sender(), None, "a From that failed SPF, DKIM or DMARC");
+        assert_eq!(features(&[1], &tokens("Subject: no sender\r\n\r\nbody")).sender(), None);
+        // Stored and read back with it.
+        assert_eq!(Features::from_bytes(&plain.to_bytes()), Some(plain));
+    }
+}

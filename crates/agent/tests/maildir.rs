@@ -436,5 +436,18 @@ async fn the_local_model_files_unknown_spam_except_where_it_is_switched_off() {
     assert!(wait_until(WAIT, || checked("bob") >= 1), "bob's copy was looked at");
     assert_eq!(count(&bob.join(".Spam")), 0, "bob's mailbox is out of the model's reach");
     assert_eq!(count(&bob), 1, "bob's copy stays in his inbox");
+
+    // The same spam from a sender whose mail the users keep (the examples'
+    // ham): a correspondent, whose mail the model never files by itself.
+    let correspondent = starling_testkit::header_value(&ham[0].1, "From").expect("the ham has a From");
+    let spoofed = starling_testkit::with_header(&spam[0].1, "From", &correspondent);
+    deliver(&alice, "2.test", &with_message_id(&spoofed, "c@model-switch"));
+    assert!(wait_until(WAIT, || checked("alice") >= 2), "alice's second message was looked at");
+    assert_eq!(count(&alice.join(".Spam")), 1, "a known sender's mail is not filed by the model");
+    assert_eq!(count(&alice), 1, "it stays in the inbox");
+    // Unless the organisation's servers found the From address forged.
+    let forged = starling_testkit::with_header(&spoofed, "Authentication-Results", "mx.example.com; dmarc=fail");
+    deliver(&alice, "3.test", &with_message_id(&forged, "d@model-switch"));
+    assert!(wait_until(WAIT, || count(&alice.join(".Spam")) == 2), "a forged known sender is filed");
     finish(stop, task).await;
 }

@@ -1176,6 +1176,12 @@ pub fn metrics_text(status: &api::Status, last_day: &[stats::Bucket]) -> String 
             "The local model's calibrated filing threshold",
             f64::from(l.model.threshold),
         );
+        gauge(
+            &mut registry,
+            "model_known_senders",
+            "Senders the organisation corresponds with, whose mail the local model never files",
+            l.model.known_senders as f64,
+        );
     }
     let mut day = state::Counters::default();
     for bucket in last_day {

@@ -36,11 +36,17 @@ const KIND_MUL: [u64; OSB_WINDOW] = [
     0xa076_1d64_78bd_642f, // d = 4
 ];
 
-/// The set of features of one message: sorted, deduplicated `u32` ids.
+/// The set of features of one message: sorted, deduplicated `u32` ids, and
+/// the hashed identity of its sender when the agent trusts the message to
+/// name it (see [`Features::with_sender`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Features {
     ids: Vec<u32>,
+    sender: Option<u64>,
 }
+
+/// The tag of the sender in [`Features::to_bytes`].
+const SENDER_TAG: u8 = 1;
 
 impl Features {
     /// The features of a message from its hashed body words (as
@@ -76,6 +82,19 @@ impl Features {
         Features::from_ids(ids)
     }
 
+    /// The same features with the hashed identity of the message's sender
+    /// (a hash of its address, never the address): the model never files
+    /// mail of a sender the organisation corresponds with by itself. `None`
+    /// when the message does not name a sender it can be trusted for.
+    pub fn with_sender(self, sender: Option<u64>) -> Features {
+        Features { sender, ..self }
+    }
+
+    /// The hashed identity of the sender, if any.
+    pub fn sender(&self) -> Option<u64> {
+        self.sender
+    }
+
     /// The feature ids, sorted and without duplicates.
     pub fn ids(&self) -> &[u32] {
         &self.ids
@@ -87,7 +106,7 @@ impl Features {
         ids.sort_unstable();
         ids.dedup();
         ids.truncate(MAX_FEATURES);
-        Features { ids }
+        Features { ids, sender: None }
     }
 
     /// The number of features.
@@ -102,21 +121,27 @@ impl Features {
 
     /// The compact storage form: the count, then the first id and the gaps
     /// between consecutive ids, each as an LEB128 varint (about 4.3 bytes a
-    /// feature for well-mixed ids).
+    /// feature for well-mixed ids); then, with a sender, a tag byte (1) and
+    /// the sender's 8 bytes (little-endian).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(5 + self.ids.len() * 5);
+        let mut out = Vec::with_capacity(5 + self.ids.len() * 5 + 9);
         put_varint(&mut out, self.ids.len() as u32);
         let mut previous = 0u32;
         for (i, &id) in self.ids.iter().enumerate() {
             put_varint(&mut out, if i == 0 { id } else { id - previous });
             previous = id;
         }
+        if let Some(sender) = self.sender {
+            out.push(SENDER_TAG);
+            out.extend_from_slice(&sender.to_le_bytes());
+        }
         out
     }
 
-    /// Reads [`Features::to_bytes`]. Anything else (truncated, trailing
-    /// bytes, overlong varints, ids out of order or above `u32::MAX`, more
-    /// than [`MAX_FEATURES`]) gives `None`.
+    /// Reads [`Features::to_bytes`] (also what builds before the sender
+    /// wrote: the ids alone). Anything else (truncated, trailing bytes,
+    /// overlong varints, ids out of order or above `u32::MAX`, more than
+    /// [`MAX_FEATURES`]) gives `None`.
     pub fn from_bytes(bytes: &[u8]) -> Option<Features> {
         let mut reader = VarintReader { bytes, at: 0 };
         let count = reader.next()? as usize;
@@ -137,7 +162,12 @@ impl Features {
             };
             ids.push(id);
         }
-        (reader.at == bytes.len()).then_some(Features { ids })
+        let sender = match &bytes[reader.at..] {
+            [] => None,
+            [SENDER_TAG, sender @ ..] => Some(u64::from_le_bytes(sender.try_into().ok()?)),
+            _ => return None,
+        };
+        Some(Features { ids, sender })
     }
 }
 
@@ -236,5 +266,26 @@ mod tests {
         assert_eq!(Features::from_bytes(&[1, 0xff, 0xff, 0xff, 0xff, 0x1f]), None);
         assert_eq!(Features::from_bytes(&[2, 5, 0]), None);
         assert_eq!(Features::from_bytes(&[2, 0xff, 0xff, 0xff, 0xff, 0x0f, 1]), None);
+    }
+
+    #[test]
+    fn the_sender_round_trips_and_a_bad_tail_is_rejected() {
+        let f = Features::from_ids(vec![3, 9]).with_sender(Some(u64::MAX - 7));
+        let bytes = f.to_bytes();
+        assert_eq!(Features::from_bytes(&bytes), Some(f.clone()));
+        let without = Features::from_ids(vec![3, 9]);
+        assert_eq!(Features::from_bytes(&without.to_bytes()), Some(without), "the ids alone, as before");
+        assert_eq!(Features::from_bytes(&bytes[..bytes.len() - 1]), None, "a cut sender");
+        let mut tagged = without_sender_bytes(&f);
+        tagged.push(2);
+        tagged.extend_from_slice(&7u64.to_le_bytes());
+        assert_eq!(Features::from_bytes(&tagged), None, "an unknown tag");
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(Features::from_bytes(&longer), None, "bytes after the sender");
+    }
+
+    fn without_sender_bytes(f: &Features) -> Vec<u8> {
+        Features::from_ids(f.ids().to_vec()).to_bytes()
     }
 }

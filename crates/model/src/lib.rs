@@ -15,6 +15,13 @@
 //!   ([`would_file`](Model::would_file)) at a threshold it calibrates itself.
 //!   It is saved crash-safely with a checksum ([`Model::save`],
 //!   [`Model::load`], [`LoadError`]).
+//! - Known senders: features may carry a hashed sender
+//!   ([`Features::with_sender`]); the model counts each sender's spam and
+//!   ham examples, and never files mail of a sender with ham and more than
+//!   twice as much ham as spam ([`Model::known_sender`]) — the newsletters,
+//!   notifications and lists that read like spam come back from the same
+//!   address, spam rarely does. Their examples count in the calibration as
+//!   a score that files nothing.
 //!
 //! Memory is fixed: a table of 2^`table_bits` buckets, each two saturating
 //! `u16` counters (spam, ham) indexed by the top `table_bits` bits of the
@@ -80,9 +87,11 @@ mod combine;
 mod features;
 mod model;
 mod persist;
+mod senders;
 
 pub use calibration::{CALIBRATION_CONFIDENCE, CALIBRATION_WINDOW, MIN_CALIBRATION_HAM, NEVER_FILE};
 pub use combine::{CLASS_BALANCE_EXPONENT, EVIDENCE_SCALE, MAX_CLUES, MIN_CLUE_STRENGTH, ROBINSON_S, ROBINSON_X};
 pub use features::{Features, MAX_FEATURES, MAX_HEADER_TOKEN_BYTES, MAX_HEADER_TOKENS, MAX_WORDS, OSB_WINDOW};
 pub use model::{EVIDENCE, Label, MAX_TABLE_BITS, MIN_TABLE_BITS, Model, ModelConfig, SATURATION_LIMIT, Score};
 pub use persist::{FORMAT_VERSION, LoadError};
+pub use senders::MAX_SENDERS;

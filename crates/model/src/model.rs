@@ -4,6 +4,7 @@
 use crate::calibration::{self, NEVER_FILE, Window};
 use crate::combine::{self, Clue, MIN_CLUE_STRENGTH, Norm};
 use crate::features::{Features, MAX_FEATURES};
+use crate::senders::Senders;
 
 /// The smallest table [`Model::new`] makes (`table_bits` is clamped).
 pub const MIN_TABLE_BITS: u8 = 8;
@@ -29,7 +30,7 @@ pub enum Label {
 }
 
 impl Label {
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         match self {
             Label::Spam => 0,
             Label::Ham => 1,
@@ -75,6 +76,9 @@ pub struct Score {
     /// The [`EVIDENCE`] strongest features (ids, never text) with their
     /// spam probability, strongest first.
     pub evidence: Vec<(u32, f32)>,
+    /// The sender is one the organisation corresponds with
+    /// ([`Model::known_sender`]): the model does not file it.
+    pub known_sender: bool,
 }
 
 /// A per-organisation spam classifier with fixed memory: see the crate doc.
@@ -97,6 +101,8 @@ pub struct Model {
     pub(crate) halvings: u32,
     /// Prequential scores per class (`[spam, ham]`).
     pub(crate) scores: [Window; 2],
+    /// The organisation's correspondents.
+    pub(crate) senders: Senders,
     /// The filing threshold the ham scores give ([`Model::threshold`]),
     /// kept as they change: every classification compares with it.
     threshold: f32,
@@ -116,6 +122,7 @@ impl Model {
             weights: [0, 0],
             halvings: 0,
             scores: [Window::default(), Window::default()],
+            senders: Senders::default(),
             threshold: NEVER_FILE,
         }
         .calibrated()
@@ -142,22 +149,29 @@ impl Model {
         let clues = self.clues(features);
         let probability = combine::probability(combine::fisher_evidence(&clues));
         let evidence = clues.iter().take(EVIDENCE).map(|c| (c.id, c.prob)).collect();
-        Score { probability, evidence }
+        Score { probability, evidence, known_sender: self.senders.known(features.sender()) }
     }
 
     /// Learns one example, prequentially: scores it with the model as it
     /// was, records that score in the calibration of its class (only while
     /// the model is [`ready`](Model::ready): a model that may not file says
     /// nothing about the filing threshold), then trains. Returns the score.
+    ///
+    /// A message from a [known sender](Model::known_sender), which the model
+    /// never files, is recorded as a score of 0 (one that files nothing):
+    /// so the threshold keeps the share of *all* ham filed at the target
+    /// while only the other ham can reach it.
     pub fn learn(&mut self, features: &Features, label: Label) -> f32 {
         let probability = combine::probability(combine::fisher_evidence(&self.clues(features)));
         if self.ready() {
-            self.scores[label.index()].push(probability);
+            let recorded = if self.senders.known(features.sender()) { 0.0 } else { probability };
+            self.scores[label.index()].push(recorded);
             if label == Label::Ham {
                 self.recalibrate();
             }
         }
         self.train(features, label);
+        self.senders.add(features.sender(), label);
         probability
     }
 
@@ -176,6 +190,29 @@ impl Model {
         }
         self.examples[class] = self.examples[class].saturating_sub(1);
         self.weights[class] = self.weights[class].saturating_sub(1);
+        self.senders.remove(features.sender(), label);
+    }
+
+    /// Whether the message's sender is one the organisation corresponds
+    /// with (see [`Senders`](crate::senders)): ham learned from it, and
+    /// more than twice as much as spam. The model never files such mail.
+    pub fn known_sender(&self, features: &Features) -> bool {
+        self.senders.known(features.sender())
+    }
+
+    /// The examples learned from a sender: `(spam, ham)`.
+    pub fn sender_examples(&self, sender: u64) -> (u32, u32) {
+        self.senders.counts(sender)
+    }
+
+    /// The number of senders the model holds counts for.
+    pub fn senders(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// The number of [known senders](Model::known_sender).
+    pub fn known_senders(&self) -> usize {
+        self.senders.known_count()
     }
 
     /// The examples learned (minus those unlearned): `(spam, ham)`.
@@ -208,9 +245,11 @@ impl Model {
         self.threshold
     }
 
-    /// Whether a message with this score should be filed as spam.
+    /// Whether a message with this score should be filed as spam: the model
+    /// is ready, the sender is not a known one, and the score reaches the
+    /// threshold.
     pub fn would_file(&self, score: &Score) -> bool {
-        self.ready() && score.probability >= self.threshold()
+        self.ready() && !score.known_sender && score.probability >= self.threshold()
     }
 
     /// The share of recent prequential spam scores at or above the current
@@ -237,6 +276,7 @@ impl Model {
         size_of::<Model>()
             + self.table.capacity() * size_of::<[u16; 2]>()
             + self.scores.iter().map(Window::memory_bytes).sum::<usize>()
+            + self.senders.memory_bytes()
     }
 
     /// The clues of a message: every known feature far enough from ½, the

@@ -12,12 +12,17 @@
 //! | 4 | halvings |
 //! | 8 | buckets in use |
 //! | 4 + 4 | calibration scores (spam, ham) |
+//! | 4 | senders |
 //! | 8 | body length |
 //! | 32 | BLAKE3 of the body followed by every header byte before this field |
 //!
 //! The body: for each bucket in use, in order, the number of empty buckets
 //! before it (LEB128) and its two `u16` counters; then the spam and the ham
-//! calibration scores (`f32`, oldest first).
+//! calibration scores (`f32`, oldest first); then each sender in key order:
+//! its hashed identity (`u64`) and its spam and ham examples (`u32` each).
+//!
+//! Version 1 (before the senders) is not read: the agent rebuilds the model
+//! from its stored examples, as after any unreadable snapshot.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -27,10 +32,10 @@ use crate::calibration::{CALIBRATION_WINDOW, Window};
 use crate::model::{Model, ModelConfig};
 
 /// The version of the file layout this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const MAGIC: &[u8; 8] = b"STRLMODL";
-const HEADER_LEN: usize = 8 + 4 + 4 + 20 + 32 + 4 + 8 + 8 + 8 + 32;
+const HEADER_LEN: usize = 8 + 4 + 4 + 20 + 32 + 4 + 8 + 8 + 4 + 8 + 32;
 const CHECKSUM_AT: usize = HEADER_LEN - 32;
 
 /// Why a model file could not be loaded.
@@ -114,6 +119,7 @@ struct Header {
     halvings: u32,
     used: u64,
     scores: [u32; 2],
+    senders: u32,
     body_len: u64,
 }
 
@@ -226,6 +232,11 @@ impl Model {
                 out.write_all(&score.to_le_bytes())?;
             }
         }
+        for (sender, [spam, ham]) in self.senders.sorted() {
+            out.write_all(&sender.to_le_bytes())?;
+            out.write_all(&spam.to_le_bytes())?;
+            out.write_all(&ham.to_le_bytes())?;
+        }
         Ok(used)
     }
 
@@ -246,6 +257,7 @@ impl Model {
         for window in &self.scores {
             h.extend_from_slice(&(window.len() as u32).to_le_bytes());
         }
+        h.extend_from_slice(&(self.senders.len() as u32).to_le_bytes());
         h.extend_from_slice(&body_len.to_le_bytes());
         h.resize(HEADER_LEN, 0);
         h.try_into().expect("the header has HEADER_LEN bytes")
@@ -270,14 +282,17 @@ fn decode_header(path: &Path, header: &[u8; HEADER_LEN]) -> Result<Header, LoadE
         let halvings = r.u32()?;
         let used = r.u64()?;
         let scores = [r.u32()?, r.u32()?];
+        let senders = r.u32()?;
         let body_len = r.u64()?;
-        Some(Header { table_bits, examples, weights, halvings, used, scores, body_len })
+        Some(Header { table_bits, examples, weights, halvings, used, scores, senders, body_len })
     })()
     .ok_or_else(corrupt)?;
     let plausible = (crate::MIN_TABLE_BITS..=crate::MAX_TABLE_BITS).contains(&head.table_bits)
         && head.used <= 1u64 << head.table_bits
         && head.scores.iter().all(|&n| n as usize <= CALIBRATION_WINDOW)
-        && head.body_len <= head.used * 9 + u64::from(head.scores[0] + head.scores[1]) * 4;
+        && head.senders as usize <= crate::MAX_SENDERS
+        && head.body_len
+            <= head.used * 9 + u64::from(head.scores[0] + head.scores[1]) * 4 + u64::from(head.senders) * 16;
     if plausible { Ok(head) } else { Err(corrupt()) }
 }
 
@@ -302,6 +317,16 @@ fn decode_body(head: &Header, config: ModelConfig, body: &[u8]) -> Option<Model>
             window.push(score);
         }
         model.scores[class] = window;
+    }
+    let mut previous = None;
+    for _ in 0..head.senders {
+        let sender = r.u64()?;
+        let counts = [r.u32()?, r.u32()?];
+        if previous.is_some_and(|p| p >= sender) || counts == [0, 0] {
+            return None;
+        }
+        previous = Some(sender);
+        model.senders.insert(sender, counts);
     }
     if !r.bytes.is_empty() {
         return None;

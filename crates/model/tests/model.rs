@@ -232,3 +232,73 @@ fn prequential_learn_returns_the_prior_score() {
     assert!(model.classify(&f).probability >= prior);
     let _ = rng.unit();
 }
+
+/// Mail of a sender the organisation keeps mail from is never filed by the
+/// model, however spammy it reads; its ham counts in the calibration as a
+/// score that files nothing; and the senders survive a save and a load.
+#[test]
+fn a_known_sender_is_never_filed_by_the_model() {
+    let mut config = config();
+    config.threshold_floor = 0.5;
+    let (mut model, mut rng) = trained_with(3_000, config.clone());
+    let newsletter = 42u64;
+    // A newsletter that reads like spam, kept by its readers.
+    let spammy = || message(&mut Rng(99), Label::Spam);
+    let probe = spammy().with_sender(Some(newsletter));
+    let score = model.classify(&probe);
+    assert!(!score.known_sender && model.would_file(&score), "an unknown sender's spammy mail is filed: {score:?}");
+    let scores_before = model.calibration_scores().1;
+    model.learn(&spammy().with_sender(Some(newsletter)), Label::Ham);
+    assert_eq!(model.calibration_scores().1, scores_before + 1);
+    let score = model.classify(&probe);
+    assert!(score.known_sender && !model.would_file(&score), "{score:?}");
+    assert!(model.known_sender(&probe) && !model.known_sender(&probe.clone().with_sender(Some(7))));
+    assert_eq!(model.sender_examples(newsletter), (0, 1));
+
+    // One spoofed copy that a user reports does not undo the correspondence;
+    // a sender reported as often as kept is not a correspondent.
+    model.learn(&spammy().with_sender(Some(newsletter)), Label::Ham);
+    model.learn(&spammy().with_sender(Some(newsletter)), Label::Ham);
+    model.learn(&spammy().with_sender(Some(newsletter)), Label::Spam);
+    assert!(model.known_sender(&probe));
+    model.learn(&spammy().with_sender(Some(newsletter)), Label::Spam);
+    assert!(!model.known_sender(&probe));
+    model.unlearn(&spammy().with_sender(Some(newsletter)), Label::Spam);
+    assert!(model.known_sender(&probe), "unlearning is exact for senders too");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.bin");
+    model.save(&path).unwrap();
+    let loaded = Model::load(&path, config).unwrap();
+    assert_eq!(loaded.senders(), model.senders());
+    assert_eq!(loaded.classify(&probe), model.classify(&probe));
+    let _ = rng.unit();
+}
+
+/// Exempt ham counts as a zero score: when most ham comes from known
+/// senders, the threshold needed to keep the share of all ham filed at the
+/// target is lower than with every ham counted at its score.
+#[test]
+fn exempt_ham_lowers_the_threshold_it_needs() {
+    let mut config = config();
+    config.threshold_floor = 0.0;
+    let train = |senders: bool| {
+        let mut rng = Rng(11);
+        let mut model = Model::new(config.clone());
+        for i in 0..4_000u64 {
+            let label = if i % 3 == 0 { Label::Spam } else { Label::Ham };
+            // Ham from ten correspondents (after their first message), spam
+            // from a new address each time.
+            let sender = match label {
+                Label::Ham => i % 10,
+                Label::Spam => 1_000 + i,
+            };
+            let f = message(&mut rng, label);
+            model.learn(&if senders { f.with_sender(Some(sender)) } else { f }, label);
+        }
+        model
+    };
+    let (plain, with_senders) = (train(false), train(true));
+    assert!(with_senders.threshold() < plain.threshold(), "{} < {}", with_senders.threshold(), plain.threshold());
+    assert_eq!(with_senders.senders(), 10 + 4_000 / 3 + 1);
+}

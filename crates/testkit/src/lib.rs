@@ -610,8 +610,15 @@ pub fn testdata(spam: bool) -> Vec<(String, Vec<u8>)> {
 /// A copy of a message with a new Message-ID (fingerprints ignore it), so
 /// copies can be told apart.
 pub fn with_message_id(raw: &[u8], id: &str) -> Vec<u8> {
+    with_header(raw, "Message-ID", &format!("<{id}>"))
+}
+
+/// A copy of a message whose header `name` (every occurrence, with its
+/// folded lines) is replaced by one `name: value` line at the top.
+pub fn with_header(raw: &[u8], name: &str, value: &str) -> Vec<u8> {
+    let prefix = format!("{name}:");
     let mut out = Vec::with_capacity(raw.len() + 64);
-    out.extend_from_slice(format!("Message-ID: <{id}>\n").as_bytes());
+    out.extend_from_slice(format!("{prefix} {value}\n").as_bytes());
     let mut skipping = false;
     let mut in_header = true;
     for line in raw.split_inclusive(|b| *b == b'\n') {
@@ -623,7 +630,7 @@ pub fn with_message_id(raw: &[u8], id: &str) -> Vec<u8> {
                     continue;
                 }
             } else {
-                skipping = line.len() >= 11 && line[..11].eq_ignore_ascii_case(b"message-id:");
+                skipping = line.len() >= prefix.len() && line[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes());
                 if skipping {
                     continue;
                 }
@@ -632,6 +639,24 @@ pub fn with_message_id(raw: &[u8], id: &str) -> Vec<u8> {
         out.extend_from_slice(line);
     }
     out
+}
+
+/// The value of a message's first header `name` (unfolded, trimmed), if any.
+pub fn header_value(raw: &[u8], name: &str) -> Option<String> {
+    let prefix = format!("{name}:");
+    let text = String::from_utf8_lossy(raw);
+    let mut lines = text.lines().take_while(|l| !l.is_empty()).peekable();
+    while let Some(line) = lines.next() {
+        if line.len() >= prefix.len() && line[..prefix.len()].eq_ignore_ascii_case(&prefix) {
+            let mut value = line[prefix.len()..].trim().to_owned();
+            while let Some(next) = lines.next_if(|l| l.starts_with([' ', '\t'])) {
+                value.push(' ');
+                value.push_str(next.trim());
+            }
+            return Some(value);
+        }
+    }
+    None
 }
 
 /// The corpus directory (`target/corpus`, fetched by
