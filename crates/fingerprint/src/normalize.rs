@@ -3,8 +3,9 @@
 //! Everything a spammer varies per recipient or per send is removed here, so
 //! that the same campaign gives the same words:
 //! - Unicode compatibility decomposition (the "K" of NFKC), removal of
-//!   combining marks (accents), case folding, and folding of Cyrillic and Greek
-//!   look-alikes onto Latin letters;
+//!   combining marks (accents), case folding, and folding of look-alikes
+//!   onto Latin letters (Cyrillic and Greek from a short table, every other
+//!   letter Unicode's confusables data maps to one Latin letter);
 //! - invisible characters (zero-width spaces and joiners, soft hyphens,
 //!   direction marks, variation selectors) are removed *without* splitting the
 //!   word they sit in;
@@ -100,6 +101,8 @@ fn ascii_run(bytes: &[u8], start: usize) -> (usize, u8) {
     }
     (end, flags)
 }
+
+use std::cell::Cell;
 
 use linkify::{LinkFinder, LinkKind};
 use unicode_normalization::char::{decompose_compatible, is_combining_mark};
@@ -350,7 +353,7 @@ impl<'p, F: FnMut(&[u8])> Normalizer<'p, F> {
             if c.is_numeric() {
                 self.word_has_digit = true;
             }
-            match fold_lookalike(c) {
+            match fold_lookalike(c).or_else(|| confusable_letter(c)) {
                 Some(latin) => self.push_word_char(latin),
                 None => c.to_lowercase().for_each(|l| self.push_word_char(l)),
             }
@@ -543,6 +546,60 @@ fn fold_lookalike(c: char) -> Option<char> {
     })
 }
 
+/// Any other letter that Unicode's confusables data (UTS #39, through
+/// `unicode-security`'s skeleton) says looks like one Latin letter —
+/// Armenian `օ`, Cherokee `Ꭺ`, Latin `ł`, and the rest of the thousands
+/// beyond the common ones [`fold_lookalike`] lists — as that lower-case
+/// letter. Only for letters outside ASCII (an ASCII letter is never folded
+/// onto another: `l` and `I` stay apart) and only onto letters (a look-alike
+/// of a digit would make the word look like a number and drop it).
+/// A letter whose own form is not in the data may be through its capital
+/// (Cherokee's small letters are, through their capitals).
+///
+/// Each answer costs a normalisation and a table search, so answers are
+/// kept per thread in a small direct-mapped memo: text in another script
+/// repeats a few dozen letters.
+fn confusable_letter(c: char) -> Option<char> {
+    if c.is_ascii() {
+        return None;
+    }
+    // A slot holds the letter + 1 in the high half (0: empty) and the
+    // answer in the low byte (0: none).
+    thread_local! {
+        static MEMO: [Cell<u64>; MEMO_SLOTS] = const { [const { Cell::new(0) }; MEMO_SLOTS] };
+    }
+    let tag = (u64::from(c) + 1) << 32;
+    let slot = c as usize % MEMO_SLOTS;
+    let memo = MEMO.with(|m| m[slot].get());
+    if memo & !0xff == tag {
+        return (memo & 0xff != 0).then(|| char::from(memo as u8));
+    }
+    let found = confusable_letter_uncached(c);
+    MEMO.with(|m| m[slot].set(tag | found.map_or(0, |l| u64::from(l as u8))));
+    found
+}
+
+/// Slots of [`confusable_letter`]'s memo (8 bytes each).
+const MEMO_SLOTS: usize = 1024;
+
+fn confusable_letter_uncached(c: char) -> Option<char> {
+    let one_latin = |c: char| {
+        let mut buf = [0u8; 4];
+        let mut skeleton = unicode_security::skeleton(c.encode_utf8(&mut buf));
+        match (skeleton.next(), skeleton.next()) {
+            (Some(latin), None) if latin.is_ascii_alphabetic() => Some(latin.to_ascii_lowercase()),
+            _ => None,
+        }
+    };
+    one_latin(c).or_else(|| {
+        let mut upper = c.to_uppercase();
+        match (upper.next(), upper.next()) {
+            (Some(capital), None) if capital != c && !capital.is_ascii() => one_latin(capital),
+            _ => None,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -563,6 +620,19 @@ mod tests {
     fn case_accents_and_lookalikes_fold() {
         assert_eq!(words("VIAGRA Viágra Vіаgrа"), ["viagra"; 3]);
         assert_eq!(words("ＦＵＬＬＷＩＤＴＨ"), ["fullwidth"]);
+    }
+
+    #[test]
+    fn look_alikes_from_other_scripts_fold() {
+        // Armenian օ and ս, Cherokee Ꭺ and Ꮪ, mathematical sans-serif (a
+        // compatibility form), and a combining mark.
+        assert_eq!(words("Gօօd"), ["good"]);
+        assert_eq!(words("ꭺmazing ᏚALE"), ["amazing", "sale"]);
+        assert_eq!(words("𝗆oney mo\u{301}ney"), ["money"; 2]);
+        assert_eq!(words("ꭺmazing"), ["amazing"], "a small Cherokee letter, through its capital");
+        // ASCII is never folded onto ASCII, and no letter onto a digit.
+        assert_eq!(words("Il1 lI"), ["li"]);
+        assert_eq!(words("Ꮞ"), ["ꮞ"]);
     }
 
     #[test]
