@@ -324,6 +324,42 @@ async fn users_moves_between_maildir_folders_are_reported() {
     finish(stop, task).await;
 }
 
+/// On a shared network (its default trust: one fresh reporter blocks
+/// nothing for everybody), a user's report still files the colleagues'
+/// copies at once: the organisation's own reports decide for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_shared_network_a_users_report_files_the_colleagues_copies() {
+    let setup = setup(&["ann", "ben"]);
+    let (ann, ben) = (setup.root.join("ann"), setup.root.join("ben"));
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(ann.join(".Spam").join(sub)).expect("folder");
+    }
+    let node = Node::start_shared().await.expect("node");
+    let extra = "[users]\nsource = \"maildir\"\nlist = []\n";
+    let (stop, task) = start(config(&setup, &node, extra), &node);
+    assert!(wait_until(WAIT, || events(&setup.state, 600) == 2), "mailboxes found");
+    let checked = |name: &str| {
+        let Ok(c) = state::open(&setup.state.join("state.sqlite3")) else { return 0 };
+        state::hourly(&c, 0, Some(name)).map(|rows| rows.iter().map(|r| r.2.checked).sum::<u32>()).unwrap_or(0)
+    };
+    let spam = testdata(true);
+    deliver(&ann, "1700000001.M1P1.test", &with_message_id(&spam[2].1, "ann@campaign"));
+    deliver(&ben, "1700000001.M1P1.test", &with_message_id(&spam[2].1, "ben@campaign"));
+    assert!(wait_until(WAIT, || checked("ann") == 1 && checked("ben") == 1), "both checked");
+    assert!(find(&ben, "ben@campaign").is_some(), "unknown: left in the inbox");
+    user_moves(&find(&ann, "ann@campaign").expect("in the inbox"), &ann.join(".Spam"));
+    assert!(
+        wait_until(WAIT, || find(&ben.join(".Spam"), "ben@campaign").is_some()),
+        "ben's copy is filed after ann's report"
+    );
+    assert!(find(&ben, "ben@campaign").is_none(), "and only once");
+    // For everybody else, one fresh reporter is not enough.
+    let other = node.add_organisation("other").await.expect("org");
+    let copy = with_message_id(&spam[2].1, "other@campaign");
+    assert_eq!(node.verdict_as(&other, &copy).await.expect("check"), Class::Clean);
+    finish(stop, task).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_setting_applies_without_a_restart() {
     let setup = setup(&["eve"]);

@@ -65,6 +65,9 @@ pub struct Assessment {
     pub matched: Vec<Matched>,
     /// The votes behind the tally.
     pub votes: Vec<(Vote, ReportRecord, f64)>,
+    /// The outcome is the asking organisation's own reports' (the network
+    /// as a whole said clean): see `TrustConfig::own_threshold`.
+    pub own: bool,
 }
 
 impl Assessment {
@@ -79,6 +82,7 @@ impl Assessment {
             similarity: None,
             matched: Vec::new(),
             votes: Vec::new(),
+            own: false,
         }
     }
 }
@@ -214,17 +218,20 @@ impl<S: Store> Engine<S> {
         self.filter.bytes()
     }
 
-    /// Verdicts for a batch of messages, from one consistent view.
-    pub fn check(&self, sets: &[Submitted], now: Timestamp) -> Result<Vec<Assessment>> {
+    /// Verdicts for a batch of messages, from one consistent view, for the
+    /// organisation `asker` (its own reports decide for it where the
+    /// network as a whole says clean; `None`: the network's view alone).
+    pub fn check(&self, sets: &[Submitted], now: Timestamp, asker: Option<u32>) -> Result<Vec<Assessment>> {
         let reader = self.store.reader()?;
         let mut trust_cache = HashMap::new();
-        sets.iter().map(|set| self.assess(&reader, set, now, None, &mut trust_cache)).collect()
+        sets.iter().map(|set| self.assess(&reader, set, now, None, &mut trust_cache, asker)).collect()
     }
 
-    /// The verdict for one message and everything behind it.
+    /// The verdict for one message and everything behind it, as the network
+    /// as a whole sees it.
     pub fn explain(&self, set: &Submitted, now: Timestamp) -> Result<Assessment> {
         let reader = self.store.reader()?;
-        self.assess(&reader, set, now, None, &mut HashMap::new())
+        self.assess(&reader, set, now, None, &mut HashMap::new(), None)
     }
 
     fn assess(
@@ -234,12 +241,25 @@ impl<S: Store> Engine<S> {
         now: Timestamp,
         pending: Option<&Pending>,
         trust_cache: &mut HashMap<ReporterId, f64>,
+        asker: Option<u32>,
     ) -> Result<Assessment> {
         let matched = self.matches(reads, set, pending)?;
         if matched.is_empty() {
             return Ok(Assessment::clean());
         }
-        self.assess_matches(reads, matched, now, trust_cache)
+        let mut assessment = self.assess_matches(reads, matched, now, trust_cache)?;
+        if let Some(org) = asker
+            && assessment.outcome == Outcome::Clean
+        {
+            let own: Vec<Vote> = assessment.votes.iter().map(|(v, _, _)| *v).filter(|v| v.org == org).collect();
+            let tally = Tally::of(&own, &self.config.trust);
+            if let Some(outcome) = tally.own_outcome(&self.config.trust) {
+                assessment.outcome = outcome;
+                assessment.confidence = tally.own_confidence(&self.config.trust);
+                assessment.own = true;
+            }
+        }
+        Ok(assessment)
     }
 
     fn assess_matches(
@@ -264,7 +284,18 @@ impl<S: Store> Engine<S> {
         let kind = matched.iter().map(|m| m.kind).min_by_key(|k| kind_rank(*k));
         let first_seen = votes.iter().map(|(_, r, _)| r.at).min().unwrap_or(0);
         let last_seen = votes.iter().map(|(_, r, _)| r.at).max().unwrap_or(0);
-        Ok(Assessment { outcome, confidence, kind, tally, first_seen, last_seen, similarity, matched, votes })
+        Ok(Assessment {
+            outcome,
+            confidence,
+            kind,
+            tally,
+            first_seen,
+            last_seen,
+            similarity,
+            matched,
+            votes,
+            own: false,
+        })
     }
 
     /// The entries that match a fingerprint set: by text or attachment digest,
@@ -634,9 +665,98 @@ mod expiry_tests {
         let mut w = engine.store().writer().unwrap();
         assert_eq!(engine.expire(&mut w, 95 * day, 100).unwrap(), 1, "only the first is 90 days old");
         w.commit().unwrap();
-        let after = engine.check(&[set(1), set(2)], 95 * day).unwrap();
+        let after = engine.check(&[set(1), set(2)], 95 * day, None).unwrap();
         assert!(after[0].matched.is_empty(), "the expired entry no longer matches");
         assert_eq!(after[1].outcome, Outcome::Spam, "the younger one is kept");
         assert!(engine.store().reader().unwrap().postings(text1).unwrap().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod own_organisation_tests {
+    use super::*;
+    use crate::config::StoreConfig;
+    use crate::model::{Plan, Status};
+    use crate::store::embedded::Embedded;
+
+    fn set(seed: u8) -> Submitted {
+        let slots = std::array::from_fn(|i| u32::from(seed) * 1000 + i as u32);
+        Submitted {
+            version: 1,
+            text: Some(starling_fingerprint::Digest([seed; 16])),
+            fuzzy: Some(starling_fingerprint::MinHash { slots, shingles: 100 }),
+            urls: vec![],
+            domains: vec![],
+            attachments: vec![],
+        }
+    }
+
+    fn org(id: u32) -> Organisation {
+        Organisation {
+            id,
+            name: format!("org{id}"),
+            status: Status::Active,
+            plan: Plan::Subscription,
+            expires_at: 0,
+            created_at: 0,
+            credential_hash: [id as u8; 32],
+        }
+    }
+
+    fn engine(trust: TrustConfig) -> (Engine<Embedded>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Embedded::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
+        let engine =
+            Engine::new(store, EngineConfig { rule: MatchRule::default(), trust, store: StoreConfig::default() })
+                .unwrap();
+        for id in [1, 2] {
+            engine.organisations().write().put(org(id));
+        }
+        (engine, dir)
+    }
+
+    fn report(engine: &Engine<Embedded>, org_id: u32, seed: u8, class: Class, reporter: &str) {
+        let mut pending = Pending::default();
+        let mut w = engine.store().writer().unwrap();
+        let input = ReportInput { set: set(seed), class, reporter: reporter.into() };
+        assert_eq!(
+            engine.apply_report(&mut w, &org(org_id), &input, 100, &mut pending).unwrap(),
+            ReportOutcome::Recorded
+        );
+        w.commit().unwrap();
+        engine.publish(&pending);
+    }
+
+    /// One fresh user's report blocks nothing for the network as a whole
+    /// (the shared default), but it does for that user's own organisation —
+    /// and only for it; its own not-spam evidence outweighs it.
+    #[test]
+    fn an_organisations_own_reports_decide_for_it_alone() {
+        let (engine, _dir) = engine(TrustConfig::default());
+        report(&engine, 1, 1, Class::Spam, "ann");
+        let outcome = |asker| {
+            let a = engine.check(&[set(1)], 200, asker).unwrap().remove(0);
+            (a.outcome, a.own)
+        };
+        assert_eq!(outcome(None), (Outcome::Clean, false), "the network as a whole");
+        assert_eq!(outcome(Some(2)), (Outcome::Clean, false), "another organisation");
+        assert_eq!(outcome(Some(1)), (Outcome::Spam, true), "the reporter's own organisation");
+        assert_eq!(engine.check(&[set(1)], 200, Some(1)).unwrap()[0].confidence, 0.5);
+        assert_eq!(engine.explain(&set(1), 200).unwrap().outcome, Outcome::Clean, "explain shows the network's view");
+
+        // Another organisation's not-spam report does not undo it for org 1
+        // (the network as a whole is still undecided) ...
+        report(&engine, 2, 1, Class::Ham, "bob");
+        assert_eq!(outcome(Some(1)), (Outcome::Spam, true));
+        // ... but a colleague who says it is not spam does.
+        report(&engine, 1, 1, Class::Ham, "cid");
+        assert_eq!(outcome(Some(1)), (Outcome::Clean, false));
+    }
+
+    #[test]
+    fn own_threshold_zero_turns_it_off() {
+        let (engine, _dir) = engine(TrustConfig { own_threshold: 0.0, ..TrustConfig::default() });
+        report(&engine, 1, 1, Class::Spam, "ann");
+        assert_eq!(engine.check(&[set(1)], 200, Some(1)).unwrap()[0].outcome, Outcome::Clean);
     }
 }

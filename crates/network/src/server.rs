@@ -138,13 +138,15 @@ impl<S: Store> Shared<S> {
         self.metrics.requests.get_or_create(&RequestLabels { method, code }).inc();
     }
 
-    /// Whether the current verdict on each set is spam or phishing, as a
-    /// Check would answer; a store failure counts as not blocked.
+    /// Whether the current verdict of the network as a whole on each set is
+    /// spam or phishing (what Changes announces to every organisation; an
+    /// organisation's own reports reach its own agent without it); a store
+    /// failure counts as not blocked.
     fn blocked(&self, sets: &[Submitted]) -> Vec<bool> {
         if sets.is_empty() {
             return Vec::new();
         }
-        match self.engine.check(sets, now()) {
+        match self.engine.check(sets, now(), None) {
             Ok(assessments) => {
                 assessments.iter().map(|a| matches!(a.outcome, Outcome::Spam | Outcome::Phish)).collect()
             }
@@ -391,7 +393,9 @@ impl<S: Store> NetworkService<S> {
         let sets: Vec<Submitted> =
             messages.iter().enumerate().map(|(i, m)| submitted(i, Some(m))).collect::<Result<_, _>>()?;
         shared.spend(&org, false, sets.len())?;
-        let assessments = shared.engine.check(&sets, now()).map_err(store_status)?;
+        // The asking organisation's own reports decide for it where the
+        // network as a whole says clean (`trust.own_threshold`).
+        let assessments = shared.engine.check(&sets, now(), Some(org.id)).map_err(store_status)?;
         shared.metrics.checked.inc_by(sets.len() as u64);
         let verdicts: Vec<v1::Verdict> = assessments
             .iter()

@@ -57,6 +57,13 @@ pub struct TrustConfig {
     /// Organisations (or one feed) whose agreement makes a consensus that
     /// credits its reporters. A private network of one organisation sets 1.
     pub consensus_organisations: u32,
+    /// An organisation's own reports decide for its own checks: a message
+    /// the network as a whole calls clean is spam for the organisation
+    /// whose own spam evidence (summed as everywhere: its most trusted
+    /// reporter fully, the others a share) reaches this and outweighs its
+    /// own not-spam evidence. 1 (the default): one of its users in good
+    /// standing; 0 turns it off. Never affects other organisations.
+    pub own_threshold: f64,
 }
 
 impl Default for TrustConfig {
@@ -75,6 +82,7 @@ impl Default for TrustConfig {
             full_weight_days: 7.0,
             half_life_days: 30.0,
             consensus_organisations: 2,
+            own_threshold: 1.0,
         }
     }
 }
@@ -111,6 +119,9 @@ impl TrustConfig {
         }
         if !(0.0..=1.0).contains(&self.same_org_share) {
             problems.push(format!("{prefix}.same_org_share: must be between 0 and 1, got {}", self.same_org_share));
+        }
+        if !(self.own_threshold.is_finite() && self.own_threshold >= 0.0) {
+            problems.push(format!("{prefix}.own_threshold: must be zero or positive, got {}", self.own_threshold));
         }
         if self.consensus_organisations == 0 {
             problems.push(format!("{prefix}.consensus_organisations: must be at least 1"));
@@ -251,6 +262,22 @@ impl Tally {
     pub fn confidence(&self, config: &TrustConfig) -> f32 {
         let net = (self.bad() - self.ham).max(0.0);
         (net / (net + config.threshold)) as f32
+    }
+
+    /// The verdict of an organisation's own evidence for its own checks
+    /// (`self` tallied from its votes only): spam or phishing when its bad
+    /// evidence reaches `own_threshold` and is more than its not-spam
+    /// evidence; `None` otherwise, or when `own_threshold` is 0.
+    pub fn own_outcome(&self, config: &TrustConfig) -> Option<Outcome> {
+        let decides = config.own_threshold > 0.0 && at_least(self.bad(), config.own_threshold) && self.bad() > self.ham;
+        decides.then_some(if self.phish > self.spam { Outcome::Phish } else { Outcome::Spam })
+    }
+
+    /// How sure an organisation's own spam verdict is: as
+    /// [`confidence`](Tally::confidence), against `own_threshold`.
+    pub fn own_confidence(&self, config: &TrustConfig) -> f32 {
+        let net = (self.bad() - self.ham).max(0.0);
+        (net / (net + config.own_threshold)) as f32
     }
 
     /// Whether the spam evidence is a consensus: over the threshold and from

@@ -164,11 +164,29 @@ async fn a_trusted_reporters_single_report_blocks() {
     build_trust(&mut a, &mut b, "trusted").await;
     let set = fingerprints(&mut a, MESSAGES[5]).await;
     report(&mut a, &set, ReportClass::Spam, "trusted").await;
-    assert_eq!(class(&verdict(&mut a, &set).await), Class::Spam);
-    // A fresh colleague's single report does not.
+    assert_eq!(class(&verdict(&mut b, &set).await), Class::Spam, "for everybody");
+    // A fresh colleague's single report does not, for the network as a
+    // whole; for the colleague's own organisation it does.
     let other = fingerprints(&mut a, MESSAGES[6]).await;
     report(&mut a, &other, ReportClass::Spam, "fresh").await;
-    assert_eq!(class(&verdict(&mut a, &other).await), Class::Clean);
+    assert_eq!(class(&verdict(&mut b, &other).await), Class::Clean);
+    assert_eq!(class(&verdict(&mut a, &other).await), Class::Spam);
+}
+
+#[tokio::test]
+async fn an_organisations_own_report_blocks_for_it_alone_at_once() {
+    let node = TestNode::start().await;
+    let (mut a, mut b) =
+        (node.agent(&node.organisation("a").await).await, node.agent(&node.organisation("b").await).await);
+    let set = fingerprints(&mut a, MESSAGES[7]).await;
+    report(&mut a, &set, ReportClass::Spam, "fresh").await;
+    let own = verdict(&mut a, &set).await;
+    assert_eq!(class(&own), Class::Spam, "the reporter's organisation");
+    assert!(own.confidence >= 0.5, "{}", own.confidence);
+    assert_eq!(class(&verdict(&mut b, &set).await), Class::Clean, "nobody else");
+    // A colleague who says it is not spam takes it back for the organisation.
+    report(&mut a, &set, ReportClass::Ham, "colleague").await;
+    assert_eq!(class(&verdict(&mut a, &set).await), Class::Clean);
 }
 
 #[tokio::test]
@@ -179,9 +197,12 @@ async fn fifty_fresh_reporters_of_one_organisation_do_not_block() {
     for i in 0..50 {
         report(&mut sybil, &ham, ReportClass::Spam, &format!("sock-{i}")).await;
     }
-    let v = verdict(&mut sybil, &ham).await;
+    let mut other = node.agent(&node.organisation("other").await).await;
+    let v = verdict(&mut other, &ham).await;
     assert_eq!(class(&v), Class::Clean);
     assert_eq!(v.evidence.unwrap().reporters, 50);
+    // The accounts' own organisation gets what it reported.
+    assert_eq!(class(&verdict(&mut sybil, &ham).await), Class::Spam);
 }
 
 #[tokio::test]

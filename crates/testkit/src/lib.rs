@@ -452,7 +452,8 @@ impl Message {
 }
 
 /// A network node on a free loopback port with the single-organisation
-/// trust preset, and a credential for one organisation.
+/// trust preset (or, with [`Node::start_shared`], the shared-network
+/// default), and a credential for one organisation.
 pub struct Node {
     /// The running node.
     pub running: Option<starling_network::Running>,
@@ -464,15 +465,27 @@ pub struct Node {
     pub credential: String,
     _dir: Option<tempfile::TempDir>,
     port: u16,
+    shared: bool,
 }
 
 impl Node {
-    /// Starts a node in a new temporary directory.
+    /// Starts a node in a new temporary directory, with the
+    /// single-organisation trust preset (one user's report blocks).
     pub async fn start() -> anyhow::Result<Node> {
+        Node::start_with(false).await
+    }
+
+    /// Starts a node with the shared-network trust default: one fresh
+    /// reporter blocks only for their own organisation.
+    pub async fn start_shared() -> anyhow::Result<Node> {
+        Node::start_with(true).await
+    }
+
+    async fn start_with(shared: bool) -> anyhow::Result<Node> {
         let dir = tempfile::Builder::new().prefix("starling-node-").tempdir()?;
         let data = dir.path().join("network");
         let port = free_port();
-        let running = start_node(&data, port).await?;
+        let running = start_node(&data, port, shared).await?;
         let url = format!("http://{}", running.addr);
         let token = starling_network::node::operator_token(&data)?;
         let channel = starling_proto::client::Target::new(&url).connect().await?;
@@ -486,7 +499,7 @@ impl Node {
             expires_at: 0,
         };
         let credential = admin.create_organisation(request).await?.into_inner().credential;
-        Ok(Node { running: Some(running), data, url, credential, _dir: Some(dir), port })
+        Ok(Node { running: Some(running), data, url, credential, _dir: Some(dir), port, shared })
     }
 
     /// Creates another organisation; returns its credential.
@@ -516,7 +529,7 @@ impl Node {
     /// Starts it again on the same port with the same data.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.stop().await;
-        self.running = Some(start_node(&self.data, self.port).await?);
+        self.running = Some(start_node(&self.data, self.port, self.shared).await?);
         Ok(())
     }
 
@@ -539,9 +552,21 @@ impl Node {
         Ok(outcomes.iter().filter(|o| o.recorded).count())
     }
 
-    /// The node's verdict class for a message, as an agent would ask.
+    /// The node's verdict class for a message, as an agent of the
+    /// organisation `test` would ask.
     pub async fn verdict(&self, raw: &[u8]) -> anyhow::Result<starling_proto::v1::Class> {
-        let mut client = self.client().await?;
+        self.verdict_as(&self.credential, raw).await
+    }
+
+    /// The node's verdict class for a message, as an agent holding
+    /// `credential` (another organisation's: [`Node::add_organisation`])
+    /// would ask.
+    pub async fn verdict_as(&self, credential: &str, raw: &[u8]) -> anyhow::Result<starling_proto::v1::Class> {
+        let channel = starling_proto::client::Target::new(&self.url).connect().await?;
+        let mut client = starling_proto::client::network(
+            channel,
+            starling_proto::client::Credential::new(credential).map_err(anyhow::Error::msg)?,
+        );
         let hello = client.hello(starling_proto::v1::HelloRequest::default()).await?.into_inner();
         let key: [u8; 32] = hello.fingerprint_key.try_into().map_err(|_| anyhow::anyhow!("the node sent no key"))?;
         let fingerprinter = starling_fingerprint::Fingerprinter::new(&starling_fingerprint::Key::from_bytes(key));
@@ -577,15 +602,17 @@ impl Node {
     }
 }
 
-async fn start_node(data: &Path, port: u16) -> anyhow::Result<starling_network::Running> {
+async fn start_node(data: &Path, port: u16, shared: bool) -> anyhow::Result<starling_network::Running> {
     let mut config = starling_network::NodeConfig {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         data_dir: data.to_owned(),
         ..starling_network::NodeConfig::default()
     };
-    config.trust.threshold = 1.0;
-    config.trust.ham_threshold = 1.0;
-    config.trust.consensus_organisations = 1;
+    if !shared {
+        config.trust.threshold = 1.0;
+        config.trust.ham_threshold = 1.0;
+        config.trust.consensus_organisations = 1;
+    }
     Ok(starling_network::start(config).await?)
 }
 
