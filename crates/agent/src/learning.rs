@@ -146,8 +146,8 @@ pub struct Status {
     pub threshold: f32,
     /// Memory the model takes.
     pub memory_bytes: usize,
-    /// Senders the organisation corresponds with (the model never files
-    /// their mail), and senders it holds counts for.
+    /// Senders the organisation corresponds with: the model never files
+    /// their mail.
     pub known_senders: usize,
 }
 

@@ -23,11 +23,12 @@
 //!   address, spam rarely does. Their examples count in the calibration as
 //!   a score that files nothing.
 //!
-//! Memory is fixed: a table of 2^`table_bits` buckets, each two saturating
+//! Memory is bounded: a table of 2^`table_bits` buckets, each two saturating
 //! `u16` counters (spam, ham) indexed by the top `table_bits` bits of the
 //! feature id (so a message's sorted ids walk the table upwards), so the
 //! default (`table_bits` 23) holds 32 MiB plus two calibration windows of
-//! [`CALIBRATION_WINDOW`] scores (160 KB), however many messages are trained
+//! [`CALIBRATION_WINDOW`] scores (160 KB) and at most [`MAX_SENDERS`]
+//! senders (about 4.5 MiB at most), however many messages are trained
 //! (100,000 or ten million). A counter about to saturate halves the whole
 //! table and the class sizes ([`SATURATION_LIMIT`]): ratios stay, old
 //! evidence weighs less.

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use crate::model::Label;
 
 /// At most this many senders are held (16 bytes each plus the map's
-/// overhead: about 4 MiB). A new sender beyond it first drops the senders
+/// overhead: about 4.5 MiB at most). A new sender beyond it first drops the senders
 /// with no ham (spammers rarely send twice from one address), then halves
 /// every count and drops what reaches zero.
 pub const MAX_SENDERS: usize = 1 << 17;
