@@ -537,7 +537,7 @@ impl Supervisor {
             || version == self.model_version
             || !settled
             || now < self.model_pass_after
-            || !self.learner.status().ready
+            || !self.learner.ready()
         {
             return;
         }

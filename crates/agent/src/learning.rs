@@ -265,14 +265,21 @@ impl Learner {
         self.version.load(Ordering::Relaxed)
     }
 
-    /// The model's figures.
+    /// Whether the model may file: enough of both classes, and enough ham
+    /// scores for a threshold (a model without one has a threshold above 1).
+    pub fn ready(&self) -> bool {
+        ready(&self.lock().model)
+    }
+
+    /// The model's figures (counting the known senders walks them all: for
+    /// the console, not for every pass).
     pub fn status(&self) -> Status {
         let inner = self.lock();
         let (spam, ham) = inner.model.examples();
         Status {
             spam,
             ham,
-            ready: inner.model.ready() && inner.model.threshold() <= 1.0,
+            ready: ready(&inner.model),
             threshold: inner.model.threshold(),
             memory_bytes: inner.model.memory_bytes(),
             known_senders: inner.model.known_senders(),
@@ -373,6 +380,10 @@ impl Learner {
         self.snapshot().await;
         Ok(())
     }
+}
+
+fn ready(model: &Model) -> bool {
+    model.ready() && model.threshold() <= 1.0
 }
 
 fn apply(model: &mut Model, features: &[u8], label: Label, learn: bool) {

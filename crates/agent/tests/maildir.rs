@@ -475,7 +475,8 @@ async fn the_local_model_files_unknown_spam_except_where_it_is_switched_off() {
 
     // The same spam from a sender whose mail the users keep (the examples'
     // ham): a correspondent, whose mail the model never files by itself.
-    let correspondent = starling_testkit::header_value(&ham[0].1, "From").expect("the ham has a From");
+    let correspondent =
+        starling_agent::facts::Facts::from_message(&ham[0].1, 0).from_header.expect("the ham has a From");
     let spoofed = starling_testkit::with_header(&spam[0].1, "From", &correspondent);
     deliver(&alice, "2.test", &with_message_id(&spoofed, "c@model-switch"));
     assert!(wait_until(WAIT, || checked("alice") >= 2), "alice's second message was looked at");

@@ -615,13 +615,14 @@ mod tests {
 }
 
 #[cfg(test)]
-mod expiry_tests {
+mod test_support {
     use super::*;
     use crate::config::StoreConfig;
     use crate::model::{Plan, Status};
     use crate::store::embedded::Embedded;
 
-    fn set(seed: u8) -> Submitted {
+    /// A fingerprint set of its own per seed (text digest and min-hash).
+    pub fn set(seed: u8) -> Submitted {
         let slots = std::array::from_fn(|i| u32::from(seed) * 1000 + i as u32);
         Submitted {
             version: 1,
@@ -633,22 +634,39 @@ mod expiry_tests {
         }
     }
 
-    #[test]
-    fn entries_are_forgotten_with_their_postings_after_the_expiry() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Embedded::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
-        let config =
-            EngineConfig { rule: MatchRule::default(), trust: TrustConfig::default(), store: StoreConfig::default() };
-        let engine = Engine::new(store, config).unwrap();
-        let org = Organisation {
-            id: 1,
-            name: "a".into(),
+    pub fn org(id: u32, plan: Plan) -> Organisation {
+        Organisation {
+            id,
+            name: format!("org{id}"),
             status: Status::Active,
-            plan: Plan::Feed,
+            plan,
             expires_at: 0,
             created_at: 0,
-            credential_hash: [0; 32],
-        };
+            credential_hash: [id as u8; 32],
+        }
+    }
+
+    /// An engine over a new embedded store (kept while the directory lives).
+    pub fn engine(trust: TrustConfig) -> (Engine<Embedded>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Embedded::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
+        let engine =
+            Engine::new(store, EngineConfig { rule: MatchRule::default(), trust, store: StoreConfig::default() })
+                .unwrap();
+        (engine, dir)
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::test_support::{engine, org, set};
+    use super::*;
+    use crate::model::Plan;
+
+    #[test]
+    fn entries_are_forgotten_with_their_postings_after_the_expiry() {
+        let (engine, _dir) = engine(TrustConfig::default());
+        let org = org(1, Plan::Feed);
         engine.organisations().write().put(org.clone());
         let day = 86_400;
         let mut pending = Pending::default();
@@ -674,43 +692,15 @@ mod expiry_tests {
 
 #[cfg(test)]
 mod own_organisation_tests {
+    use super::test_support::{org, set};
     use super::*;
-    use crate::config::StoreConfig;
-    use crate::model::{Plan, Status};
+    use crate::model::Plan;
     use crate::store::embedded::Embedded;
 
-    fn set(seed: u8) -> Submitted {
-        let slots = std::array::from_fn(|i| u32::from(seed) * 1000 + i as u32);
-        Submitted {
-            version: 1,
-            text: Some(starling_fingerprint::Digest([seed; 16])),
-            fuzzy: Some(starling_fingerprint::MinHash { slots, shingles: 100 }),
-            urls: vec![],
-            domains: vec![],
-            attachments: vec![],
-        }
-    }
-
-    fn org(id: u32) -> Organisation {
-        Organisation {
-            id,
-            name: format!("org{id}"),
-            status: Status::Active,
-            plan: Plan::Subscription,
-            expires_at: 0,
-            created_at: 0,
-            credential_hash: [id as u8; 32],
-        }
-    }
-
     fn engine(trust: TrustConfig) -> (Engine<Embedded>, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Embedded::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
-        let engine =
-            Engine::new(store, EngineConfig { rule: MatchRule::default(), trust, store: StoreConfig::default() })
-                .unwrap();
+        let (engine, dir) = super::test_support::engine(trust);
         for id in [1, 2] {
-            engine.organisations().write().put(org(id));
+            engine.organisations().write().put(org(id, Plan::Subscription));
         }
         (engine, dir)
     }
@@ -720,7 +710,7 @@ mod own_organisation_tests {
         let mut w = engine.store().writer().unwrap();
         let input = ReportInput { set: set(seed), class, reporter: reporter.into() };
         assert_eq!(
-            engine.apply_report(&mut w, &org(org_id), &input, 100, &mut pending).unwrap(),
+            engine.apply_report(&mut w, &org(org_id, Plan::Subscription), &input, 100, &mut pending).unwrap(),
             ReportOutcome::Recorded
         );
         w.commit().unwrap();

@@ -668,24 +668,6 @@ pub fn with_header(raw: &[u8], name: &str, value: &str) -> Vec<u8> {
     out
 }
 
-/// The value of a message's first header `name` (unfolded, trimmed), if any.
-pub fn header_value(raw: &[u8], name: &str) -> Option<String> {
-    let prefix = format!("{name}:");
-    let text = String::from_utf8_lossy(raw);
-    let mut lines = text.lines().take_while(|l| !l.is_empty()).peekable();
-    while let Some(line) = lines.next() {
-        if line.len() >= prefix.len() && line[..prefix.len()].eq_ignore_ascii_case(&prefix) {
-            let mut value = line[prefix.len()..].trim().to_owned();
-            while let Some(next) = lines.next_if(|l| l.starts_with([' ', '\t'])) {
-                value.push(' ');
-                value.push_str(next.trim());
-            }
-            return Some(value);
-        }
-    }
-    None
-}
-
 /// The corpus directory (`target/corpus`, fetched by
 /// `../shared/corpus/fetch-spamassassin`); fails clearly when missing.
 pub fn corpus() -> anyhow::Result<PathBuf> {
