@@ -86,6 +86,9 @@ pub struct Options {
     pub credential: Option<String>,
     /// Where the agent shows what it is doing (the console reads it).
     pub live: Arc<crate::live::Live>,
+    /// Run only the in-line filter (`starling milter`): no mailbox is
+    /// watched, the milter runs whatever `[milter] enabled` says.
+    pub milter_only: bool,
 }
 
 /// Reads the agent's secret, creating it (mode 0600) on first start.
@@ -178,7 +181,6 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
         target,
         credential: credential.trim().to_owned(),
         batch_size: config.network.batch_size,
-        batch_wait: Duration::from_millis(config.network.batch_wait_ms),
         retry: Duration::from_secs(config.network.retry_seconds),
     };
     let imap_server = match config.mail_store {
@@ -205,6 +207,22 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
         live: live.clone(),
         recent: recent.clone(),
     });
+    let inline = if config.milter.enabled || options.milter_only {
+        let inline = Arc::new(crate::inline::Inline::new(&config, pipeline.clone(), state.clone(), events.clone()));
+        inline.load_mailboxes().await?;
+        match start_milter(&config, inline.clone(), stop.child_token()).await {
+            Ok(address) => events.emit(events::MILTER_STARTED, None, format!("Listening on {address}.")),
+            Err(e) => {
+                events.emit(events::MILTER_FAILED, None, format!("{e:#}"));
+                if options.milter_only {
+                    return Err(e);
+                }
+            }
+        }
+        Some(inline)
+    } else {
+        None
+    };
     live.set_learning(learner.clone(), recent, config.policy.model);
     live.set_network(network.clone());
     live.set_mail_store(match config.mail_store {
@@ -263,6 +281,8 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
         model_version: u64::MAX,
         model_pass_after: tokio::time::Instant::now(),
         model_seen: (u64::MAX, tokio::time::Instant::now(), None),
+        inline,
+        watch_mailboxes: !options.milter_only,
     };
     if supervisor.config.retro.enabled && supervisor.config.retro.network_changes {
         tokio::spawn(crate::network::follow_changes(
@@ -346,6 +366,10 @@ struct Supervisor {
     /// The model's version last seen by the retro tick, when it was first
     /// seen, and since when a pass has been owed.
     model_seen: (u64, tokio::time::Instant, Option<tokio::time::Instant>),
+    /// The in-line filter, when it runs (it follows mailboxes and settings).
+    inline: Option<Arc<crate::inline::Inline>>,
+    /// Mailbox tasks run (not so under `starling milter`).
+    watch_mailboxes: bool,
 }
 
 /// The model retro pass waits until the model has not changed for this
@@ -355,6 +379,33 @@ struct Supervisor {
 const MODEL_SETTLED: Duration = Duration::from_secs(6);
 /// ... but never longer than this while it keeps learning.
 const MODEL_PASS_MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// Starts the milter on `[milter] listen`; the address it listens on.
+async fn start_milter(
+    config: &AgentConfig,
+    inline: Arc<crate::inline::Inline>,
+    stop: CancellationToken,
+) -> anyhow::Result<String> {
+    use crate::config::MilterListen;
+    let m = &config.milter;
+    let listen = match m.listen_address().map_err(|e| anyhow::anyhow!("milter.listen: {e}"))? {
+        MilterListen::Tcp(address) => starling_milter::Listen::Tcp(address),
+        MilterListen::Unix(path) => starling_milter::Listen::Unix {
+            path,
+            mode: m.mode(),
+            owner: crate::users::owner_ids(&m.socket_owner).map_err(|e| anyhow::anyhow!("milter.socket_owner: {e}"))?,
+        },
+    };
+    let limits = starling_milter::Limits {
+        max_message_bytes: m.max_message_bytes,
+        max_connections: m.max_connections,
+        ..starling_milter::Limits::default()
+    };
+    starling_milter::serve(&listen, inline, limits, stop)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", m.listen))?;
+    Ok(m.listen.clone())
+}
 
 /// How long filed messages are remembered (to recognise rescues).
 const FILED_KEEP_DAYS: i64 = 90;
@@ -752,6 +803,9 @@ impl Supervisor {
             .map(|((key, _), _)| key)
             .collect();
         self.pipeline.set_rules(&config);
+        if let Some(inline) = &self.inline {
+            inline.configure(&config);
+        }
         self.processor.feedback.set_enabled(config.feedback.enabled);
         self.processor.recent.set_enabled(config.retro.enabled);
         self.schedule = schedule;
@@ -819,6 +873,12 @@ impl Supervisor {
                 return None;
             }
         };
+        if let Some(inline) = &self.inline {
+            inline.set_mailboxes(&rows);
+        }
+        if !self.watch_mailboxes {
+            return Some((Vec::new(), HashSet::new()));
+        }
         let disabled = rows.iter().filter(|row| !row.enabled).map(|row| row.name.clone()).collect();
         let user_policy = pipeline::user_policy(&self.config);
         let global = self.config.feedback.enabled;

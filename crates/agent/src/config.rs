@@ -50,6 +50,8 @@ pub struct AgentConfig {
     pub model: LearningConfig,
     /// Filing copies already delivered when their campaign becomes known.
     pub retro: RetroConfig,
+    /// In-line filtering: a milter for Postfix and Sendmail.
+    pub milter: MilterConfig,
 }
 
 impl Default for AgentConfig {
@@ -72,6 +74,7 @@ impl Default for AgentConfig {
             reports: ReportsConfig::default(),
             model: LearningConfig::default(),
             retro: RetroConfig::default(),
+            milter: MilterConfig::default(),
         }
     }
 }
@@ -102,7 +105,8 @@ pub struct NetworkConfig {
     pub timeout_ms: u64,
     /// Messages per Check request.
     pub batch_size: usize,
-    /// How long a message may wait for others to fill a batch.
+    /// Ignored since requests go out as soon as a slot is free (kept so
+    /// older files still load).
     pub batch_wait_ms: u64,
     /// How often the network is probed while it is unreachable.
     pub retry_seconds: u64,
@@ -510,6 +514,81 @@ impl Default for RescanConfig {
     }
 }
 
+/// What the milter does with spam (`[milter] spam_action`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MilterAction {
+    /// The mailbox's own policy: headers for filing (Sieve or the
+    /// post-delivery agent), the subject tag in-line, delete as discard.
+    Policy,
+    /// Refuse the message with a 5xx reply (`reject_text`).
+    Reject,
+    /// Accept it into the MTA's hold queue (`postsuper -r` releases it).
+    Quarantine,
+}
+
+/// What the milter does when it cannot decide (`[milter] on_error`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MilterOnError {
+    /// Deliver the message untouched (the post-delivery agent checks it).
+    Accept,
+    /// Ask the sending server to try again later (4xx).
+    Tempfail,
+}
+
+/// In-line filtering (`[milter]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MilterConfig {
+    /// Run the milter with `starling serve` and `starling agent`
+    /// (`starling milter` runs it regardless).
+    pub enabled: bool,
+    /// `host:port` (loopback by default) or `unix:/path/to/socket`.
+    pub listen: String,
+    /// The unix socket's mode, in octal.
+    pub socket_mode: String,
+    /// The unix socket's owner, `user:group` (names or numbers; either may
+    /// be left out); empty: the agent's own.
+    pub socket_owner: String,
+    /// What happens to spam and phishing: `policy`, `reject`, `quarantine`.
+    pub spam_action: MilterAction,
+    /// The SMTP reply for `reject` (a 5xx code, an enhanced code and text).
+    pub reject_text: String,
+    /// The longest the network may take before the message is delivered
+    /// unchecked (and checked after delivery).
+    pub timeout_ms: u64,
+    /// When the milter fails inside (not a network timeout): `accept` or
+    /// `tempfail`.
+    pub on_error: MilterOnError,
+    /// How much of a message is read; the rest is not looked at.
+    pub max_message_bytes: usize,
+    /// MTA connections served at once; more are closed (the MTA applies its
+    /// `milter_default_action`).
+    pub max_connections: usize,
+    /// Filter mail to recipients that are not known mailboxes, with the
+    /// default policy (false: deliver it unchecked).
+    pub unknown_recipients: bool,
+}
+
+impl Default for MilterConfig {
+    fn default() -> MilterConfig {
+        MilterConfig {
+            enabled: false,
+            listen: "127.0.0.1:8894".into(),
+            socket_mode: "0660".into(),
+            socket_owner: String::new(),
+            spam_action: MilterAction::Policy,
+            reject_text: "550 5.7.1 Message refused as spam".into(),
+            timeout_ms: 300,
+            on_error: MilterOnError::Accept,
+            max_message_bytes: 10 * 1024 * 1024,
+            max_connections: 256,
+            unknown_recipients: false,
+        }
+    }
+}
+
 /// The web console and REST API.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -528,6 +607,37 @@ pub struct ConsoleConfig {
     pub tls_certificate: PathBuf,
     /// The certificate's private key (PEM).
     pub tls_private_key: PathBuf,
+}
+
+/// Where the milter listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MilterListen {
+    /// A TCP address.
+    Tcp(std::net::SocketAddr),
+    /// A unix socket.
+    Unix(PathBuf),
+}
+
+impl MilterConfig {
+    /// The parsed `listen` setting.
+    pub fn listen_address(&self) -> Result<MilterListen, String> {
+        if let Some(path) = self.listen.strip_prefix("unix:") {
+            if !path.starts_with('/') {
+                return Err(format!("a unix socket needs an absolute path, got {path:?}"));
+            }
+            return Ok(MilterListen::Unix(PathBuf::from(path)));
+        }
+        let address: std::net::SocketAddr = self
+            .listen
+            .parse()
+            .map_err(|_| format!("must be host:port (an IP address) or unix:/path, got {:?}", self.listen))?;
+        Ok(MilterListen::Tcp(address))
+    }
+
+    /// The socket mode as a number.
+    pub fn mode(&self) -> u32 {
+        u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8).unwrap_or(0o660)
+    }
 }
 
 impl ConsoleConfig {
@@ -726,6 +836,34 @@ impl AgentConfig {
         }
         if m.ham_after_minutes == 0 {
             problems.push("model.ham_after_minutes: must be at least 1".into());
+        }
+        let mt = &self.milter;
+        if let Err(e) = mt.listen_address() {
+            problems.push(format!("milter.listen: {e}"));
+        }
+        if u32::from_str_radix(mt.socket_mode.trim_start_matches("0o"), 8).map_or(true, |m| m > 0o777) {
+            problems.push(format!("milter.socket_mode: must be an octal mode such as 0660, got {:?}", mt.socket_mode));
+        }
+        let reply = mt.reject_text.as_bytes();
+        if reply.len() < 5
+            || reply[0] != b'5'
+            || !reply[1..3].iter().all(u8::is_ascii_digit)
+            || reply[3] != b' '
+            || mt.reject_text.contains(['\r', '\n', '%'])
+        {
+            problems.push(format!(
+                "milter.reject_text: must be one line starting with a 5xx code and a space, without %, got {:?}",
+                mt.reject_text
+            ));
+        }
+        if mt.timeout_ms == 0 || mt.timeout_ms > 60_000 {
+            problems.push(format!("milter.timeout_ms: must be 1..=60000, got {}", mt.timeout_ms));
+        }
+        if mt.max_message_bytes < 4096 {
+            problems.push(format!("milter.max_message_bytes: must be at least 4096, got {}", mt.max_message_bytes));
+        }
+        if mt.max_connections == 0 {
+            problems.push("milter.max_connections: must be at least 1".into());
         }
         if self.retro.max_messages == 0 {
             problems.push("retro.max_messages: must be at least 1".into());

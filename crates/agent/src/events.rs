@@ -310,6 +310,23 @@ catalogue! {
         text: "A scheduled statistics report could not be written."
         cause: "The reports directory cannot be written (permissions, a full disk) or the state database failed."
         remedy: "Check [reports] dir and the free space; the next schedule tries again.";
+
+    MILTER_STARTED = 900 "milter_started" Info
+        text: "The in-line filter (milter) is listening for the MTA."
+        cause: "The service started with [milter] enabled, or `starling milter` was run."
+        remedy: "Nothing to do. Point the MTA at the address in the details (Postfix: smtpd_milters).";
+    MILTER_UNCHECKED = 901 "milter_unchecked" Warning
+        text: "The in-line filter delivered mail unchecked; the post-delivery agent checks it in the mailbox instead."
+        cause: "The network did not answer within [milter] timeout_ms, or it is unreachable, or its key is not known yet."
+        remedy: "Nothing is lost. If it repeats, see the network events; raise [milter] timeout_ms only if the network is slow but up.";
+    MILTER_FAILED = 902 "milter_failed" Critical
+        text: "The in-line filter could not start; the MTA applies its milter_default_action."
+        cause: "The [milter] listen address is in use or not available, or the socket's directory, mode or owner cannot be set."
+        remedy: "Free the port or fix [milter] listen, socket_mode and socket_owner, then restart. Postfix's milter_default_action = accept keeps mail flowing meanwhile.";
+    MILTER_ERROR = 903 "milter_error" Error
+        text: "The in-line filter failed on a message and applied [milter] on_error."
+        cause: "The state database failed, or an internal error (the details say which)."
+        remedy: "See the details; with on_error = accept the message was delivered unmarked and is checked after delivery.";
 }
 
 /// Looks an event kind up by id.

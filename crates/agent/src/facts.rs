@@ -8,6 +8,8 @@ use mail_parser::{HeaderName, HeaderValue, Host, MessageParser};
 
 /// The header the tag action adds (see [`crate::tagging`]).
 pub const TAG_HEADER: &str = "X-Starling-Tagged";
+/// The in-line filter's verdict header (see `inline.rs`).
+pub const VERDICT_HEADER: &str = "X-Starling-Verdict";
 
 /// Header bytes looked at, at most; what follows is body.
 const MAX_HEADER_BYTES: usize = 256 << 10;
@@ -36,6 +38,8 @@ pub struct Facts {
     pub relays: Vec<Relay>,
     /// The value of the agent's tag header, if present.
     pub tag_mark: Option<String>,
+    /// The values of the in-line verdict header (at most four).
+    pub verdict_marks: Vec<String>,
     /// The local model's header tokens ([`crate::header_tokens`]), when
     /// read with [`Facts::with_header_tokens`]; empty otherwise.
     pub header_tokens: Vec<String>,
@@ -117,6 +121,13 @@ impl Facts {
         facts.tag_mark = message
             .header_values(HeaderName::Other(TAG_HEADER.into()))
             .find_map(|value| value.as_text().map(|t| t.trim().to_owned()));
+        // A sender may add its own (forged) marks; a few are kept so the
+        // real one is among them.
+        facts.verdict_marks = message
+            .header_values(HeaderName::Other(VERDICT_HEADER.into()))
+            .filter_map(|value| value.as_text().map(|t| t.trim().to_owned()))
+            .take(4)
+            .collect();
         if tokens {
             facts.header_tokens = crate::header_tokens::of_message(&message);
         }

@@ -20,6 +20,7 @@ pub mod facts;
 pub mod feedback;
 pub mod header_tokens;
 pub mod imap;
+pub mod inline;
 pub mod learning;
 pub mod live;
 pub mod maildir;

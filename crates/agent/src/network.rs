@@ -1,8 +1,9 @@
 //! The agent's side of the network: verdicts in batches, failing open.
 //!
-//! Mailbox tasks hand fingerprint sets to one batcher, which fills requests
-//! of up to `batch_size` messages (waiting at most `batch_wait_ms` for
-//! company) and keeps a few in flight. When the network cannot be reached,
+//! Mailbox tasks and the milter hand fingerprint sets to one batcher, which
+//! keeps a few requests in flight: a request goes out as soon as a slot is
+//! free, carrying what is queued by then (up to `batch_size`), so a lone
+//! in-line check waits for nothing and a burst fills whole batches. When the network cannot be reached,
 //! every pending and further check answers [`Unavailable`] at once — mail is
 //! left in place and queued for a re-check — and a probe (`Hello`) runs
 //! every `retry_seconds` until the network answers again. The network's
@@ -53,8 +54,6 @@ pub struct Settings {
     pub credential: String,
     /// Messages per request.
     pub batch_size: usize,
-    /// Longest wait for a batch to fill.
-    pub batch_wait: Duration,
     /// Probe interval while down.
     pub retry: Duration,
 }
@@ -152,7 +151,7 @@ impl Network {
             latency: std::sync::Mutex::new(Latency::default()),
         });
         let (pending, receiver) = mpsc::channel(settings.batch_size.max(1) * IN_FLIGHT * 4);
-        tokio::spawn(batcher(shared.clone(), receiver, settings.batch_wait));
+        tokio::spawn(batcher(shared.clone(), receiver));
         tokio::spawn(prober(shared.clone(), settings.retry));
         let timeout = settings.target.timeout;
         Ok(Network { client: network_client, timeout, pending, health, key: key_rx, shared, changes })
@@ -292,7 +291,11 @@ fn parse_key(hex_key: &str) -> Option<Key> {
     Some(Key::from_bytes(bytes))
 }
 
-async fn batcher(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Pending>, wait: Duration) {
+/// Sends checks as soon as a request slot is free, with whatever is queued
+/// by then; while every slot is busy, messages gather into the next batch.
+/// A lone message (an in-line check) goes out at once, a burst fills
+/// batches of `batch_size`.
+async fn batcher(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Pending>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = receiver.recv().await {
         if !matches!(*shared.health.borrow(), Health::Up | Health::Unknown) {
@@ -300,16 +303,37 @@ async fn batcher(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Pending>, wai
             let _ = first.reply.send(Err(Unavailable));
             continue;
         }
-        let size = shared.batch_size.load(std::sync::atomic::Ordering::Relaxed);
+        let size = shared.batch_size.load(std::sync::atomic::Ordering::Relaxed).max(1);
         let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + wait;
-        while batch.len() < size {
-            match tokio::time::timeout_at(deadline, receiver.recv()).await {
-                Ok(Some(next)) => batch.push(next),
-                Ok(None) | Err(_) => break,
+        let permit = loop {
+            while batch.len() < size {
+                match receiver.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
             }
-        }
-        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            if let Ok(permit) = slots.clone().try_acquire_owned() {
+                break permit;
+            }
+            let next = if batch.len() < size {
+                tokio::select! {
+                    biased;
+                    permit = slots.clone().acquire_owned() => break match permit { Ok(p) => p, Err(_) => return },
+                    next = receiver.recv() => next,
+                }
+            } else {
+                None
+            };
+            match next {
+                Some(next) => batch.push(next),
+                None => {
+                    break match slots.clone().acquire_owned().await {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    };
+                }
+            }
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             let _permit = permit;

@@ -195,8 +195,15 @@ impl Pipeline {
         Some(fingerprinter)
     }
 
-    /// Evaluates a batch of raw messages of one mailbox, in order.
-    pub async fn evaluate(self: &Arc<Self>, mailbox: &MailboxContext, messages: Vec<Arc<[u8]>>) -> Vec<Evaluation> {
+    /// Evaluates a batch of raw messages of one mailbox, in order. With
+    /// `inline_marks`, a valid in-line verdict mark decides (a delivery the
+    /// milter checked); a rescan or retro pass asks again.
+    pub async fn evaluate(
+        self: &Arc<Self>,
+        mailbox: &MailboxContext,
+        messages: Vec<Arc<[u8]>>,
+        inline_marks: bool,
+    ) -> Vec<Evaluation> {
         if messages.is_empty() {
             return Vec::new();
         }
@@ -213,7 +220,9 @@ impl Pipeline {
             let whitelists = this.whitelists.read().unwrap_or_else(|e| e.into_inner()).clone();
             messages
                 .iter()
-                .map(|raw| this.local_step(&context, &whitelists, fingerprinter.as_ref(), with_model, raw))
+                .map(|raw| {
+                    this.local_step(&context, &whitelists, fingerprinter.as_ref(), with_model, inline_marks, raw)
+                })
                 .collect()
         })
         .await
@@ -273,6 +282,7 @@ impl Pipeline {
         whitelists: &Whitelists,
         fingerprinter: Option<&Fingerprinter>,
         with_model: bool,
+        inline_marks: bool,
         raw: &[u8],
     ) -> Local {
         let facts = if with_model {
@@ -318,11 +328,35 @@ impl Pipeline {
         };
         let (fingerprints, features) = analyse(fingerprinter, raw, with_model.then_some(&facts.header_tokens));
         observed.body_empty = !fingerprints.stats.visible_text && fingerprints.stats.attachments == 0;
-        let decided = policy::classify_local(&observed, rules);
+        let decided = policy::classify_local(&observed, rules)
+            .or_else(|| if inline_marks { self.inline_verdict(&facts, raw) } else { None });
         let wire = (!key_missing && !fingerprints.is_empty()).then(|| starling_proto::to_wire(&fingerprints));
         let ask = decided.is_none() && wire.is_some();
         let fingerprint = (!key_missing).then(|| fingerprints.text.map(|d| d.0.to_vec())).flatten();
         Local { facts, observed, decided, ask, wire, fingerprint, key_missing, features }
+    }
+
+    /// The in-line filter's verdict, when the message carries a mark this
+    /// agent made for this very body: it is not asked about again.
+    fn inline_verdict(&self, facts: &Facts, raw: &[u8]) -> Option<(Class, Reason)> {
+        if facts.verdict_marks.is_empty() {
+            return None;
+        }
+        let body = &raw[crate::facts::header_end(raw)..];
+        let class = facts.verdict_marks.iter().find_map(|mark| self.marker.verify_verdict(mark, body))?;
+        let class = match class {
+            "spam" => Class::Spam,
+            "phish" => Class::Phish,
+            "clean" => Class::Clean,
+            _ => return None,
+        };
+        Some((class, Reason::Inline))
+    }
+
+    /// Whether a mailbox's (or the server-wide) whitelist matches: the
+    /// entry.
+    pub fn whitelisted(&self, mailbox: &str, facts: &Facts) -> Option<String> {
+        self.whitelists.read().unwrap_or_else(|e| e.into_inner()).matches(mailbox, facts)
     }
 
     /// Recognises messages users moved (no whitelist, rules or network):

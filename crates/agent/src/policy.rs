@@ -106,6 +106,9 @@ pub enum Reason {
     /// The local model is sure of it (above its calibrated threshold), and
     /// the network had nothing against that.
     Model,
+    /// The in-line filter (milter) decided before delivery; its verdict
+    /// mark is valid for this body.
+    Inline,
 }
 
 /// What a message is.

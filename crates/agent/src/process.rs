@@ -261,7 +261,8 @@ impl Processor {
         pass: Pass,
     ) -> Outcome {
         let raws = items.iter().map(|i| i.raw.clone()).collect();
-        let mut evaluations = self.pipeline.evaluate(mailbox, raws).await;
+        let inline_marks = matches!(pass, Pass::Delivery | Pass::Recheck);
+        let mut evaluations = self.pipeline.evaluate(mailbox, raws, inline_marks).await;
         let delivered: Vec<Option<i64>> = items.iter().map(|i| i.identity).collect();
         tracing::trace!(mailbox = %mailbox.name, messages = evaluations.len(), ?pass, "evaluated");
         if let Err(e) = self.recognise_rescues(mailbox, &mut evaluations, &delivered).await {
@@ -504,8 +505,9 @@ impl Processor {
         // one by one.
         let mut groups: Vec<(&Action, Vec<usize>)> = Vec::new();
         for (index, (item, evaluation)) in items.iter().zip(&evaluations).enumerate() {
+            // The milter counted what it decided in-line.
             let counted = evaluation.class != Class::Deferred
-                && !matches!(evaluation.reason, Reason::AlreadyTagged | Reason::Rescued);
+                && !matches!(evaluation.reason, Reason::AlreadyTagged | Reason::Rescued | Reason::Inline);
             if counted && matches!(pass, Pass::Rescan | Pass::Retro) {
                 counters.rescanned += 1;
             } else if counted {
@@ -685,7 +687,10 @@ impl Processor {
         for (item, evaluation) in items.iter().zip(evaluations) {
             let left = evaluation.action == Action::Leave
                 && evaluation.class == Class::Clean
-                && matches!(evaluation.reason, Reason::Network | Reason::LowConfidence | Reason::NotAsked);
+                && matches!(
+                    evaluation.reason,
+                    Reason::Network | Reason::LowConfidence | Reason::NotAsked | Reason::Inline
+                );
             if left && matches!(pass, Pass::Delivery | Pass::Recheck) && self.recent.enabled() {
                 remember.push(crate::recent::Delivered {
                     mailbox: name.to_owned(),
@@ -782,6 +787,7 @@ pub fn reason_name(reason: &Reason) -> &'static str {
         Reason::NotAsked => "not_asked",
         Reason::Rescued => "rescued",
         Reason::Model => "model",
+        Reason::Inline => "inline",
     }
 }
 

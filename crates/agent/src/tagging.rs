@@ -56,6 +56,50 @@ impl Marker {
         value.split_ascii_whitespace().nth(1)
     }
 
+    /// A fresh in-line verdict mark for a message of this class and body
+    /// (the body after the header, as the MTA received it): `class; v1
+    /// <nonce> <mac>`, where the MAC binds the class to this body, so the
+    /// mark cannot be moved to other mail.
+    pub fn verdict_mark(&self, class: &str, body: &[u8]) -> String {
+        let mut nonce = [0u8; 12];
+        getrandom::fill(&mut nonce).expect("the operating system's random source");
+        let nonce = hex::encode(nonce);
+        format!("{class}; v1 {nonce} {}", self.verdict_mac(class, &nonce, body))
+    }
+
+    /// The class of a verdict mark this agent made for this body, or `None`
+    /// (a mark of another agent, a forged one, or a changed body).
+    pub fn verify_verdict<'a>(&self, value: &'a str, body: &[u8]) -> Option<&'a str> {
+        let (class, mark) = value.split_once(';')?;
+        let class = class.trim();
+        let mut parts = mark.split_ascii_whitespace();
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("v1"), Some(nonce), Some(mac), None) => {
+                let expected = self.verdict_mac(class, nonce, body);
+                let same = expected.len() == mac.len()
+                    && expected.bytes().zip(mac.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+                same.then_some(class)
+            }
+            _ => None,
+        }
+    }
+
+    fn verdict_mac(&self, class: &str, nonce: &str, body: &[u8]) -> String {
+        // The body as delivered may differ in line ends (a Maildir keeps LF,
+        // IMAP sends CRLF) and in trailing blank lines: neither counts.
+        let mut digest = blake3::Hasher::new_keyed(&self.key);
+        digest.update(b"starling in-line verdict v1\0");
+        digest.update(class.as_bytes());
+        digest.update(b"\0");
+        digest.update(nonce.as_bytes());
+        digest.update(b"\0");
+        let end = body.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
+        for chunk in body[..end].split(|&b| b == b'\r') {
+            digest.update(chunk);
+        }
+        hex::encode(&digest.finalize().as_bytes()[..16])
+    }
+
     fn mac(&self, nonce: &str) -> String {
         hex::encode(&blake3::keyed_hash(&self.key, nonce.as_bytes()).as_bytes()[..16])
     }
@@ -150,6 +194,24 @@ fn starts_with_ignore_case(haystack: &[u8], prefix: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::facts::Facts;
+
+    #[test]
+    fn a_verdict_mark_holds_for_its_body_only() {
+        let marker = Marker::new(&[7; 32]);
+        let body = b"Cheap pills.\r\nBuy now.\r\n";
+        let mark = marker.verdict_mark("spam", body);
+        assert!(mark.starts_with("spam; v1 "));
+        assert_eq!(marker.verify_verdict(&mark, body), Some("spam"));
+        // As a Maildir stores it: LF line ends, a trailing blank line.
+        assert_eq!(marker.verify_verdict(&mark, b"Cheap pills.\nBuy now.\n\n"), Some("spam"));
+        // Another body, another class, another key: no.
+        assert_eq!(marker.verify_verdict(&mark, b"Hello, Bob.\r\n"), None);
+        assert_eq!(marker.verify_verdict(&mark.replacen("spam", "clean", 1), body), None);
+        assert_eq!(Marker::new(&[8; 32]).verify_verdict(&mark, body), None);
+        // A tag mark is not a verdict mark, and the reverse.
+        assert_eq!(marker.verify_verdict(&marker.mark(), body), None);
+        assert!(!marker.verify(&mark));
+    }
 
     fn marker() -> Marker {
         Marker::new(&[7; 32])

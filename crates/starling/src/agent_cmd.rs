@@ -100,6 +100,16 @@ pub(crate) struct AgentArgs {
 
 /// `starling agent`: watch the mailboxes, ask a network.
 pub(crate) fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    run_agent(args, false)
+}
+
+/// `starling milter`: the in-line filter alone (no mailbox is watched),
+/// with the console.
+pub(crate) fn milter(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    run_agent(args, true)
+}
+
+fn run_agent(args: AgentArgs, milter_only: bool) -> anyhow::Result<ExitCode> {
     let config = args.config.agent()?;
     if args.check_config {
         println!("{} is valid", args.config.name());
@@ -108,7 +118,7 @@ pub(crate) fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     raise_file_limit();
     crate::runtime()?.block_on(async move {
         let stop = CancellationToken::new();
-        let options = Options::default();
+        let options = Options { milter_only, ..Options::default() };
         let console = start_console(&config, &options, &stop).await?;
         let mut agent = tokio::spawn(starling_agent::run(config, options, stop.clone()));
         tokio::select! {

@@ -32,6 +32,8 @@ enum Command {
     Serve(agent_cmd::ServeArgs),
     /// Run the agent: watch mailboxes, ask a network, file spam.
     Agent(agent_cmd::AgentArgs),
+    /// Run only the in-line filter (milter) for Postfix or Sendmail, with the console.
+    Milter(agent_cmd::AgentArgs),
     /// Show the running service's state: mail server, network, mailboxes, activity.
     Status(admin_cmd::StatusArgs),
     /// Manage the mailboxes the agent filters.
@@ -163,6 +165,10 @@ fn main() -> ExitCode {
         Command::Agent(args) => {
             init_logging("info");
             agent_cmd::agent(args)
+        }
+        Command::Milter(args) => {
+            init_logging("info");
+            agent_cmd::milter(args)
         }
         Command::Status(args) => admin_cmd::status(args),
         Command::Users(args) => admin_cmd::users(args),
