@@ -220,12 +220,13 @@ impl Inline {
                 Some((evaluation.class, evaluation.reason.clone()))
             })
             .collect();
-        self.count(&recipients, &classes);
         let first = classes[0].as_ref().map(|(class, _)| *class);
         let agreed = classes.iter().all(|c| c.as_ref().map(|(class, _)| *class) == first && c.is_some());
         let Some(class) = first.filter(|_| agreed) else {
+            // Counted by the post-delivery agent, which decides.
             return (Decision::deliver(), Outcome::Mixed);
         };
+        self.count(&recipients, &classes);
 
         let mut decision = Decision::deliver();
         // Headers a sender wrote itself under these names are dropped (last
@@ -311,9 +312,9 @@ impl Inline {
         (decision, Outcome::Decided(class))
     }
 
-    /// Records spam filed by the headers (a Sieve rule or the post-delivery
+    /// Records spam flagged for filing (a Sieve rule or the post-delivery
     /// agent moves it), so that finding it in the spam folder is not taken
-    /// as a user's report, and taking it out is a rescue.
+    /// as a user's report, and taking it out of there is a rescue.
     fn remember_filed(
         &self,
         recipients: &[Option<Recipient>],
@@ -321,12 +322,13 @@ impl Inline {
         class: Class,
         policy: &MailboxPolicy,
     ) {
-        let (action, folder) = match policy.spam_action {
-            ActionKind::Folder => ("folder", policy.folder.clone()),
-            ActionKind::Trash => ("trash", policy.trash_folder.clone()),
-            _ => {
-                ("spam-folder", if policy.spam_folder.is_empty() { "Junk".into() } else { policy.spam_folder.clone() })
-            }
+        // Not a move the agent made (a copy found in the inbox is not a
+        // rescue), but taking it out of the spam folder is.
+        let folder = match policy.spam_action {
+            ActionKind::Folder => policy.folder.clone(),
+            ActionKind::Trash => policy.trash_folder.clone(),
+            _ if policy.spam_folder.is_empty() => "Spam".into(),
+            _ => policy.spam_folder.clone(),
         };
         let rows: Vec<state::Filed> = recipients
             .iter()
@@ -337,7 +339,7 @@ impl Inline {
                 fingerprint: evaluation.fingerprint.clone(),
                 class: class_name(class).to_owned(),
                 reason: reason_name(&evaluation.reason).to_owned(),
-                action: action.to_owned(),
+                action: "inline".to_owned(),
                 folder: folder.clone(),
                 pass: "inline",
                 delivered: None,

@@ -188,6 +188,12 @@ impl Known {
         })
     }
 
+    /// The milter flagged it for filing before delivery (a Sieve rule or
+    /// this agent files it; action `inline`).
+    fn flagged_inline(&self) -> bool {
+        self.filed.as_ref().is_some_and(|(action, _, _)| action == "inline")
+    }
+
     /// The agent moved this very message (not another delivery with the
     /// same Message-ID) out of the folder it is in now.
     fn came_back(&self, delivered: Option<i64>) -> bool {
@@ -198,7 +204,7 @@ impl Known {
     /// to Trash collects no feedback).
     fn reportable_filing(&self) -> bool {
         self.filed.as_ref().is_some_and(|(action, folder, _)| {
-            !folder.is_empty() && matches!(action.as_str(), "spam-folder" | "folder")
+            !folder.is_empty() && matches!(action.as_str(), "spam-folder" | "folder" | "inline")
         })
     }
 
@@ -215,7 +221,9 @@ fn opinion_for(direction: Moved, known: &Known) -> Option<Opinion> {
         // Back into spam after a rescue takes the rescue back; the agent's
         // own filing is not a report.
         Moved::IntoSpam if known.opinion_is(Opinion::Ham) || known.filed.is_none() => Some(Opinion::Spam),
-        Moved::OutOfSpam if known.moved_by_agent() || known.opinion_is(Opinion::Spam) => Some(Opinion::Ham),
+        Moved::OutOfSpam if known.moved_by_agent() || known.flagged_inline() || known.opinion_is(Opinion::Spam) => {
+            Some(Opinion::Ham)
+        }
         _ => None,
     }
 }

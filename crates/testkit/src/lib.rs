@@ -14,6 +14,8 @@ use anyhow::{Context, bail};
 
 /// A headless Chromium under a private chromedriver, for browser tests.
 pub mod browser;
+/// A private Postfix, for in-line (milter) tests.
+pub mod postfix;
 
 /// The master user's name in every test Dovecot.
 pub const MASTER_USER: &str = "starling";
@@ -50,6 +52,9 @@ pub struct DovecotOptions {
     /// TLS: STARTTLS on the IMAP port and implicit TLS on `imaps_port`, with
     /// a self-signed certificate for 127.0.0.1 (`certificate()`).
     pub tls: bool,
+    /// Users are also reached as `user@domain` (an MTA's LMTP recipients):
+    /// the domain is dropped from login and delivery names.
+    pub strip_domain: bool,
 }
 
 /// A private Dovecot: IMAP and LMTP on loopback ports, Maildirs in a
@@ -185,6 +190,7 @@ impl Dovecot {
              mail_uid = {uid}\n\
              mail_gid = {uid}\n\
              auth_master_user_separator = *\n\
+             {strip}\
              {capability}\
              {limits}\
              passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN {path}/masters\n  master = yes\n  result_success = continue\n}}\n\
@@ -201,6 +207,7 @@ impl Dovecot {
                 .unwrap_or_default(),
             imap = self.imap_port,
             lmtp = self.lmtp_port,
+            strip = if self.options.strip_domain { "auth_username_format = %Ln\n" } else { "" },
         );
         std::fs::write(self.config(), config)?;
         Ok(())

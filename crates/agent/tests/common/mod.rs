@@ -60,13 +60,18 @@ pub struct Agent {
 impl Agent {
     /// Starts an agent with an organisation's credential.
     pub fn start(config: AgentConfig, credential: &str) -> Agent {
+        let options = starling_agent::Options { credential: Some(credential.to_owned()), ..Default::default() };
+        Agent::start_with(config, options)
+    }
+
+    /// Starts an agent with these options.
+    pub fn start_with(config: AgentConfig, options: starling_agent::Options) -> Agent {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
         let stop = CancellationToken::new();
         let state_dir = config.state_dir.clone();
-        let options = starling_agent::Options { credential: Some(credential.to_owned()), ..Default::default() };
         let task = tokio::spawn(starling_agent::run(config, options, stop.clone()));
         Agent { stop, task, state_dir }
     }

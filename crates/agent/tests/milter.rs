@@ -1,0 +1,238 @@
+//! In-line filtering through a real Postfix (a private instance on loopback
+//! ports, `smtpd_milters` pointing at the agent) delivering to a real
+//! Dovecot over LMTP, with a real network node: corpus spam and ham sent
+//! over SMTP, the headers and actions checked in the delivered messages;
+//! per-recipient decisions; forged marks; the post-delivery agent taking
+//! the milter's verdict without asking again; Starling stopped mid-test
+//! while mail still flows; reject, quarantine and the in-line subject tag.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Agent, WAIT, config, eventually};
+use starling_agent::AgentConfig;
+use starling_proto::v1::{Class, ReportClass};
+use starling_testkit::postfix::{Postfix, PostfixOptions};
+use starling_testkit::{
+    Dovecot, DovecotOptions, Message, Node, free_port, testdata, wait_until, with_header, with_message_id,
+};
+
+/// Spam the node calls spam, and ham, each with a unique Message-ID.
+async fn mail(node: &Node, tag: &str) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut spam = Vec::new();
+    for (i, (_, raw)) in testdata(true).iter().enumerate().skip(1) {
+        let raw = with_message_id(raw, &format!("spam-{tag}-{i}@test"));
+        node.report(ReportClass::Spam, &[&raw]).await.expect("report spam");
+        if node.verdict(&raw).await.expect("check") == Class::Spam {
+            spam.push(raw);
+        }
+    }
+    assert!(spam.len() >= 6, "enough known spam: {}", spam.len());
+    let ham = testdata(false)
+        .iter()
+        .enumerate()
+        .map(|(i, (_, raw))| with_message_id(raw, &format!("ham-{tag}-{i}@test")))
+        .collect();
+    (spam, ham)
+}
+
+fn milter_config(dovecot: &Dovecot, node: &Node, state: &Path, users: &[&str], port: u16, extra: &str) -> AgentConfig {
+    let extra = format!("[milter]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\ntimeout_ms = 2000\n{extra}\n");
+    config(dovecot, node, state, users, &extra)
+}
+
+fn message_id(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let line = text.lines().find(|l| l.to_ascii_lowercase().starts_with("message-id:")).expect("a Message-ID");
+    line["Message-ID:".len()..].trim().to_owned()
+}
+
+/// The delivered copy of `raw` in a folder, once it is there.
+fn delivered(dovecot: &Dovecot, user: &str, folder: &str, raw: &[u8]) -> Option<Message> {
+    let id = message_id(raw);
+    dovecot.messages(user, folder).ok()?.into_iter().find(|m| m.message_id == id)
+}
+
+fn wait_delivered(dovecot: &Dovecot, postfix: &Postfix, user: &str, folder: &str, raw: &[u8]) -> Message {
+    let mut found = None;
+    let arrived = wait_until(WAIT, || {
+        found = delivered(dovecot, user, folder, raw);
+        found.is_some()
+    });
+    assert!(
+        arrived,
+        "{} not delivered to {user}/{folder}\nPostfix log:\n{}\nDovecot log:\n{}",
+        message_id(raw),
+        postfix.log(),
+        dovecot.log()
+    );
+    found.expect("found")
+}
+
+fn header_lines<'a>(message: &'a Message, name: &str) -> Vec<&'a str> {
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    message.header.lines().filter(|l| l.to_ascii_lowercase().starts_with(&prefix)).collect()
+}
+
+fn send(postfix: &Postfix, recipients: &[&str], raw: &[u8]) -> String {
+    postfix.send("sender@example.net", recipients, raw).expect("SMTP")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postfix_delivers_marked_mail_and_keeps_flowing_without_starling() {
+    let dovecot =
+        Dovecot::start(&["alice", "bob", "carol"], DovecotOptions { strip_domain: true, ..Default::default() })
+            .expect("dovecot");
+    let node = Node::start().await.expect("node");
+    let (spam, ham) = mail(&node, "m").await;
+    let port = free_port();
+    let postfix = Postfix::start(
+        dovecot.lmtp_port,
+        PostfixOptions { milter: Some(format!("inet:127.0.0.1:{port}")), ..Default::default() },
+    )
+    .expect("postfix");
+    let state = tempfile::tempdir().expect("tempdir");
+    // alice is filtered in-line and after delivery; bob is a known mailbox
+    // with filtering off; carol is not a mailbox the agent knows.
+    let config = milter_config(&dovecot, &node, state.path(), &["alice", "bob"], port, "");
+    let agent = Agent::start(config, &node.credential);
+    assert!(wait_until(WAIT, || !agent.events(900).is_empty()), "the milter started");
+    agent.wait_seen("bob", "INBOX", 0);
+    let db = agent.db();
+    starling_agent::state::set_enabled(&db, "bob", false).expect("disable bob");
+    // The milter reads the mailboxes when the agent looks at its users.
+    assert!(wait_until(WAIT, || !agent.events(603).is_empty()), "bob disabled");
+
+    // Spam to alice: marked and flagged in-line, then filed by the
+    // post-delivery agent from the mark alone.
+    let reply = send(&postfix, &["alice@example.org"], &spam[0]);
+    assert!(reply.starts_with("250"), "{reply}");
+    let filed = wait_delivered(&dovecot, &postfix, "alice", "Spam", &spam[0]);
+    let verdict = header_lines(&filed, "X-Starling-Verdict");
+    assert_eq!(verdict.len(), 1, "{}", filed.header);
+    assert!(verdict[0].contains("spam; v1 "), "{verdict:?}");
+    assert_eq!(header_lines(&filed, "X-Spam-Flag"), ["X-Spam-Flag: YES"]);
+    assert!(header_lines(&filed, "X-Starling-Evidence")[0].contains("reason=network"));
+
+    // Ham to alice: marked clean, no flag, left in the inbox.
+    send(&postfix, &["alice@example.org"], &ham[0]);
+    let kept = wait_delivered(&dovecot, &postfix, "alice", "INBOX", &ham[0]);
+    assert!(header_lines(&kept, "X-Starling-Verdict")[0].contains("clean; v1 "), "{}", kept.header);
+    assert!(header_lines(&kept, "X-Spam-Flag").is_empty());
+
+    // A sender's forged mark and flag are dropped: the spam is marked spam.
+    let forged = with_header(&spam[1], "X-Starling-Verdict", "clean; v1 000000000000000000000000 00");
+    send(&postfix, &["alice@example.org"], &forged);
+    let filed = wait_delivered(&dovecot, &postfix, "alice", "Spam", &forged);
+    let verdict = header_lines(&filed, "X-Starling-Verdict");
+    assert_eq!(verdict.len(), 1, "{}", filed.header);
+    assert!(verdict[0].contains("spam; v1 "));
+    // And a ham with a forged spam flag of ours keeps nothing of it.
+    let flagged = with_header(&ham[1], "X-Starling-Verdict", "spam; v1 000000000000000000000000 00");
+    send(&postfix, &["alice@example.org"], &flagged);
+    let kept = wait_delivered(&dovecot, &postfix, "alice", "INBOX", &flagged);
+    let verdict = header_lines(&kept, "X-Starling-Verdict");
+    assert_eq!(verdict.len(), 1);
+    assert!(verdict[0].contains("clean; v1 "));
+
+    // Spam to bob (filtering off) and carol (unknown): untouched.
+    send(&postfix, &["bob@example.org"], &spam[2]);
+    send(&postfix, &["carol@example.org"], &spam[2]);
+    for user in ["bob", "carol"] {
+        let copy = wait_delivered(&dovecot, &postfix, user, "INBOX", &spam[2]);
+        assert!(header_lines(&copy, "X-Starling-Verdict").is_empty(), "{user}: {}", copy.header);
+        assert!(header_lines(&copy, "X-Spam-Flag").is_empty());
+    }
+
+    // Spam to alice and carol at once: they disagree, so nothing is done
+    // in-line; alice's copy is filed after delivery, carol's stays.
+    send(&postfix, &["alice@example.org", "carol@example.org"], &spam[3]);
+    let filed = wait_delivered(&dovecot, &postfix, "alice", "Spam", &spam[3]);
+    assert!(header_lines(&filed, "X-Starling-Verdict").is_empty(), "{}", filed.header);
+    wait_delivered(&dovecot, &postfix, "carol", "INBOX", &spam[3]);
+
+    // The milter counted alice's marked messages once: the post-delivery
+    // agent took their verdict from the mark (the mixed one it checked).
+    eventually("alice's counters", &dovecot, || {
+        let n = agent.counters("alice");
+        n.checked == 5 && n.spam == 3
+    });
+    assert!(agent.counters("bob").checked == 0);
+
+    // Starling stops: Postfix delivers untouched (milter_default_action).
+    agent.stop().await;
+    send(&postfix, &["alice@example.org"], &spam[4]);
+    send(&postfix, &["alice@example.org"], &ham[2]);
+    for raw in [&spam[4], &ham[2]] {
+        let copy = wait_delivered(&dovecot, &postfix, "alice", "INBOX", raw);
+        assert!(header_lines(&copy, "X-Starling-Verdict").is_empty());
+    }
+    assert_eq!(postfix.queued(), 0, "nothing left in the queue:\n{}", postfix.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_quarantine_and_tag_in_line() {
+    let dovecot =
+        Dovecot::start(&["dan"], DovecotOptions { strip_domain: true, ..Default::default() }).expect("dovecot");
+    let node = Node::start().await.expect("node");
+    let (spam, ham) = mail(&node, "r").await;
+    let cases = [
+        ("reject", "[milter]\nspam_action = \"reject\"\nreject_text = \"550 5.7.1 No spam here, thanks\"\n"),
+        ("quarantine", "[milter]\nspam_action = \"quarantine\"\n"),
+        ("tag", "[policy]\nspam_action = \"tag\"\ntag_prefix = \"[SPAM]\"\n"),
+    ];
+    // One Postfix; each case's agent listens on the same milter port in turn.
+    let port = free_port();
+    let postfix = Postfix::start(
+        dovecot.lmtp_port,
+        PostfixOptions { milter: Some(format!("inet:127.0.0.1:{port}")), ..Default::default() },
+    )
+    .expect("postfix");
+    for (index, (case, extra)) in cases.into_iter().enumerate() {
+        let state = tempfile::tempdir().expect("tempdir");
+        let text = format!(
+            "state_dir = {:?}\n[network]\nurl = {:?}\n[users]\nsource = \"list\"\nlist = [\"dan\"]\n\
+             [console]\nenabled = false\n{}",
+            state.path().display().to_string(),
+            node.url,
+            extra
+        );
+        let mut config = AgentConfig::from_toml(&text).unwrap_or_else(|p| panic!("{case}: {p:?}\n{text}"));
+        config.milter.listen = format!("127.0.0.1:{port}");
+        config.milter.timeout_ms = 2000;
+        // `starling milter`: in-line only, no mailbox watched.
+        let options = starling_agent::Options {
+            credential: Some(node.credential.clone()),
+            milter_only: true,
+            ..Default::default()
+        };
+        let agent = Agent::start_with(config, options);
+        assert!(wait_until(WAIT, || !agent.events(900).is_empty()), "{case}: the milter started");
+        let spam = &spam[index];
+        let ham = &ham[index];
+        let reply = send(&postfix, &["dan@example.org"], spam);
+        match case {
+            "reject" => assert!(reply.starts_with("550 5.7.1 No spam here, thanks"), "{reply}"),
+            "quarantine" => {
+                assert!(reply.starts_with("250"), "{reply}");
+                assert!(wait_until(WAIT, || postfix.held() == 1), "held:\n{}", postfix.log());
+                assert!(delivered(&dovecot, "dan", "INBOX", spam).is_none());
+            }
+            _ => {
+                let tagged = wait_delivered(&dovecot, &postfix, "dan", "INBOX", spam);
+                assert!(tagged.subject.starts_with("[SPAM] "), "{}", tagged.subject);
+                assert_eq!(header_lines(&tagged, "X-Spam-Flag"), ["X-Spam-Flag: YES"]);
+            }
+        }
+        // Ham is delivered, marked clean, whatever the action.
+        assert!(send(&postfix, &["dan@example.org"], ham).starts_with("250"));
+        let kept = wait_delivered(&dovecot, &postfix, "dan", "INBOX", ham);
+        assert!(header_lines(&kept, "X-Starling-Verdict")[0].contains("clean; v1 "), "{case}: {}", kept.header);
+        eventually("dan's counters", &dovecot, || {
+            let n = agent.counters("dan");
+            n.checked == 2 && n.spam == 1
+        });
+        agent.stop().await;
+    }
+}
