@@ -161,6 +161,33 @@ async fn run_command(command: &[String]) -> Result<Vec<String>, String> {
     Ok(users)
 }
 
+/// The (uid, gid) of an owner written `user:group`, `user` or `:group`,
+/// by name (from `/etc/passwd` and `/etc/group`) or number; `None` for "".
+pub fn owner_ids(owner: &str) -> Result<Option<starling_milter::Owner>, String> {
+    let owner = owner.trim();
+    if owner.is_empty() {
+        return Ok(None);
+    }
+    let (user, group) = owner.split_once(':').unwrap_or((owner, ""));
+    let lookup = |name: &str, file: &str| -> Result<Option<u32>, String> {
+        if name.is_empty() {
+            return Ok(None);
+        }
+        if let Ok(id) = name.parse::<u32>() {
+            return Ok(Some(id));
+        }
+        let table = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+        table
+            .lines()
+            .map(|line| line.split(':').collect::<Vec<_>>())
+            .find(|fields| fields.first() == Some(&name))
+            .and_then(|fields| fields.get(2).and_then(|id| id.parse().ok()))
+            .map(Some)
+            .ok_or_else(|| format!("no such name in {file}: {name:?}"))
+    };
+    Ok(Some((lookup(user, "/etc/passwd")?, lookup(group, "/etc/group")?)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,31 +224,4 @@ mod tests {
         assert!(run_command(&["false".into()]).await.is_err());
         assert!(run_command(&["/nonexistent/doveadm".into()]).await.is_err());
     }
-}
-
-/// The (uid, gid) of an owner written `user:group`, `user` or `:group`,
-/// by name (from `/etc/passwd` and `/etc/group`) or number; `None` for "".
-pub fn owner_ids(owner: &str) -> Result<Option<(Option<u32>, Option<u32>)>, String> {
-    let owner = owner.trim();
-    if owner.is_empty() {
-        return Ok(None);
-    }
-    let (user, group) = owner.split_once(':').unwrap_or((owner, ""));
-    let lookup = |name: &str, file: &str| -> Result<Option<u32>, String> {
-        if name.is_empty() {
-            return Ok(None);
-        }
-        if let Ok(id) = name.parse::<u32>() {
-            return Ok(Some(id));
-        }
-        let table = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
-        table
-            .lines()
-            .map(|line| line.split(':').collect::<Vec<_>>())
-            .find(|fields| fields.first() == Some(&name))
-            .and_then(|fields| fields.get(2).and_then(|id| id.parse().ok()))
-            .map(Some)
-            .ok_or_else(|| format!("no such name in {file}: {name:?}"))
-    };
-    Ok(Some((lookup(user, "/etc/passwd")?, lookup(group, "/etc/group")?)))
 }

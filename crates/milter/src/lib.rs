@@ -13,7 +13,49 @@
 mod server;
 pub mod wire;
 
-pub use server::{Limits, Listen, ServeError, serve, serve_connection};
+/// For the fuzz target (`fuzz/fuzz_targets/milter.rs`): a byte stream as
+/// an MTA would send it, cut into frames, parsed and fed to one session,
+/// each message answered with every kind of decision. Never panics, and
+/// every cost is bounded by [`Limits`].
+#[doc(hidden)]
+pub fn fuzz_session(mut bytes: &[u8]) {
+    let limits = Limits { max_message_bytes: 4096, max_headers: 16, max_recipients: 4, ..Limits::default() };
+    let mut session = server::Session::default();
+    let mut messages = 0usize;
+    while let Ok(Some(wire::Frame { code, data, used })) = wire::next_frame(bytes, limits.max_frame) {
+        bytes = &bytes[used..];
+        let Ok(command) = wire::parse(code, data) else { return };
+        match session.on_command(command, &limits) {
+            Ok(server::Step::Decide(message)) => {
+                assert!(message.raw.len() <= limits.max_message_bytes);
+                assert!(message.headers.len() <= limits.max_headers);
+                assert!(message.recipients.len() <= limits.max_recipients);
+                let index = message.header_indices("subject").next().map_or(1, |(i, _)| i);
+                let disposition = match messages % 5 {
+                    0 => Disposition::Deliver,
+                    1 => Disposition::Reject("550 5.7.1 no".into()),
+                    2 => Disposition::Tempfail("451 4.7.1 later".into()),
+                    3 => Disposition::Discard,
+                    _ => Disposition::Quarantine("held".into()),
+                };
+                messages += 1;
+                let decision = Decision {
+                    change_headers: vec![(index, "Subject".into(), "[SPAM] x".into())],
+                    add_headers: vec![("X-Test".into(), message.sender.clone())],
+                    disposition,
+                };
+                let mut out = Vec::new();
+                for response in session.responses(decision) {
+                    wire::encode(&response, &mut out);
+                }
+            }
+            Ok(server::Step::Close) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+pub use server::{Limits, Listen, Owner, ServeError, serve, serve_connection};
 
 /// A message as the MTA handed it over, ready for a decision.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -63,6 +63,9 @@ pub enum ServeError {
     Idle(Duration),
 }
 
+/// A unix socket's owner: user id, group id (each left as is when `None`).
+pub type Owner = (Option<u32>, Option<u32>);
+
 /// Where to listen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Listen {
@@ -75,7 +78,7 @@ pub enum Listen {
         /// Permission bits (e.g. 0o660).
         mode: u32,
         /// User and group ids to give it, when set.
-        owner: Option<(Option<u32>, Option<u32>)>,
+        owner: Option<Owner>,
     },
 }
 
@@ -390,11 +393,7 @@ pub async fn serve<F: Filter>(
     }
 }
 
-fn bind_unix(
-    path: &std::path::Path,
-    mode: u32,
-    owner: Option<(Option<u32>, Option<u32>)>,
-) -> std::io::Result<tokio::net::UnixListener> {
+fn bind_unix(path: &std::path::Path, mode: u32, owner: Option<Owner>) -> std::io::Result<tokio::net::UnixListener> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     // A socket left by an earlier run is replaced; any other file is not.
     if let Ok(meta) = std::fs::symlink_metadata(path) {
