@@ -112,8 +112,19 @@ pub(crate) struct Session {
 /// The actions Starling's filters take.
 const WANTED_ACTIONS: u32 = action::ADD_HEADERS | action::CHANGE_HEADERS | action::QUARANTINE;
 /// The steps the MTA may leave out (and the options used when offered).
-const WANTED_PROTOCOL: u32 =
-    protocol::NO_HELO | protocol::NO_UNKNOWN | protocol::NO_DATA | protocol::SKIP | protocol::HEADER_LEADING_SPACE;
+/// Starling decides at the end of the message only, so the MTA need not
+/// wait for a reply to the connection, the envelope and each header: a
+/// round trip each, about twenty per message, saved.
+const WANTED_PROTOCOL: u32 = protocol::NO_HELO
+    | protocol::NO_UNKNOWN
+    | protocol::NO_DATA
+    | protocol::SKIP
+    | protocol::HEADER_LEADING_SPACE
+    | protocol::NR_CONNECT
+    | protocol::NR_MAIL
+    | protocol::NR_RCPT
+    | protocol::NR_HEADER
+    | protocol::NR_EOH;
 
 impl Session {
     pub(crate) fn on_command(&mut self, command: Command, limits: &Limits) -> Result<Step, ServeError> {
@@ -145,12 +156,12 @@ impl Session {
             Command::Connect { address, .. } => {
                 self.client_address = text(&address, 128);
                 self.reset();
-                Step::Reply(vec![Response::Continue])
+                self.proceed(protocol::NR_CONNECT)
             }
             Command::Mail(arguments) => {
                 self.reset();
                 self.message.sender = address(&arguments[0]);
-                Step::Reply(vec![Response::Continue])
+                self.proceed(protocol::NR_MAIL)
             }
             Command::Rcpt(arguments) => {
                 if self.message.recipients.len() < limits.max_recipients {
@@ -158,15 +169,15 @@ impl Session {
                 } else {
                     self.message.truncated = true;
                 }
-                Step::Reply(vec![Response::Continue])
+                self.proceed(protocol::NR_RCPT)
             }
             Command::Header(name, value) => {
                 self.header(&name, &value, limits);
-                Step::Reply(vec![Response::Continue])
+                self.proceed(protocol::NR_HEADER)
             }
             Command::EndOfHeaders => {
                 self.append(b"\r\n", limits);
-                Step::Reply(vec![Response::Continue])
+                self.proceed(protocol::NR_EOH)
             }
             Command::Body(chunk) => {
                 self.append(&chunk, limits);
@@ -199,6 +210,12 @@ impl Session {
             Command::Helo(_) | Command::Data | Command::Unknown(_) => Step::Reply(vec![Response::Continue]),
         };
         Ok(step)
+    }
+
+    /// "Continue", unless the MTA agreed not to wait for a reply to this
+    /// step (`no_reply`).
+    fn proceed(&self, no_reply: u32) -> Step {
+        if self.protocol & no_reply != 0 { Step::Quiet } else { Step::Reply(vec![Response::Continue]) }
     }
 
     /// The responses that carry out a decision, within what was negotiated.
@@ -364,7 +381,7 @@ pub async fn serve<F: Filter>(
                     match accepted {
                         Ok((stream, peer)) => {
                             let _ = stream.set_nodelay(true);
-                            spawn_connection(stream, peer.to_string(), &filter, &limits, &permits, &stop);
+                            spawn_connection(QuickAck(stream), peer.to_string(), &filter, &limits, &permits, &stop);
                         }
                         Err(e) => accept_failed(e).await,
                     }
@@ -390,6 +407,52 @@ pub async fn serve<F: Filter>(
                 let _ = std::fs::remove_file(&path);
             }))
         }
+    }
+}
+
+/// A TCP stream that acknowledges at once what it reads. The MTA sends
+/// some commands without waiting for a reply (the macros before each
+/// stage) as separate small writes; with Nagle's algorithm on its side and
+/// a delayed ACK on ours, the next write waited about 40 ms for the ACK of
+/// the first — the whole of the milter's added latency, measured.
+struct QuickAck(tokio::net::TcpStream);
+
+impl AsyncRead for QuickAck {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let polled = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
+        if matches!(polled, std::task::Poll::Ready(Ok(()))) {
+            // The kernel leaves quick-ACK mode on its own: set it again.
+            let _ = socket2::SockRef::from(&self.0).set_tcp_quickack(true);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for QuickAck {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 
@@ -524,6 +587,21 @@ mod tests {
         let Step::Decide(message) = session.on_command(end, &limits).unwrap() else { panic!() };
         assert!(message.truncated);
         assert_eq!(message.raw.len(), 64);
+    }
+
+    #[test]
+    fn steps_are_answered_unless_the_mta_agreed_to_no_reply() {
+        let header = || Command::Header(b"Subject".to_vec(), b" Hi".to_vec());
+        let mut quiet = negotiated();
+        assert_eq!(quiet.on_command(header(), &Limits::default()).unwrap(), Step::Quiet);
+        // An MTA that offers no "no reply" steps (Sendmail 8.13, milter v2).
+        let mut old = Session::default();
+        old.on_command(Command::Negotiate { version: 2, actions: 0x3f, protocol: 0x7f }, &Limits::default()).unwrap();
+        assert_eq!(old.on_command(header(), &Limits::default()).unwrap(), Step::Reply(vec![Response::Continue]));
+        assert_eq!(
+            old.on_command(Command::Mail(vec![b"<a@b>".to_vec()]), &Limits::default()).unwrap(),
+            Step::Reply(vec![Response::Continue])
+        );
     }
 
     #[test]

@@ -42,6 +42,16 @@ pub mod protocol {
     pub const SKIP: u32 = 0x400;
     /// Send header values with their leading space.
     pub const HEADER_LEADING_SPACE: u32 = 0x10_0000;
+    /// No reply to each header: the MTA sends the next without waiting.
+    pub const NR_HEADER: u32 = 0x80;
+    /// No reply to the connection.
+    pub const NR_CONNECT: u32 = 0x1000;
+    /// No reply to MAIL FROM.
+    pub const NR_MAIL: u32 = 0x4000;
+    /// No reply to RCPT TO.
+    pub const NR_RCPT: u32 = 0x8000;
+    /// No reply to the end of the headers.
+    pub const NR_EOH: u32 = 0x4_0000;
 }
 
 /// Longest frame accepted by default: Postfix and Sendmail send body
