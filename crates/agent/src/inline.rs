@@ -173,6 +173,11 @@ impl Inline {
         let Some(lead) = recipients.iter().flatten().next().cloned() else {
             return (Decision::deliver(), Outcome::NotFiltered);
         };
+        if recipients.iter().any(Option::is_none) {
+            // Some recipients are filtered, some not: whatever the class,
+            // nothing can be done in-line for all of them.
+            return (Decision::deliver(), Outcome::Mixed);
+        }
         let context = MailboxContext {
             name: lead.name.clone(),
             enabled: true,
@@ -198,7 +203,7 @@ impl Inline {
             return (Decision::deliver(), Outcome::Unchecked);
         }
 
-        // Each filtered recipient's own class.
+        // Each recipient's own class (`None`: it needs its own check).
         let classes: Vec<Option<(Class, Reason)>> = recipients
             .iter()
             .map(|r| {
