@@ -232,6 +232,7 @@ impl Inline {
             return (Decision::deliver(), Outcome::Mixed);
         };
         self.count(&recipients, &classes);
+        self.teach(&lead, &evaluation);
 
         let mut decision = Decision::deliver();
         // Headers a sender wrote itself under these names are dropped (last
@@ -351,6 +352,22 @@ impl Inline {
             })
             .collect();
         self.state.send(move |c| state::insert_filed(c, &rows).map(|_| ()));
+    }
+
+    /// The network's confident spam teaches the local model what it did not
+    /// know yet, as after delivery (the post-delivery agent takes the mark
+    /// and does not see the verdict).
+    fn teach(&self, lead: &Recipient, evaluation: &crate::pipeline::Evaluation) {
+        let network_spam = matches!(evaluation.class, Class::Spam | Class::Phish)
+            && evaluation.reason == Reason::Network
+            && evaluation.confidence.is_some_and(|c| c >= crate::process::NETWORK_TEACHES)
+            && evaluation.model.as_ref().is_none_or(|m| m.probability < 0.99);
+        let Some(learner) = self.pipeline.learner().filter(|_| network_spam) else { return };
+        let (Some(key), Some(features)) = (evaluation.key(), evaluation.features.clone()) else { return };
+        let mailbox = lead.name.to_string();
+        tokio::spawn(async move {
+            learner.learn(&mailbox, &key, crate::learning::Source::Network, features).await;
+        });
     }
 
     /// Counts what was decided in-line, per recipient mailbox (unknown

@@ -765,7 +765,7 @@ impl Processor {
 }
 
 /// The least network confidence whose spam verdict the model learns from.
-const NETWORK_TEACHES: f32 = 0.8;
+pub(crate) const NETWORK_TEACHES: f32 = 0.8;
 
 /// Whether an action changes the mail store.
 fn acts(action: &Action) -> bool {

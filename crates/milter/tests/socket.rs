@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use starling_milter::wire::{self, Frame};
 use starling_milter::{Decision, Disposition, Filter, Limits, Listen, Message, serve};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -47,7 +47,7 @@ async fn start(limits: Limits) -> (std::net::SocketAddr, CancellationToken) {
 }
 
 /// Reads responses until one of the final ones; their codes.
-async fn responses(stream: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
+async fn responses<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> Vec<(u8, Vec<u8>)> {
     let mut out = Vec::new();
     let mut buffer = Vec::new();
     loop {
@@ -65,7 +65,7 @@ async fn responses(stream: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
     }
 }
 
-async fn negotiate(stream: &mut TcpStream) {
+async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
     let mut data = 6u32.to_be_bytes().to_vec();
     data.extend_from_slice(&0x1ffu32.to_be_bytes());
     data.extend_from_slice(&0x1f_ffffu32.to_be_bytes());
@@ -75,7 +75,7 @@ async fn negotiate(stream: &mut TcpStream) {
 }
 
 /// One message; the final responses.
-async fn message(stream: &mut TcpStream, sender: &str) -> Vec<(u8, Vec<u8>)> {
+async fn message<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, sender: &str) -> Vec<(u8, Vec<u8>)> {
     let mut connect = strings(&["client.example"]);
     connect.push(b'4');
     connect.extend_from_slice(&25u16.to_be_bytes());
@@ -99,7 +99,10 @@ async fn message(stream: &mut TcpStream, sender: &str) -> Vec<(u8, Vec<u8>)> {
 }
 
 async fn good_session(address: std::net::SocketAddr) {
-    let mut stream = TcpStream::connect(address).await.unwrap();
+    session_on(TcpStream::connect(address).await.unwrap()).await;
+}
+
+async fn session_on<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     negotiate(&mut stream).await;
     let reply = message(&mut stream, "s@example.net").await;
     assert_eq!(reply[0].0, b'h');
@@ -118,6 +121,27 @@ async fn good_session(address: std::net::SocketAddr) {
 async fn a_session_as_postfix_sends_it() {
     let (address, stop) = start(Limits::default()).await;
     good_session(address).await;
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_unix_socket_gets_its_mode_and_replaces_a_stale_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("milter.sock");
+    // A socket left by an earlier run.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let stop = CancellationToken::new();
+    let listen = Listen::Unix { path: path.clone(), mode: 0o660, owner: None };
+    serve(&listen, Arc::new(Tagger), Limits::default(), stop.clone()).await.expect("listen");
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o660);
+    session_on(tokio::net::UnixStream::connect(&path).await.unwrap()).await;
+    // Any other file there is never replaced.
+    let other = dir.path().join("not-a-socket");
+    std::fs::write(&other, b"keep me").unwrap();
+    let listen = Listen::Unix { path: other.clone(), mode: 0o660, owner: None };
+    assert!(serve(&listen, Arc::new(Tagger), Limits::default(), stop.clone()).await.is_err());
+    assert_eq!(std::fs::read(&other).unwrap(), b"keep me");
     stop.cancel();
 }
 

@@ -359,6 +359,21 @@ impl Dovecot {
     /// The messages of a folder: (uid, flags, Message-ID, Subject, raw
     /// header text).
     pub fn messages(&self, user: &str, folder: &str) -> anyhow::Result<Vec<Message>> {
+        // A message the agent moves while doveadm reads the folder fails
+        // the fetch ("Message was expunged"): read again.
+        let mut attempt = 0;
+        loop {
+            match self.messages_once(user, folder) {
+                Err(e) if attempt < 5 && e.to_string().contains("was expunged") => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn messages_once(&self, user: &str, folder: &str) -> anyhow::Result<Vec<Message>> {
         let out = self
             .doveadm()
             .args([
