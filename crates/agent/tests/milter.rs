@@ -4,7 +4,9 @@
 //! over SMTP, the headers and actions checked in the delivered messages;
 //! per-recipient decisions; forged marks; the post-delivery agent taking
 //! the milter's verdict without asking again; Starling stopped mid-test
-//! while mail still flows; reject, quarantine and the in-line subject tag.
+//! while mail still flows; the network gone (delivered unmarked at once,
+//! filed after delivery when it is back); reject, quarantine, the in-line
+//! subject tag and discard.
 
 mod common;
 
@@ -84,7 +86,7 @@ async fn postfix_delivers_marked_mail_and_keeps_flowing_without_starling() {
     let dovecot =
         Dovecot::start(&["alice", "bob", "carol"], DovecotOptions { strip_domain: true, ..Default::default() })
             .expect("dovecot");
-    let node = Node::start().await.expect("node");
+    let mut node = Node::start().await.expect("node");
     let (spam, ham) = mail(&node, "m").await;
     let port = free_port();
     let postfix = Postfix::start(
@@ -160,6 +162,19 @@ async fn postfix_delivers_marked_mail_and_keeps_flowing_without_starling() {
     });
     assert!(agent.counters("bob").checked == 0);
 
+    // The network goes away: the milter delivers unchecked and unmarked at
+    // once (event 901), and the post-delivery agent keeps the message for
+    // its re-check; it is filed when the network is back.
+    node.stop().await;
+    let sent = std::time::Instant::now();
+    send(&postfix, &["alice@example.org"], &spam[5]);
+    assert!(sent.elapsed() < std::time::Duration::from_secs(3), "not held up: {:?}", sent.elapsed());
+    let unchecked = wait_delivered(&dovecot, &postfix, "alice", "INBOX", &spam[5]);
+    assert!(header_lines(&unchecked, "X-Starling-Verdict").is_empty(), "{}", unchecked.header);
+    assert!(wait_until(WAIT, || !agent.events(901).is_empty()), "milter_unchecked");
+    node.restart().await.expect("node back");
+    wait_delivered(&dovecot, &postfix, "alice", "Spam", &spam[5]);
+
     // Starling stops: Postfix delivers untouched (milter_default_action).
     agent.stop().await;
     send(&postfix, &["alice@example.org"], &spam[4]);
@@ -172,7 +187,7 @@ async fn postfix_delivers_marked_mail_and_keeps_flowing_without_starling() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reject_quarantine_and_tag_in_line() {
+async fn reject_quarantine_tag_and_discard_in_line() {
     let dovecot =
         Dovecot::start(&["dan"], DovecotOptions { strip_domain: true, ..Default::default() }).expect("dovecot");
     let node = Node::start().await.expect("node");
@@ -181,6 +196,7 @@ async fn reject_quarantine_and_tag_in_line() {
         ("reject", "[milter]\nspam_action = \"reject\"\nreject_text = \"550 5.7.1 No spam here, thanks\"\n"),
         ("quarantine", "[milter]\nspam_action = \"quarantine\"\n"),
         ("tag", "[policy]\nspam_action = \"tag\"\ntag_prefix = \"[SPAM]\"\n"),
+        ("delete", "[policy]\nspam_action = \"delete\"\n"),
     ];
     // One Postfix; each case's agent listens on the same milter port in turn.
     let port = free_port();
@@ -217,6 +233,12 @@ async fn reject_quarantine_and_tag_in_line() {
             "quarantine" => {
                 assert!(reply.starts_with("250"), "{reply}");
                 assert!(wait_until(WAIT, || postfix.held() == 1), "held:\n{}", postfix.log());
+                assert!(delivered(&dovecot, "dan", "INBOX", spam).is_none());
+            }
+            "delete" => {
+                // Accepted and thrown away: the sender is not told.
+                assert!(reply.starts_with("250"), "{reply}");
+                assert!(wait_until(WAIT, || postfix.log().contains("milter-discard")), "{}", postfix.log());
                 assert!(delivered(&dovecot, "dan", "INBOX", spam).is_none());
             }
             _ => {
