@@ -208,10 +208,19 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
         recent: recent.clone(),
     });
     let inline = if config.milter.enabled || options.milter_only {
-        let inline = Arc::new(crate::inline::Inline::new(&config, pipeline.clone(), state.clone(), events.clone()));
+        let inline = Arc::new(crate::inline::Inline::new(
+            &config,
+            pipeline.clone(),
+            state.clone(),
+            events.clone(),
+            live.clone(),
+        ));
         inline.load_mailboxes().await?;
         match start_milter(&config, inline.clone(), stop.child_token()).await {
-            Ok(address) => events.emit(events::MILTER_STARTED, None, format!("Listening on {address}.")),
+            Ok(address) => {
+                live.set_milter(address.clone());
+                events.emit(events::MILTER_STARTED, None, format!("Listening on {address}."));
+            }
             Err(e) => {
                 events.emit(events::MILTER_FAILED, None, format!("{e:#}"));
                 if options.milter_only {

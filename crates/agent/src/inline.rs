@@ -33,6 +33,7 @@ use starling_milter::{Decision, Disposition, Message};
 use crate::config::{AgentConfig, MilterAction, MilterOnError};
 use crate::events::{self, Events};
 use crate::facts::VERDICT_HEADER;
+use crate::live::MilterOutcome;
 use crate::pipeline::{self, MailboxContext, Pipeline};
 use crate::policy::{Action, ActionKind, Class, MailboxPolicy, Reason};
 use crate::process::{class_name, reason_name};
@@ -81,6 +82,7 @@ pub struct Inline {
     pipeline: Arc<Pipeline>,
     state: State,
     events: Events,
+    live: Arc<crate::live::Live>,
     settings: RwLock<Arc<Settings>>,
     /// Mailboxes by lower-case name (user names are often addresses, or
     /// local parts).
@@ -102,11 +104,18 @@ enum Outcome {
 
 impl Inline {
     /// An in-line filter using the agent's pipeline.
-    pub fn new(config: &AgentConfig, pipeline: Arc<Pipeline>, state: State, events: Events) -> Inline {
+    pub fn new(
+        config: &AgentConfig,
+        pipeline: Arc<Pipeline>,
+        state: State,
+        events: Events,
+        live: Arc<crate::live::Live>,
+    ) -> Inline {
         Inline {
             pipeline,
             state,
             events,
+            live,
             settings: RwLock::new(Arc::new(Settings::of(config))),
             mailboxes: RwLock::new(Arc::new(HashMap::new())),
         }
@@ -417,6 +426,13 @@ impl starling_milter::Filter for Inline {
         let recipients = message.recipients.len();
         let started = std::time::Instant::now();
         let (decision, outcome) = self.decide_inner(message).await;
+        let counted = match outcome {
+            Outcome::NotFiltered => MilterOutcome::NotFiltered,
+            Outcome::Unchecked => MilterOutcome::Unchecked,
+            Outcome::Mixed => MilterOutcome::LeftToAgent,
+            Outcome::Decided(class) => MilterOutcome::Decided(matches!(class, Class::Spam | Class::Phish)),
+        };
+        self.live.milter_count(counted, started.elapsed());
         tracing::info!(
             queue_id,
             recipients,

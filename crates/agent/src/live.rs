@@ -38,6 +38,7 @@ pub struct Live {
     connections: Mutex<BTreeMap<String, Connection>>,
     network: OnceLock<Network>,
     learning: OnceLock<(Arc<crate::learning::Learner>, Arc<crate::retro::Index>, &'static str)>,
+    milter: Mutex<Option<MilterView>>,
 }
 
 impl Default for Live {
@@ -52,8 +53,43 @@ impl Default for Live {
             connections: Mutex::new(BTreeMap::new()),
             network: OnceLock::new(),
             learning: OnceLock::new(),
+            milter: Mutex::new(None),
         }
     }
+}
+
+/// The in-line filter (milter) as the dashboard and `/metrics` show it,
+/// since the agent started.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct MilterView {
+    /// Where it listens.
+    pub listen: String,
+    /// Messages decided in-line (every recipient agreed).
+    pub decided: u64,
+    /// Of those, spam and phishing.
+    pub spam: u64,
+    /// Left to the post-delivery agent: recipients' settings disagreed.
+    pub left_to_agent: u64,
+    /// Delivered unchecked: no verdict within `milter.timeout_ms`, or no
+    /// network.
+    pub unchecked: u64,
+    /// To nobody filtered.
+    pub not_filtered: u64,
+    /// The mean time to decide over recent messages (milliseconds).
+    pub decision_ms: f64,
+}
+
+/// How the milter handled one message (for [`Live::milter_count`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MilterOutcome {
+    /// Decided in-line; spam or phishing when true.
+    Decided(bool),
+    /// Left to the post-delivery agent.
+    LeftToAgent,
+    /// Not checked in time.
+    Unchecked,
+    /// To nobody filtered.
+    NotFiltered,
 }
 
 /// The local model and retro-filing as the dashboard shows them.
@@ -113,6 +149,8 @@ pub struct Snapshot {
     pub network: Option<NetworkView>,
     /// The local model and retro-filing.
     pub learning: Option<LearningView>,
+    /// The in-line filter, when it runs.
+    pub milter: Option<MilterView>,
 }
 
 impl Live {
@@ -165,6 +203,31 @@ impl Live {
         let _ = self.learning.set((learner, index, mode.as_str()));
     }
 
+    /// The milter listens on `listen`.
+    pub fn set_milter(&self, listen: String) {
+        *self.milter.lock().unwrap_or_else(|e| e.into_inner()) = Some(MilterView { listen, ..MilterView::default() });
+    }
+
+    /// Counts one message the milter handled, and the time it took.
+    pub fn milter_count(&self, outcome: MilterOutcome, elapsed: std::time::Duration) {
+        let mut milter = self.milter.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(view) = milter.as_mut() else { return };
+        match outcome {
+            MilterOutcome::Decided(spam) => {
+                view.decided += 1;
+                view.spam += u64::from(spam);
+            }
+            MilterOutcome::LeftToAgent => view.left_to_agent += 1,
+            MilterOutcome::Unchecked => view.unchecked += 1,
+            MilterOutcome::NotFiltered => view.not_filtered += 1,
+        }
+        // A moving mean over about the last hundred messages.
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        let seen = view.decided + view.left_to_agent + view.unchecked + view.not_filtered;
+        view.decision_ms =
+            if seen == 1 { ms } else { view.decision_ms + (ms - view.decision_ms) / 100f64.min(seen as f64) };
+    }
+
     /// The state now.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
@@ -183,6 +246,7 @@ impl Live {
                 filed_by_model: index.filed_by_model(),
                 remembered_keys: index.keys() as u64,
             }),
+            milter: self.milter.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 }

@@ -218,10 +218,11 @@ async fn reject_quarantine_tag_and_discard_in_line() {
         config.milter.listen = format!("127.0.0.1:{port}");
         config.milter.timeout_ms = 2000;
         // `starling milter`: in-line only, no mailbox watched.
+        let live = std::sync::Arc::new(starling_agent::live::Live::default());
         let options = starling_agent::Options {
             credential: Some(node.credential.clone()),
             milter_only: true,
-            ..Default::default()
+            live: live.clone(),
         };
         let agent = Agent::start_with(config, options);
         assert!(wait_until(WAIT, || !agent.events(900).is_empty()), "{case}: the milter started");
@@ -255,6 +256,10 @@ async fn reject_quarantine_tag_and_discard_in_line() {
             let n = agent.counters("dan");
             n.checked == 2 && n.spam == 1
         });
+        // What the dashboard and /metrics show.
+        let milter = live.snapshot().milter.expect("the milter's live view");
+        assert_eq!((milter.decided, milter.spam, milter.unchecked), (2, 1, 0), "{case}: {milter:?}");
+        assert_eq!(milter.listen, format!("127.0.0.1:{port}"));
         agent.stop().await;
     }
 }

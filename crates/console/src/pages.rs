@@ -1148,6 +1148,34 @@ pub fn metrics_text(status: &api::Status, last_day: &[stats::Bucket]) -> String 
             f64::from(u8::from(network.new_version.is_some())),
         );
     }
+    if let Some(milter) = &live.milter {
+        gauge(
+            &mut registry,
+            "milter_decided",
+            "Messages the milter decided in-line since the agent started",
+            milter.decided as f64,
+        );
+        gauge(&mut registry, "milter_spam", "Of those, spam and phishing", milter.spam as f64);
+        gauge(
+            &mut registry,
+            "milter_left_to_agent",
+            "Messages the milter left to the post-delivery agent (recipients disagreed)",
+            milter.left_to_agent as f64,
+        );
+        gauge(
+            &mut registry,
+            "milter_unchecked",
+            "Messages the milter delivered unchecked (no verdict in time, or no network)",
+            milter.unchecked as f64,
+        );
+        gauge(&mut registry, "milter_not_filtered", "Messages to nobody filtered", milter.not_filtered as f64);
+        gauge(
+            &mut registry,
+            "milter_decision_seconds",
+            "The milter's mean time to decide over recent messages",
+            milter.decision_ms / 1000.0,
+        );
+    }
     if let Some(learning) = &live.learning {
         let l = learning;
         gauge(
