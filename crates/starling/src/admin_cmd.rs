@@ -1022,5 +1022,18 @@ pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         status["recheck_queue"],
         status["feedback_pending"]
     )?;
+    let milter = &live["milter"];
+    if milter.is_object() {
+        writeln!(
+            out,
+            "milter:    on {}; {} decided in-line ({} spam), {} left to the agent, {} unchecked; {:.1} ms to decide",
+            milter["listen"].as_str().unwrap_or_default(),
+            milter["decided"],
+            milter["spam"],
+            milter["left_to_agent"],
+            milter["unchecked"],
+            milter["decision_ms"].as_f64().unwrap_or_default()
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
