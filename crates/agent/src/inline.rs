@@ -256,8 +256,10 @@ impl Inline {
                 decision.change_headers.push((index, name.to_owned(), String::new()));
             }
         }
-        // The mark only when the whole body was read: it vouches for it.
-        if !message.truncated && !matches!(evaluation.reason, Reason::Whitelisted(_) | Reason::Disabled) {
+        // The mark only when the whole body was read: it vouches for it. (A
+        // whitelisted message is marked clean too: a rescan or retro pass
+        // asks again, and the whitelist still wins there.)
+        if !message.truncated {
             let body = &message.raw[crate::facts::header_end(&message.raw)..];
             let mark = self.pipeline.marker().verdict_mark(class_name(class), body);
             decision.add_headers.push((VERDICT_HEADER.to_owned(), mark));
