@@ -234,3 +234,26 @@ fn an_invalid_configuration_reports_every_problem_with_its_key_path() {
         assert!(error.contains(key), "{key} in:\n{error}");
     }
 }
+
+#[test]
+fn the_milters_configuration_is_checked_with_its_key_paths() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("milter.toml");
+    std::fs::write(
+        &config,
+        "[milter]\nenabled = true\nlisten = \"everywhere\"\nreject_text = \"250 fine\"\ntimeout_ms = 0\n\
+         socket_mode = \"999\"\nmax_connections = 0\n",
+    )
+    .expect("config");
+    let out = starling(&config, &["milter", "--check-config"]);
+    assert!(!out.status.success());
+    let error = String::from_utf8_lossy(&out.stderr);
+    for key in
+        ["milter.listen", "milter.reject_text", "milter.timeout_ms", "milter.socket_mode", "milter.max_connections"]
+    {
+        assert!(error.contains(key), "{key} in:\n{error}");
+    }
+    std::fs::write(&config, "[milter]\nenabled = true\nlisten = \"unix:/run/starling/milter.sock\"\n").expect("config");
+    let out = starling(&config, &["milter", "--check-config"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
