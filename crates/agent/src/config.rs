@@ -523,7 +523,7 @@ pub enum MilterAction {
     Policy,
     /// Refuse the message with a 5xx reply (`reject_text`).
     Reject,
-    /// Accept it into the MTA's hold queue (`postsuper -r` releases it).
+    /// Accept it into the MTA's hold queue (`postsuper -H` releases it).
     Quarantine,
 }
 
