@@ -331,3 +331,35 @@ async fn lists_that_grow_with_use_are_paged() {
     .await
     .expect("checks");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_milters_figures_are_on_the_dashboard_in_the_status_and_the_metrics() {
+    use starling_agent::live::{Live, MilterOutcome};
+    let live = std::sync::Arc::new(Live::default());
+    live.set_milter("127.0.0.1:8894".into());
+    for outcome in [MilterOutcome::Decided(true), MilterOutcome::Decided(false), MilterOutcome::Unchecked] {
+        live.milter_count(outcome, std::time::Duration::from_millis(2));
+    }
+    let console = Console::start_with(live).await;
+    let (url, token, password) = (console.url.clone(), console.token.clone(), console.password.clone());
+    tokio::task::spawn_blocking(move || {
+        let (_, body) = call("get", &format!("{url}/api/v1/status"), Some(&token), None);
+        let status: Value = serde_json::from_str(&body).expect("json");
+        let milter = &status["live"]["milter"];
+        assert_eq!(
+            (milter["decided"].as_u64(), milter["spam"].as_u64(), milter["unchecked"].as_u64()),
+            (Some(2), Some(1), Some(1))
+        );
+        let (_, metrics) = call("get", &format!("{url}/metrics"), Some(&token), None);
+        assert!(metrics.contains("starling_agent_milter_decided 2"), "{metrics}");
+        assert!(metrics.contains("starling_agent_milter_unchecked 1"), "{metrics}");
+        let (session, _) = login(&url, "admin", &password).expect("admin logs in");
+        let mut page = http().get(&format!("{url}/")).header("Cookie", &session).call().expect("dashboard");
+        let html = page.body_mut().read_to_string().expect("html");
+        assert!(html.contains("In-line filtering") && html.contains("127.0.0.1:8894"), "{html}");
+        assert!(html.contains("2 messages decided before delivery (1 spam)"), "{html}");
+    })
+    .await
+    .expect("checks");
+    console.stop.cancel();
+}

@@ -19,13 +19,18 @@ pub struct Console {
 
 impl Console {
     pub async fn start() -> Console {
+        Console::start_with(Arc::new(Live::default())).await
+    }
+
+    /// A console reading this live view.
+    pub async fn start_with(live: Arc<Live>) -> Console {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = AgentConfig { state_dir: dir.path().join("state"), ..AgentConfig::default() };
         config.console.listen = "127.0.0.1:0".into();
         config.rescan.timezone = "UTC".into();
         std::fs::create_dir_all(&config.state_dir).expect("state dir");
         let stop = CancellationToken::new();
-        let running = starling_console::start(&config, Arc::new(Live::default()), stop.clone()).await.expect("console");
+        let running = starling_console::start(&config, live, stop.clone()).await.expect("console");
         let read = |name: &str| std::fs::read_to_string(config.state_dir.join(name)).expect(name).trim().to_owned();
         Console {
             url: format!("http://{}", running.addr),
