@@ -181,17 +181,25 @@ struct Known {
 }
 
 impl Known {
-    /// The agent moved it out of the inbox (the move done).
+    /// The agent moved it out of the inbox (the move done), or the milter
+    /// flagged it and it was seen arriving in the spam folder.
     fn moved_by_agent(&self) -> bool {
         self.filed.as_ref().is_some_and(|(action, folder, _)| {
-            !folder.is_empty() && matches!(action.as_str(), "spam-folder" | "folder" | "trash")
+            !folder.is_empty() && matches!(action.as_str(), "spam-folder" | "folder" | "trash" | "inline-filed")
         })
     }
 
-    /// The milter flagged it for filing before delivery (a Sieve rule or
-    /// this agent files it; action `inline`).
-    fn flagged_inline(&self) -> bool {
+    /// The milter flagged it for filing, and it has not been seen in the
+    /// spam folder yet.
+    fn flagged_inline_only(&self) -> bool {
         self.filed.as_ref().is_some_and(|(action, _, _)| action == "inline")
+    }
+
+    /// The milter flagged it for filing before delivery (a Sieve rule or
+    /// this agent files it; action `inline`, `inline-filed` once seen in
+    /// the spam folder).
+    fn flagged_inline(&self) -> bool {
+        self.filed.as_ref().is_some_and(|(action, _, _)| matches!(action.as_str(), "inline" | "inline-filed"))
     }
 
     /// The agent moved this very message (not another delivery with the
@@ -204,7 +212,7 @@ impl Known {
     /// to Trash collects no feedback).
     fn reportable_filing(&self) -> bool {
         self.filed.as_ref().is_some_and(|(action, folder, _)| {
-            !folder.is_empty() && matches!(action.as_str(), "spam-folder" | "folder" | "inline")
+            !folder.is_empty() && matches!(action.as_str(), "spam-folder" | "folder" | "inline" | "inline-filed")
         })
     }
 
@@ -344,11 +352,25 @@ impl Processor {
         let name = mailbox.to_owned();
         let messages: Vec<_> = ids.iter().map(|id| (id.clone(), None)).collect();
         match self.state.call(move |c| known(c, &name, &messages)).await {
-            Ok(known) => ids
-                .iter()
-                .zip(known)
-                .map(|(id, known)| id.is_none() || opinion_for(direction, &known).is_some())
-                .collect(),
+            Ok(known) => {
+                // Spam the milter flagged, arriving in the spam folder (a
+                // Sieve rule filed it): from now on its return to the inbox
+                // is a rescue, as for the agent's own moves.
+                let arrived: Vec<String> = ids
+                    .iter()
+                    .zip(&known)
+                    .filter(|(_, known)| direction == Moved::IntoSpam && known.flagged_inline_only())
+                    .filter_map(|(id, _)| id.clone())
+                    .collect();
+                if !arrived.is_empty() {
+                    let name = mailbox.to_owned();
+                    self.state.send(move |c| state::filed_inline_arrived(c, &name, &arrived));
+                }
+                ids.iter()
+                    .zip(known)
+                    .map(|(id, known)| id.is_none() || opinion_for(direction, &known).is_some())
+                    .collect()
+            }
             Err(e) => {
                 self.events.emit(events::STATE_ERROR, Some(mailbox), e.to_string());
                 vec![false; ids.len()]

@@ -1083,6 +1083,18 @@ pub fn filed_lookup(
     Ok(None)
 }
 
+/// Spam the milter flagged (action `inline`) was seen in the spam folder:
+/// its return to the inbox is a rescue from now on (`inline-filed`).
+pub fn filed_inline_arrived(c: &Connection, mailbox: &str, message_ids: &[String]) -> rusqlite::Result<()> {
+    let mut update = c.prepare_cached(
+        "UPDATE filed SET action = 'inline-filed' WHERE mailbox = ?1 AND message_id = ?2 AND action = 'inline'",
+    )?;
+    for id in message_ids {
+        update.execute(params![mailbox, id])?;
+    }
+    Ok(())
+}
+
 /// Forgets filed messages older than `before` (Unix seconds); returns how
 /// many.
 pub fn filed_expire(c: &Connection, before: i64) -> rusqlite::Result<usize> {

@@ -263,3 +263,49 @@ async fn reject_quarantine_tag_and_discard_in_line() {
         agent.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_sieve_script_files_flagged_spam_at_delivery_without_a_false_report() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/sieve/starling.sieve");
+    let options = DovecotOptions { strip_domain: true, sieve_before: Some(script), ..Default::default() };
+    let dovecot = Dovecot::start(&["erin"], options).expect("dovecot (with dovecot-sieve)");
+    let node = Node::start().await.expect("node");
+    let (spam, ham) = mail(&node, "s").await;
+    let port = free_port();
+    let postfix = Postfix::start(
+        dovecot.lmtp_port,
+        PostfixOptions { milter: Some(format!("inet:127.0.0.1:{port}")), ..Default::default() },
+    )
+    .expect("postfix");
+    let state = tempfile::tempdir().expect("tempdir");
+    // The whole agent: in-line, and watching erin's inbox and spam folder
+    // for her moves.
+    let agent = Agent::start(milter_config(&dovecot, &node, state.path(), &["erin"], port, ""), &node.credential);
+    assert!(wait_until(WAIT, || !agent.events(900).is_empty()), "the milter started");
+    agent.wait_seen("erin", "INBOX", 0);
+
+    // Filed by Sieve as it is delivered: straight into Spam, never in the
+    // inbox.
+    send(&postfix, &["erin@example.org"], &spam[0]);
+    send(&postfix, &["erin@example.org"], &ham[0]);
+    let filed = wait_delivered(&dovecot, &postfix, "erin", "Spam", &spam[0]);
+    assert_eq!(header_lines(&filed, "X-Spam-Flag"), ["X-Spam-Flag: YES"]);
+    wait_delivered(&dovecot, &postfix, "erin", "INBOX", &ham[0]);
+    assert!(delivered(&dovecot, "erin", "INBOX", &spam[0]).is_none());
+    eventually("erin's counters", &dovecot, || {
+        let n = agent.counters("erin");
+        n.checked == 2 && n.spam == 1
+    });
+    // The spam-folder task saw it arrive there: the milter's filing, not
+    // erin's report.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(agent.counters("erin").blocked, 0, "a Sieve filing is not a user's report");
+    assert!(agent.events(700).is_empty());
+
+    // erin takes it out of Spam: a rescue, as for the agent's own filings.
+    let id = message_id(&spam[0]);
+    assert_eq!(dovecot.imap_user("erin", &["move", &id, "Spam", "INBOX"]).unwrap(), 1);
+    eventually("the rescue", &dovecot, || agent.counters("erin").unblocked == 1);
+    assert!(wait_until(WAIT, || !agent.events(701).is_empty()), "user_rescued");
+    agent.stop().await;
+}

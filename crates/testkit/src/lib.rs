@@ -55,6 +55,9 @@ pub struct DovecotOptions {
     /// Users are also reached as `user@domain` (an MTA's LMTP recipients):
     /// the domain is dropped from login and delivery names.
     pub strip_domain: bool,
+    /// A Sieve script every LMTP delivery runs first (Pigeonhole's
+    /// `sieve_before`; needs the `dovecot-sieve` package).
+    pub sieve_before: Option<PathBuf>,
 }
 
 /// A private Dovecot: IMAP and LMTP on loopback ports, Maildirs in a
@@ -173,6 +176,23 @@ impl Dovecot {
         } else {
             ("ssl = no\n".to_owned(), 0)
         };
+        let sieve = match &self.options.sieve_before {
+            Some(script) => {
+                // A copy, compiled here (the delivery could not write the
+                // binary next to a script in the source tree).
+                let copy = d.join("before.sieve");
+                std::fs::copy(script, &copy)?;
+                let out = Command::new("sievec").arg(&copy).output().context("cannot run sievec (dovecot-sieve)")?;
+                if !out.status.success() {
+                    bail!("sievec {}: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+                }
+                format!(
+                    "protocol lmtp {{\n  mail_plugins = $mail_plugins sieve\n}}\nplugin {{\n  sieve_before = {}\n}}\n",
+                    copy.display()
+                )
+            }
+            None => String::new(),
+        };
         let path = d.display();
         let config = format!(
             "base_dir = {path}/run\n\
@@ -200,7 +220,7 @@ impl Dovecot {
              service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {lmtp}\n  }}\n}}\n\
              service pop3-login {{\n  inet_listener pop3 {{\n    port = 0\n  }}\n}}\n\
              service submission-login {{\n  inet_listener submission {{\n    port = 0\n  }}\n}}\n\
-             namespace inbox {{\n  inbox = yes\n  separator = /\n{junk}}}\n{rawlog}",
+             namespace inbox {{\n  inbox = yes\n  separator = /\n{junk}}}\n{sieve}{rawlog}",
             // For debugging: every IMAP session's traffic, when asked for.
             rawlog = std::env::var("STARLING_TEST_RAWLOG")
                 .map(|dir| format!("protocol imap {{\n  rawlog_dir = {dir}\n}}\n"))
