@@ -331,7 +331,8 @@ impl Inline {
 
     /// Records spam flagged for filing (a Sieve rule or the post-delivery
     /// agent moves it), so that finding it in the spam folder is not taken
-    /// as a user's report, and taking it out of there is a rescue.
+    /// as a user's report, and, once seen there (`inline-filed`), taking it
+    /// out again is a rescue.
     fn remember_filed(
         &self,
         recipients: &[Option<Recipient>],
@@ -339,8 +340,8 @@ impl Inline {
         class: Class,
         policy: &MailboxPolicy,
     ) {
-        // Not a move the agent made (a copy found in the inbox is not a
-        // rescue), but taking it out of the spam folder is.
+        // Not a move the agent made: a copy first found in the inbox is not
+        // a rescue.
         let folder = match policy.spam_action {
             ActionKind::Folder => policy.folder.clone(),
             ActionKind::Trash => policy.trash_folder.clone(),
