@@ -128,7 +128,7 @@ impl Inline {
 
     /// Takes the current list of mailboxes.
     pub fn set_mailboxes(&self, rows: &[MailboxRow]) {
-        let map = rows
+        let map: HashMap<String, Recipient> = rows
             .iter()
             .filter(|row| row.kind == "user" && row.present)
             .map(|row| {
@@ -137,7 +137,9 @@ impl Inline {
                 (row.name.to_lowercase(), recipient)
             })
             .collect();
+        let count = map.len() as u64;
         *self.mailboxes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
+        self.live.set_milter_mailboxes(count);
     }
 
     /// Reads the mailboxes from the state database.

@@ -64,6 +64,9 @@ impl Default for Live {
 pub struct MilterView {
     /// Where it listens.
     pub listen: String,
+    /// Mailboxes it knows (enabled or not): mail to anybody else is not
+    /// filtered in-line (unless `milter.unknown_recipients`).
+    pub mailboxes: u64,
     /// Messages decided in-line (every recipient agreed).
     pub decided: u64,
     /// Of those, spam and phishing.
@@ -206,6 +209,13 @@ impl Live {
     /// The milter listens on `listen`.
     pub fn set_milter(&self, listen: String) {
         *self.milter.lock().unwrap_or_else(|e| e.into_inner()) = Some(MilterView { listen, ..MilterView::default() });
+    }
+
+    /// The milter knows this many mailboxes.
+    pub fn set_milter_mailboxes(&self, count: u64) {
+        if let Some(view) = self.milter.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            view.mailboxes = count;
+        }
     }
 
     /// Counts one message the milter handled, and the time it took.

@@ -226,6 +226,10 @@ async fn reject_quarantine_tag_and_discard_in_line() {
         };
         let agent = Agent::start_with(config, options);
         assert!(wait_until(WAIT, || !agent.events(900).is_empty()), "{case}: the milter started");
+        // The first look at the users is what tells the milter whose mail
+        // to filter (before it, mail passes unfiltered).
+        let knows_dan = || live.snapshot().milter.is_some_and(|m| m.mailboxes == 1);
+        assert!(wait_until(WAIT, knows_dan), "{case}: the milter knows dan");
         let spam = &spam[index];
         let ham = &ham[index];
         let reply = send(&postfix, &["dan@example.org"], spam);

@@ -1026,8 +1026,9 @@ pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if milter.is_object() {
         writeln!(
             out,
-            "milter:    on {}; {} decided in-line ({} spam), {} left to the agent, {} unchecked; {:.1} ms to decide",
+            "milter:    on {}, {} mailboxes; {} decided in-line ({} spam), {} left to the agent, {} unchecked; {:.1} ms to decide",
             milter["listen"].as_str().unwrap_or_default(),
+            milter["mailboxes"],
             milter["decided"],
             milter["spam"],
             milter["left_to_agent"],
