@@ -372,12 +372,16 @@ async fn a_changed_setting_applies_without_a_restart() {
     deliver(&eve, "1.test", &with_message_id(&spam[0], "first@live-setting"));
     assert!(wait_until(WAIT, || count(&eve.join(".Spam")) == 1), "filed into the spam folder");
 
-    // The console (or `starling settings set`) stores a new action.
+    // The console (or `starling settings set`) stores a new action. Cursor
+    // times are whole seconds: the change starts in a second of its own, so
+    // a cursor written from then on is the restarted task's (taking the
+    // time after the change raced a restart within the same second).
+    std::thread::sleep(Duration::from_millis(1100));
+    let before = jiff::Timestamp::now().as_second();
     let c = state::open(&setup.state.join("state.sqlite3")).expect("db");
     state::setting_put(&c, "policy.spam_action", Some(&serde_json::json!("tag")), "test").expect("setting");
     assert!(wait_until(WAIT, || events(&setup.state, 502) > 0), "the agent took the change");
-    let after = jiff::Timestamp::now().as_second();
-    wait_watching(&setup.state, "eve", after - 1);
+    wait_watching(&setup.state, "eve", before - 1);
     deliver(&eve, "2.test", &with_message_id(&spam[1], "second@live-setting"));
     assert!(
         wait_until(WAIT, || subjects(&eve).iter().any(|s| s.starts_with("[SPAM]"))),
