@@ -219,7 +219,7 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
         match start_milter(&config, inline.clone(), stop.child_token()).await {
             Ok(address) => {
                 live.set_milter(address.clone());
-                inline.load_mailboxes().await?;
+                live.set_milter_mailboxes(inline.mailbox_count());
                 events.emit(events::MILTER_STARTED, None, format!("Listening on {address}."));
             }
             Err(e) => {

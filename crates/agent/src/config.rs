@@ -634,9 +634,14 @@ impl MilterConfig {
         Ok(MilterListen::Tcp(address))
     }
 
-    /// The socket mode as a number.
+    /// The socket mode as a number (the default's when invalid, which
+    /// `problems` reports).
     pub fn mode(&self) -> u32 {
-        u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8).unwrap_or(0o660)
+        self.parse_mode().unwrap_or(0o660)
+    }
+
+    fn parse_mode(&self) -> Option<u32> {
+        u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8).ok().filter(|m| *m <= 0o777)
     }
 }
 
@@ -841,7 +846,7 @@ impl AgentConfig {
         if let Err(e) = mt.listen_address() {
             problems.push(format!("milter.listen: {e}"));
         }
-        if u32::from_str_radix(mt.socket_mode.trim_start_matches("0o"), 8).map_or(true, |m| m > 0o777) {
+        if mt.parse_mode().is_none() {
             problems.push(format!("milter.socket_mode: must be an octal mode such as 0660, got {:?}", mt.socket_mode));
         }
         let reply = mt.reject_text.as_bytes();

@@ -89,19 +89,6 @@ pub struct Inline {
     mailboxes: RwLock<Arc<HashMap<String, Recipient>>>,
 }
 
-/// How a message went, for the log and the tests.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Outcome {
-    /// Nobody it goes to is filtered.
-    NotFiltered,
-    /// Not checked in time (or the network could not be asked).
-    Unchecked,
-    /// Recipients' settings disagree: left to the post-delivery agent.
-    Mixed,
-    /// Decided in-line for every recipient.
-    Decided(Class),
-}
-
 impl Inline {
     /// An in-line filter using the agent's pipeline.
     pub fn new(
@@ -142,6 +129,11 @@ impl Inline {
         self.live.set_milter_mailboxes(count);
     }
 
+    /// How many mailboxes it knows.
+    pub fn mailbox_count(&self) -> u64 {
+        self.mailboxes.read().unwrap_or_else(|e| e.into_inner()).len() as u64
+    }
+
     /// Reads the mailboxes from the state database.
     pub async fn load_mailboxes(&self) -> Result<(), state::StateError> {
         let rows = self.state.call(|c| state::mailboxes(c)).await?;
@@ -165,7 +157,7 @@ impl Inline {
         mailboxes.get(local).cloned()
     }
 
-    async fn decide_inner(&self, message: Message) -> (Decision, Outcome) {
+    async fn decide_inner(&self, message: Message) -> (Decision, MilterOutcome) {
         let settings = self.settings();
         let mailboxes = self.mailboxes.read().unwrap_or_else(|e| e.into_inner()).clone();
         // Every recipient: its mailbox when filtered, `None` when not.
@@ -182,12 +174,12 @@ impl Inline {
             })
             .collect();
         let Some(lead) = recipients.iter().flatten().next().cloned() else {
-            return (Decision::deliver(), Outcome::NotFiltered);
+            return (Decision::deliver(), MilterOutcome::NotFiltered);
         };
         if recipients.iter().any(Option::is_none) {
             // Some recipients are filtered, some not: whatever the class,
             // nothing can be done in-line for all of them.
-            return (Decision::deliver(), Outcome::Mixed);
+            return (Decision::deliver(), MilterOutcome::LeftToAgent);
         }
         let context = MailboxContext {
             name: lead.name.clone(),
@@ -199,19 +191,19 @@ impl Inline {
             tokio::time::timeout(settings.timeout, self.pipeline.evaluate(&context, vec![raw], false)).await;
         let evaluation = match evaluated {
             Ok(mut evaluations) if !evaluations.is_empty() => evaluations.swap_remove(0),
-            Ok(_) => return (self.on_error(&settings, "the pipeline returned nothing"), Outcome::Unchecked),
+            Ok(_) => return (self.on_error(&settings, "the pipeline returned nothing"), MilterOutcome::Unchecked),
             Err(_) => {
                 self.events.emit(
                     events::MILTER_UNCHECKED,
                     None,
                     format!("No verdict within {} ms.", settings.timeout.as_millis()),
                 );
-                return (Decision::deliver(), Outcome::Unchecked);
+                return (Decision::deliver(), MilterOutcome::Unchecked);
             }
         };
         if evaluation.class == Class::Deferred {
             self.events.emit(events::MILTER_UNCHECKED, None, "The network could not be asked.");
-            return (Decision::deliver(), Outcome::Unchecked);
+            return (Decision::deliver(), MilterOutcome::Unchecked);
         }
 
         // Each recipient's own class (`None`: it needs its own check).
@@ -240,9 +232,9 @@ impl Inline {
         let agreed = classes.iter().all(|c| c.as_ref().map(|(class, _)| *class) == first && c.is_some());
         let Some(class) = first.filter(|_| agreed) else {
             // Counted by the post-delivery agent, which decides.
-            return (Decision::deliver(), Outcome::Mixed);
+            return (Decision::deliver(), MilterOutcome::LeftToAgent);
         };
-        self.count(&recipients, &classes);
+        self.count(&mailboxes, &recipients, &classes);
         self.teach(&lead, &evaluation);
 
         let mut decision = Decision::deliver();
@@ -275,7 +267,7 @@ impl Inline {
         }
         decision.add_headers.push((EVIDENCE_HEADER.to_owned(), evidence));
         if class == Class::Clean {
-            return (decision, Outcome::Decided(class));
+            return (decision, MilterOutcome::Decided(class));
         }
 
         match settings.spam_action {
@@ -328,7 +320,7 @@ impl Inline {
                 }
             }
         }
-        (decision, Outcome::Decided(class))
+        (decision, MilterOutcome::Decided(class))
     }
 
     /// Records spam flagged for filing (a Sieve rule or the post-delivery
@@ -386,9 +378,13 @@ impl Inline {
 
     /// Counts what was decided in-line, per recipient mailbox (unknown
     /// recipients are not counted: they have no mailbox).
-    fn count(&self, recipients: &[Option<Recipient>], classes: &[Option<(Class, Reason)>]) {
+    fn count(
+        &self,
+        mailboxes: &HashMap<String, Recipient>,
+        recipients: &[Option<Recipient>],
+        classes: &[Option<(Class, Reason)>],
+    ) {
         let hour = jiff::Timestamp::now().as_second().div_euclid(3600) * 3600;
-        let mailboxes = self.mailboxes.read().unwrap_or_else(|e| e.into_inner()).clone();
         let mut counters: BTreeMap<(i64, String), Counters> = BTreeMap::new();
         for (recipient, class) in recipients.iter().zip(classes) {
             let (Some(recipient), Some((class, reason))) = (recipient, class) else { continue };
@@ -431,13 +427,7 @@ impl starling_milter::Filter for Inline {
         let recipients = message.recipients.len();
         let started = std::time::Instant::now();
         let (decision, outcome) = self.decide_inner(message).await;
-        let counted = match outcome {
-            Outcome::NotFiltered => MilterOutcome::NotFiltered,
-            Outcome::Unchecked => MilterOutcome::Unchecked,
-            Outcome::Mixed => MilterOutcome::LeftToAgent,
-            Outcome::Decided(class) => MilterOutcome::Decided(matches!(class, Class::Spam | Class::Phish)),
-        };
-        self.live.milter_count(counted, started.elapsed());
+        self.live.milter_count(outcome, started.elapsed());
         tracing::info!(
             queue_id,
             recipients,

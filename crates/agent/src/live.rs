@@ -82,14 +82,15 @@ pub struct MilterView {
     pub decision_ms: f64,
 }
 
-/// How the milter handled one message (for [`Live::milter_count`]).
+/// How the milter handled one message (its log line, [`Live::milter_count`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MilterOutcome {
-    /// Decided in-line; spam or phishing when true.
-    Decided(bool),
-    /// Left to the post-delivery agent.
+    /// Decided in-line for every recipient.
+    Decided(crate::policy::Class),
+    /// Recipients' settings disagree (or only some are filtered): left to
+    /// the post-delivery agent.
     LeftToAgent,
-    /// Not checked in time.
+    /// Not checked in time (or the network could not be asked).
     Unchecked,
     /// To nobody filtered.
     NotFiltered,
@@ -223,9 +224,9 @@ impl Live {
         let mut milter = self.milter.lock().unwrap_or_else(|e| e.into_inner());
         let Some(view) = milter.as_mut() else { return };
         match outcome {
-            MilterOutcome::Decided(spam) => {
+            MilterOutcome::Decided(class) => {
                 view.decided += 1;
-                view.spam += u64::from(spam);
+                view.spam += u64::from(matches!(class, crate::policy::Class::Spam | crate::policy::Class::Phish));
             }
             MilterOutcome::LeftToAgent => view.left_to_agent += 1,
             MilterOutcome::Unchecked => view.unchecked += 1,

@@ -344,7 +344,9 @@ impl Processor {
     /// Which of these messages (by Message-ID) could make a report when
     /// seen moved this way: the agent's own filings and messages nobody
     /// reported do not. A message without a Message-ID can only be told
-    /// by its fingerprints: it is worth a look.
+    /// by its fingerprints: it is worth a look. It is also where both mail
+    /// stores first see arrivals in the spam folder, so spam the milter
+    /// flagged is recorded here as having arrived (`inline-filed`).
     pub async fn worth_a_look(&self, mailbox: &str, ids: Vec<Option<String>>, direction: Moved) -> Vec<bool> {
         if ids.iter().all(Option::is_none) {
             return vec![true; ids.len()];

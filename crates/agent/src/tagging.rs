@@ -41,12 +41,7 @@ impl Marker {
     pub fn verify(&self, value: &str) -> bool {
         let mut parts = value.split_ascii_whitespace();
         match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some("v1"), Some(nonce), Some(mac), None) => {
-                let expected = self.mac(nonce);
-                // Constant-time comparison of the hex strings.
-                expected.len() == mac.len()
-                    && expected.bytes().zip(mac.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-            }
+            (Some("v1"), Some(nonce), Some(mac), None) => same_mac(&self.mac(nonce), mac),
             _ => false,
         }
     }
@@ -75,10 +70,7 @@ impl Marker {
         let mut parts = mark.split_ascii_whitespace();
         match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some("v1"), Some(nonce), Some(mac), None) => {
-                let expected = self.verdict_mac(class, nonce, body);
-                let same = expected.len() == mac.len()
-                    && expected.bytes().zip(mac.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-                same.then_some(class)
+                same_mac(&self.verdict_mac(class, nonce, body), mac).then_some(class)
             }
             _ => None,
         }
@@ -103,6 +95,11 @@ impl Marker {
     fn mac(&self, nonce: &str) -> String {
         hex::encode(&blake3::keyed_hash(&self.key, nonce.as_bytes()).as_bytes()[..16])
     }
+}
+
+/// Constant-time comparison of two MACs' hex strings.
+fn same_mac(expected: &str, given: &str) -> bool {
+    expected.len() == given.len() && expected.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 /// The message rewritten for the tag action: the mark header first, any

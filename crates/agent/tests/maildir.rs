@@ -92,14 +92,17 @@ async fn finish(stop: CancellationToken, task: tokio::task::JoinHandle<anyhow::R
 /// Waits until a mailbox's task has caught up and watches its inbox (it
 /// records its cursor then, at a time after `after`, Unix seconds).
 fn wait_watching(state_dir: &Path, mailbox: &str, after: i64) {
-    let updated = || {
-        let c = state::open(&state_dir.join("state.sqlite3")).ok()?;
-        c.query_row("SELECT updated FROM cursors WHERE mailbox = ?1 AND folder = 'INBOX'", [mailbox], |row| {
-            row.get::<_, i64>(0)
-        })
-        .ok()
-    };
-    assert!(wait_until(WAIT, || updated().is_some_and(|at| at > after)), "{mailbox} watched");
+    let watched = || cursor_updated(state_dir, mailbox).is_some_and(|at| at > after);
+    assert!(wait_until(WAIT, watched), "{mailbox} watched");
+}
+
+/// When a mailbox's inbox cursor was last written (Unix seconds).
+fn cursor_updated(state_dir: &Path, mailbox: &str) -> Option<i64> {
+    let c = state::open(&state_dir.join("state.sqlite3")).ok()?;
+    c.query_row("SELECT updated FROM cursors WHERE mailbox = ?1 AND folder = 'INBOX'", [mailbox], |row| {
+        row.get::<_, i64>(0)
+    })
+    .ok()
 }
 
 fn events(state_dir: &Path, id: u16) -> usize {
@@ -373,10 +376,12 @@ async fn a_changed_setting_applies_without_a_restart() {
     assert!(wait_until(WAIT, || count(&eve.join(".Spam")) == 1), "filed into the spam folder");
 
     // The console (or `starling settings set`) stores a new action. Cursor
-    // times are whole seconds: the change starts in a second of its own, so
-    // a cursor written from then on is the restarted task's (taking the
-    // time after the change raced a restart within the same second).
-    std::thread::sleep(Duration::from_millis(1100));
+    // times are whole seconds: the change starts in a second after the
+    // cursor's, so a cursor written from then on is the restarted task's
+    // (taking the time after the change raced a restart within the same
+    // second).
+    let written = cursor_updated(&setup.state, "eve").expect("a cursor");
+    assert!(wait_until(WAIT, || jiff::Timestamp::now().as_second() > written), "a new second");
     let before = jiff::Timestamp::now().as_second();
     let c = state::open(&setup.state.join("state.sqlite3")).expect("db");
     state::setting_put(&c, "policy.spam_action", Some(&serde_json::json!("tag")), "test").expect("setting");

@@ -44,6 +44,12 @@ fn milter_config(dovecot: &Dovecot, node: &Node, state: &Path, users: &[&str], p
     config(dovecot, node, state, users, &extra)
 }
 
+/// A private Postfix delivering to `dovecot`, asking the milter on `port`.
+fn postfix_with_milter(dovecot: &Dovecot, port: u16) -> Postfix {
+    let milter = Some(format!("inet:127.0.0.1:{port}"));
+    Postfix::start(dovecot.lmtp_port, PostfixOptions { milter, ..Default::default() }).expect("postfix")
+}
+
 fn message_id(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw);
     let line = text.lines().find(|l| l.to_ascii_lowercase().starts_with("message-id:")).expect("a Message-ID");
@@ -89,11 +95,7 @@ async fn postfix_delivers_marked_mail_and_keeps_flowing_without_starling() {
     let mut node = Node::start().await.expect("node");
     let (spam, ham) = mail(&node, "m").await;
     let port = free_port();
-    let postfix = Postfix::start(
-        dovecot.lmtp_port,
-        PostfixOptions { milter: Some(format!("inet:127.0.0.1:{port}")), ..Default::default() },
-    )
-    .expect("postfix");
+    let postfix = postfix_with_milter(&dovecot, port);
     let state = tempfile::tempdir().expect("tempdir");
     // alice is filtered in-line and after delivery; bob is a known mailbox
     // with filtering off; carol is not a mailbox the agent knows.
@@ -200,11 +202,7 @@ async fn reject_quarantine_tag_and_discard_in_line() {
     ];
     // One Postfix; each case's agent listens on the same milter port in turn.
     let port = free_port();
-    let postfix = Postfix::start(
-        dovecot.lmtp_port,
-        PostfixOptions { milter: Some(format!("inet:127.0.0.1:{port}")), ..Default::default() },
-    )
-    .expect("postfix");
+    let postfix = postfix_with_milter(&dovecot, port);
     for (index, (case, extra)) in cases.into_iter().enumerate() {
         let state = tempfile::tempdir().expect("tempdir");
         let text = format!(
@@ -276,11 +274,7 @@ async fn the_shipped_sieve_script_files_flagged_spam_at_delivery_without_a_false
     let node = Node::start().await.expect("node");
     let (spam, ham) = mail(&node, "s").await;
     let port = free_port();
-    let postfix = Postfix::start(
-        dovecot.lmtp_port,
-        PostfixOptions { milter: Some(format!("inet:127.0.0.1:{port}")), ..Default::default() },
-    )
-    .expect("postfix");
+    let postfix = postfix_with_milter(&dovecot, port);
     let state = tempfile::tempdir().expect("tempdir");
     // The whole agent: in-line, and watching erin's inbox and spam folder
     // for her moves.
@@ -302,12 +296,22 @@ async fn the_shipped_sieve_script_files_flagged_spam_at_delivery_without_a_false
     });
     // The spam-folder task saw it arrive there: the milter's filing, not
     // erin's report.
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    let id = message_id(&spam[0]);
+    let arrived = || {
+        agent
+            .db()
+            .query_row(
+                "SELECT action FROM filed WHERE mailbox = 'erin' AND message_id = ?1",
+                [id.trim_matches(['<', '>'])],
+                |row| row.get::<_, String>(0),
+            )
+            .is_ok_and(|action| action == "inline-filed")
+    };
+    assert!(wait_until(WAIT, arrived), "the spam-folder task saw the Sieve filing");
     assert_eq!(agent.counters("erin").blocked, 0, "a Sieve filing is not a user's report");
     assert!(agent.events(700).is_empty());
 
     // erin takes it out of Spam: a rescue, as for the agent's own filings.
-    let id = message_id(&spam[0]);
     assert_eq!(dovecot.imap_user("erin", &["move", &id, "Spam", "INBOX"]).unwrap(), 1);
     eventually("the rescue", &dovecot, || agent.counters("erin").unblocked == 1);
     assert!(wait_until(WAIT, || !agent.events(701).is_empty()), "user_rescued");

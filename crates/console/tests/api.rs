@@ -335,9 +335,11 @@ async fn lists_that_grow_with_use_are_paged() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_milters_figures_are_on_the_dashboard_in_the_status_and_the_metrics() {
     use starling_agent::live::{Live, MilterOutcome};
+    use starling_agent::policy::Class;
     let live = std::sync::Arc::new(Live::default());
     live.set_milter("127.0.0.1:8894".into());
-    for outcome in [MilterOutcome::Decided(true), MilterOutcome::Decided(false), MilterOutcome::Unchecked] {
+    for outcome in [MilterOutcome::Decided(Class::Spam), MilterOutcome::Decided(Class::Clean), MilterOutcome::Unchecked]
+    {
         live.milter_count(outcome, std::time::Duration::from_millis(2));
     }
     let console = Console::start_with(live).await;

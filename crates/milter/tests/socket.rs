@@ -65,11 +65,16 @@ async fn responses<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> Vec<(u8
     }
 }
 
-async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
+/// An option negotiation as Postfix sends it (everything offered).
+fn negotiation() -> Vec<u8> {
     let mut data = 6u32.to_be_bytes().to_vec();
     data.extend_from_slice(&0x1ffu32.to_be_bytes());
     data.extend_from_slice(&0x1f_ffffu32.to_be_bytes());
-    stream.write_all(&frame(b'O', &data)).await.unwrap();
+    frame(b'O', &data)
+}
+
+async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
+    stream.write_all(&negotiation()).await.unwrap();
     let reply = responses(stream).await;
     assert_eq!(reply[0].0, b'O');
 }
@@ -104,6 +109,25 @@ async fn good_session(address: std::net::SocketAddr) {
 
 async fn session_on<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     negotiate(&mut stream).await;
+    session_after_negotiation(stream).await;
+}
+
+/// Whether the server answers a negotiation on this connection (false:
+/// it closed it).
+async fn answers_negotiation(stream: &mut TcpStream) -> bool {
+    if stream.write_all(&negotiation()).await.is_err() {
+        return false;
+    }
+    let mut prefix = [0u8; 4];
+    if tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut prefix)).await.expect("an answer").is_err() {
+        return false;
+    }
+    let mut frame = vec![0u8; u32::from_be_bytes(prefix) as usize];
+    stream.read_exact(&mut frame).await.unwrap();
+    frame[0] == b'O'
+}
+
+async fn session_after_negotiation<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     let reply = message(&mut stream, "s@example.net").await;
     assert_eq!(reply[0].0, b'h');
     assert_eq!(reply[0].1, strings(&["X-Seen", " s@example.net 23"]));
@@ -183,9 +207,17 @@ async fn connections_beyond_the_bound_are_closed() {
         .expect("the second connection is closed")
         .unwrap();
     drop(first);
-    // The slot is free again.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    good_session(address).await;
+    // The slot is free again once the server saw the first one go: a new
+    // connection is then answered.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let stream = loop {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        if answers_negotiation(&mut stream).await {
+            break stream;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the slot was never freed");
+    };
+    session_after_negotiation(stream).await;
     stop.cancel();
 }
 
@@ -213,10 +245,7 @@ mod sessions {
         /// gets past it) stay within their bounds and never panic.
         #[test]
         fn random_sessions_are_bounded(commands in prop::collection::vec(command(), 0..40)) {
-            let mut data = 6u32.to_be_bytes().to_vec();
-            data.extend_from_slice(&0x1ffu32.to_be_bytes());
-            data.extend_from_slice(&0x1f_ffffu32.to_be_bytes());
-            let mut bytes = super::frame(b'O', &data);
+            let mut bytes = super::negotiation();
             for command in commands {
                 bytes.extend_from_slice(&command);
             }

@@ -359,18 +359,7 @@ impl Dovecot {
         expect(&mut reader, "250")?;
         writer.write_all(b"DATA\r\n")?;
         expect(&mut reader, "354")?;
-        let mut data = Vec::with_capacity(raw.len() + 64);
-        for line in raw.split_inclusive(|b| *b == b'\n') {
-            let content = line.strip_suffix(b"\n").unwrap_or(line);
-            let content = content.strip_suffix(b"\r").unwrap_or(content);
-            if content.first() == Some(&b'.') {
-                data.push(b'.');
-            }
-            data.extend_from_slice(content);
-            data.extend_from_slice(b"\r\n");
-        }
-        data.extend_from_slice(b".\r\n");
-        writer.write_all(&data)?;
+        writer.write_all(&smtp_data(raw))?;
         expect(&mut reader, "250")?;
         writer.write_all(b"QUIT\r\n")?;
         Ok(())
@@ -731,6 +720,23 @@ pub fn corpus_messages(group: &str, limit: usize) -> anyhow::Result<Vec<(String,
         .take(limit)
         .map(|p| Ok((p.file_name().unwrap_or_default().to_string_lossy().into_owned(), std::fs::read(&p)?)))
         .collect()
+}
+
+/// A message as SMTP and LMTP send it after DATA: CRLF line ends, lines
+/// starting with a dot doubled, and the closing dot line.
+pub(crate) fn smtp_data(raw: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(raw.len() + 64);
+    for line in raw.split_inclusive(|b| *b == b'\n') {
+        let content = line.strip_suffix(b"\n").unwrap_or(line);
+        let content = content.strip_suffix(b"\r").unwrap_or(content);
+        if content.first() == Some(&b'.') {
+            data.push(b'.');
+        }
+        data.extend_from_slice(content);
+        data.extend_from_slice(b"\r\n");
+    }
+    data.extend_from_slice(b".\r\n");
+    data
 }
 
 /// Waits until `condition` holds, up to `timeout`.

@@ -177,17 +177,18 @@ impl Postfix {
 
     /// The messages waiting in the queue (held ones included).
     pub fn queued(&self) -> usize {
-        let out = privileged("/usr/sbin/postqueue").arg("-c").arg(self.config_dir()).arg("-j").output();
-        out.map(|o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.starts_with('{')).count()).unwrap_or(0)
+        self.queue().lines().filter(|l| l.starts_with('{')).count()
     }
 
     /// The messages in the hold queue (quarantined by a milter).
     pub fn held(&self) -> usize {
+        self.queue().lines().filter(|l| l.contains("\"queue_name\": \"hold\"")).count()
+    }
+
+    /// The queue as `postqueue -j` lists it (one JSON object per message).
+    fn queue(&self) -> String {
         let out = privileged("/usr/sbin/postqueue").arg("-c").arg(self.config_dir()).arg("-j").output();
-        out.map(|o| {
-            String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.contains("\"queue_name\": \"hold\"")).count()
-        })
-        .unwrap_or(0)
+        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
     }
 
     /// Sends one message over SMTP from `sender` to `recipients`; the
@@ -282,18 +283,7 @@ impl SmtpClient {
             self.command(&format!("RCPT TO:<{recipient}>\r\n"), "250")?;
         }
         self.command("DATA\r\n", "354")?;
-        let mut data = Vec::with_capacity(raw.len() + 64);
-        for line in raw.split_inclusive(|b| *b == b'\n') {
-            let content = line.strip_suffix(b"\n").unwrap_or(line);
-            let content = content.strip_suffix(b"\r").unwrap_or(content);
-            if content.first() == Some(&b'.') {
-                data.push(b'.');
-            }
-            data.extend_from_slice(content);
-            data.extend_from_slice(b"\r\n");
-        }
-        data.extend_from_slice(b".\r\n");
-        self.writer.write_all(&data)?;
+        self.writer.write_all(&crate::smtp_data(raw))?;
         let reply = self.reply()?;
         if !reply.starts_with('2') {
             // A refused message leaves the session usable after RSET.
