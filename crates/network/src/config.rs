@@ -26,6 +26,11 @@ pub struct NodeConfig {
     pub allow_plaintext_public: bool,
     /// The newest agent release, announced to agents in `Hello` ("" = none).
     pub latest_agent_version: String,
+    /// Its release notes, announced beside it ("" = none).
+    pub release_notes_url: String,
+    /// Where organisations buy or renew, shown by agents when a code names
+    /// no URL of its own ("" = none).
+    pub purchase_url: String,
     /// TLS; when absent the node speaks plain HTTP/2.
     pub tls: Option<TlsConfig>,
     /// Request bounds and rates.
@@ -49,6 +54,8 @@ impl Default for NodeConfig {
             network_key_file: None,
             allow_plaintext_public: false,
             latest_agent_version: String::new(),
+            release_notes_url: String::new(),
+            purchase_url: String::new(),
             tls: None,
             limits: Limits::default(),
             store: StoreConfig::default(),

@@ -204,6 +204,30 @@ pub enum Plan {
     Feed,
 }
 
+/// What the node keeps of an organisation's activation codes, in the
+/// store's metadata under [`ActivationRecord::key`] (a record of its own, so
+/// organisations stored before activation codes existed read unchanged).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivationRecord {
+    /// The newest code's serial (0: none issued).
+    pub serial: u64,
+    /// The newest code ("" after a revocation).
+    pub code: String,
+    /// Codes with this serial or lower are revoked.
+    pub revoked_through: u64,
+    /// Mailboxes allowed (0: no limit).
+    pub max_mailboxes: u32,
+    /// Where to buy or renew.
+    pub purchase_url: String,
+}
+
+impl ActivationRecord {
+    /// Its metadata key.
+    pub fn key(org: u32) -> String {
+        format!("activation/{org}")
+    }
+}
+
 /// A tenant of the network.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Organisation {

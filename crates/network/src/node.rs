@@ -15,10 +15,11 @@ use tokio_util::sync::CancellationToken;
 use crate::changes::ChangeLog;
 use crate::config::NodeConfig;
 use crate::engine::{Engine, EngineConfig};
-use crate::server::{self, Shared};
+use crate::server::{self, Announce, NodeKeys, Shared};
 use crate::store::embedded::Embedded;
 use crate::store::{Reads, Store, StoreError, Writes};
 use crate::writer::{self, Command, credential_hash, new_secret};
+use starling_proto::activation::Signer;
 
 /// The store file in the data directory.
 pub const STORE_FILE: &str = "network.redb";
@@ -88,6 +89,7 @@ pub async fn start(config: NodeConfig) -> Result<Running, NodeError> {
     create_private_dir(data)?;
     let store = Embedded::open(&data.join(STORE_FILE), config.store.cache_mb << 20)?;
     let network_key = network_key(&store, config.network_key_file.as_deref())?;
+    let signer = activation_signer(&store)?;
     let operator_hash = credential_hash(&ensure_operator_token(data)?);
     let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
     let engine_config =
@@ -102,9 +104,12 @@ pub async fn start(config: NodeConfig) -> Result<Running, NodeError> {
         engine,
         writer.clone(),
         config.limits.clone(),
-        network_key,
-        operator_hash,
-        config.latest_agent_version.clone(),
+        NodeKeys { network_key, operator_hash, signer: Arc::new(signer) },
+        Announce {
+            latest_agent_version: config.latest_agent_version.clone(),
+            release_notes_url: config.release_notes_url.clone(),
+            purchase_url: config.purchase_url.clone(),
+        },
         changes.clone(),
     ));
     let shutdown = CancellationToken::new();
@@ -195,6 +200,24 @@ fn network_key(store: &Embedded, file: Option<&Path>) -> Result<[u8; 32], NodeEr
     w.commit()?;
     Ok(key)
 }
+
+/// The operator's key for activation codes: created at the first start and
+/// kept in the store's metadata, so every API node of a network signs with
+/// the same key and a backup of the store keeps it.
+fn activation_signer(store: &Embedded) -> Result<Signer, NodeError> {
+    let invalid = |e: starling_proto::activation::CodeError| NodeError::Config(vec![format!("activation key: {e}")]);
+    if let Some(document) = store.reader()?.meta(ACTIVATION_KEY)? {
+        return Signer::from_pkcs8(&document).map_err(invalid);
+    }
+    let (signer, document) = Signer::generate().map_err(invalid)?;
+    let mut w = store.writer()?;
+    w.set_meta(ACTIVATION_KEY, &document)?;
+    w.commit()?;
+    Ok(signer)
+}
+
+/// The store's metadata key of the activation signing key (PKCS#8).
+const ACTIVATION_KEY: &str = "activation_signing_key";
 
 /// The operator token, created (mode 0600) at the first start.
 fn ensure_operator_token(data: &Path) -> Result<String, NodeError> {

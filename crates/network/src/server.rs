@@ -27,7 +27,29 @@ use crate::metrics::{MethodLabels, Metrics, NameLabels, RequestLabels};
 use crate::model::{Class, Organisation, Plan, Status as OrgStatus, now};
 use crate::store::{Store, StoreError};
 use crate::trust::Outcome;
-use crate::writer::{AdminError, Command, WriterHandle, credential_hash};
+use crate::writer::{self, AdminError, Command, WriterHandle, credential_hash};
+use starling_proto::activation::Signer;
+
+/// A node's secrets.
+pub struct NodeKeys {
+    /// The network's fingerprint key.
+    pub network_key: [u8; 32],
+    /// BLAKE3 of the operator token.
+    pub operator_hash: [u8; 32],
+    /// The operator's key for activation codes.
+    pub signer: Arc<Signer>,
+}
+
+/// What a node announces to agents in `Hello`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Announce {
+    /// The newest agent release ("" = none).
+    pub latest_agent_version: String,
+    /// Its release notes.
+    pub release_notes_url: String,
+    /// Where to buy or renew, when a code names none.
+    pub purchase_url: String,
+}
 
 /// What the services share.
 pub struct Shared<S: Store> {
@@ -41,8 +63,10 @@ pub struct Shared<S: Store> {
     pub network_key: [u8; 32],
     /// BLAKE3 of the operator token.
     pub operator_hash: [u8; 32],
-    /// Announced agent version.
-    pub latest_agent_version: String,
+    /// What the node announces to agents.
+    pub announce: Announce,
+    /// The operator's key for activation codes.
+    pub signer: Arc<Signer>,
     /// Metrics.
     pub metrics: Metrics,
     /// The index keys that became spam, for `Changes`.
@@ -56,18 +80,18 @@ impl<S: Store> Shared<S> {
         engine: Arc<Engine<S>>,
         writer: WriterHandle,
         limits: Limits,
-        network_key: [u8; 32],
-        operator_hash: [u8; 32],
-        latest_agent_version: String,
+        keys: NodeKeys,
+        announce: Announce,
         changes: Arc<ChangeLog>,
     ) -> Shared<S> {
         Shared {
             engine,
             writer,
             limits,
-            network_key,
-            operator_hash,
-            latest_agent_version,
+            network_key: keys.network_key,
+            operator_hash: keys.operator_hash,
+            announce,
+            signer: keys.signer,
             metrics: Metrics::default(),
             changes,
             buckets: Mutex::new(HashMap::new()),
@@ -224,7 +248,7 @@ fn admin_status(e: AdminError) -> Status {
     match e {
         AdminError::NameTaken(_) => Status::already_exists(e.to_string()),
         AdminError::UnknownName(_) => Status::not_found(e.to_string()),
-        AdminError::BadName(_) => Status::invalid_argument(e.to_string()),
+        AdminError::BadName(_) | AdminError::Activation(_) => Status::invalid_argument(e.to_string()),
         AdminError::Store(e) => store_status(e),
     }
 }
@@ -369,10 +393,22 @@ impl<S: Store> NetworkService<S> {
     fn hello_inner(&self, request: &Request<v1::HelloRequest>) -> Result<v1::HelloResponse, Status> {
         let shared = &self.0;
         let org = shared.organisation(request, true)?;
+        let reader = shared.engine.store().reader().map_err(store_status)?;
+        let record = writer::activation_record(&reader, org.id).map_err(store_status)?;
+        let purchase_url =
+            if record.purchase_url.is_empty() { shared.announce.purchase_url.clone() } else { record.purchase_url };
         Ok(v1::HelloResponse {
             protocol_version: PROTOCOL_VERSION,
             node_version: env!("CARGO_PKG_VERSION").to_owned(),
-            latest_agent_version: shared.latest_agent_version.clone(),
+            latest_agent_version: shared.announce.latest_agent_version.clone(),
+            release_notes_url: shared.announce.release_notes_url.clone(),
+            activation_key: shared.signer.public_key().to_vec(),
+            activation: Some(v1::Activation {
+                code: record.code,
+                revoked_through: record.revoked_through,
+                max_mailboxes: record.max_mailboxes,
+                purchase_url,
+            }),
             organisation: Some(wire_org(&org)),
             fingerprint_key: shared.network_key.to_vec(),
             algorithm_version: u32::from(ALGORITHM_VERSION),
@@ -603,6 +639,54 @@ impl<S: Store> Admin for AdminService<S> {
         };
         let (reply, answer) = oneshot::channel();
         self.0.writer.send(Command::SetStatus { name: r.name, status, reply }).await.map_err(store_status)?;
+        let org = answer.await.map_err(|_| Status::unavailable("the node is shutting down"))?.map_err(admin_status)?;
+        Ok(Response::new(wire_org(&org)))
+    }
+
+    async fn issue_activation(
+        &self,
+        request: Request<v1::IssueActivationRequest>,
+    ) -> Result<Response<v1::IssueActivationResponse>, Status> {
+        self.0.operator(&request)?;
+        let r = request.into_inner();
+        let plan = match v1::Plan::try_from(r.plan) {
+            Ok(v1::Plan::Unspecified) => None,
+            Ok(v1::Plan::Trial) => Some(Plan::Trial),
+            Ok(v1::Plan::Subscription) => Some(Plan::Subscription),
+            Ok(v1::Plan::Feed) | Err(_) => {
+                return Err(Status::invalid_argument("the plan must be trial or subscription"));
+            }
+        };
+        if r.extend_seconds < 0 || r.purchase_url.len() > starling_proto::activation::MAX_URL_BYTES {
+            return Err(Status::invalid_argument("a negative extension or a purchase URL over 512 bytes"));
+        }
+        let grant = writer::Grant {
+            plan,
+            expires_at: r.expires_at,
+            extend_seconds: r.extend_seconds,
+            max_mailboxes: r.max_mailboxes,
+            purchase_url: r.purchase_url,
+        };
+        let (reply, answer) = oneshot::channel();
+        let command = Command::IssueActivation { name: r.name, grant, signer: self.0.signer.clone(), reply };
+        self.0.writer.send(command).await.map_err(store_status)?;
+        let (org, code) =
+            answer.await.map_err(|_| Status::unavailable("the node is shutting down"))?.map_err(admin_status)?;
+        Ok(Response::new(v1::IssueActivationResponse {
+            code,
+            organisation: Some(wire_org(&org)),
+            public_key: self.0.signer.public_key().to_vec(),
+        }))
+    }
+
+    async fn revoke_activation(
+        &self,
+        request: Request<v1::RevokeActivationRequest>,
+    ) -> Result<Response<v1::Organisation>, Status> {
+        self.0.operator(&request)?;
+        let name = request.into_inner().name;
+        let (reply, answer) = oneshot::channel();
+        self.0.writer.send(Command::RevokeActivation { name, reply }).await.map_err(store_status)?;
         let org = answer.await.map_err(|_| Status::unavailable("the node is shutting down"))?.map_err(admin_status)?;
         Ok(Response::new(wire_org(&org)))
     }

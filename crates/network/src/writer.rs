@@ -10,9 +10,10 @@ use base64::Engine as _;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::{Engine, Pending, ReportInput, ReportOutcome};
-use crate::model::{Organisation, Plan, Status, Timestamp};
+use crate::model::{ActivationRecord, Organisation, Plan, Status, Timestamp};
 use crate::store::{Reads, Store, StoreError, Writes};
 use starling_proto::Submitted;
+use starling_proto::activation::{Claims, CodePlan, Signer};
 
 /// Requests queued per batch at most.
 const MAX_BATCH: usize = 128;
@@ -31,6 +32,9 @@ pub enum AdminError {
     /// A name that cannot be used.
     #[error("organisation names are 1 to 64 characters of letters, digits, '.', '_' and '-', got {0:?}")]
     BadName(String),
+    /// An activation that cannot be issued.
+    #[error("{0}")]
+    Activation(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -74,6 +78,24 @@ pub enum Command {
         /// New status.
         status: Status,
         /// The result.
+        reply: oneshot::Sender<Result<Organisation, AdminError>>,
+    },
+    /// Issue an activation code and apply it to the organisation.
+    IssueActivation {
+        /// The organisation's name.
+        name: String,
+        /// What the code grants.
+        grant: Grant,
+        /// The operator's signing key.
+        signer: Arc<Signer>,
+        /// The organisation as changed, and the code.
+        reply: oneshot::Sender<Result<(Organisation, String), AdminError>>,
+    },
+    /// Revoke every code issued to an organisation so far; it expires now.
+    RevokeActivation {
+        /// The organisation's name.
+        name: String,
+        /// The organisation as changed.
         reply: oneshot::Sender<Result<Organisation, AdminError>>,
     },
     /// Forget expired entries.
@@ -223,6 +245,14 @@ fn execute<S: Store, W: Reads + Writes>(
             let result = set_status(engine, w, &name, status, organisations_changed);
             Ok(Done::Status(reply, result))
         }
+        Command::IssueActivation { name, grant, signer, reply } => {
+            let result = issue_activation(engine, w, &name, &grant, &signer, now, organisations_changed);
+            Ok(Done::Create(reply, result))
+        }
+        Command::RevokeActivation { name, reply } => {
+            let result = revoke_activation(engine, w, &name, now, organisations_changed);
+            Ok(Done::Status(reply, result))
+        }
         Command::Expire { now, reply } => match engine.expire(w, now, 10_000) {
             Ok(n) => Ok(Done::Expire(reply, n)),
             Err(e) => Err(Box::new((e, Command::Expire { now, reply }))),
@@ -266,6 +296,17 @@ fn create_organisation<S: Store, W: Reads + Writes>(
     Ok((org, credential))
 }
 
+/// The organisation named `name`, as this batch left it.
+fn current<S: Store>(engine: &Engine<S>, name: &str, changed: &[Organisation]) -> Result<Organisation, AdminError> {
+    changed
+        .iter()
+        .rev()
+        .find(|o| o.name == name)
+        .cloned()
+        .or_else(|| engine.organisations().read().by_name(name).cloned())
+        .ok_or_else(|| AdminError::UnknownName(name.to_owned()))
+}
+
 fn set_status<S: Store, W: Reads + Writes>(
     engine: &Engine<S>,
     w: &mut W,
@@ -273,17 +314,113 @@ fn set_status<S: Store, W: Reads + Writes>(
     status: Status,
     changed: &mut Vec<Organisation>,
 ) -> Result<Organisation, AdminError> {
-    let current = changed
-        .iter()
-        .rev()
-        .find(|o| o.name == name)
-        .cloned()
-        .or_else(|| engine.organisations().read().by_name(name).cloned());
-    let mut org = current.ok_or_else(|| AdminError::UnknownName(name.to_owned()))?;
+    let mut org = current(engine, name, changed)?;
     org.status = status;
     w.put_organisation(&org)?;
     changed.push(org.clone());
     Ok(org)
+}
+
+/// What an activation code grants.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grant {
+    /// Trial or subscription; `None` keeps the organisation's plan.
+    pub plan: Option<Plan>,
+    /// The new expiry (Unix seconds; 0: never), unless `extend_seconds`.
+    pub expires_at: Timestamp,
+    /// A renewal: the later of now and the current expiry, plus this.
+    pub extend_seconds: i64,
+    /// Mailboxes allowed (0: no limit); `None` keeps the current limit.
+    pub max_mailboxes: Option<u32>,
+    /// Where to buy or renew ("": keep the current one).
+    pub purchase_url: String,
+}
+
+fn issue_activation<S: Store, W: Reads + Writes>(
+    engine: &Engine<S>,
+    w: &mut W,
+    name: &str,
+    grant: &Grant,
+    signer: &Signer,
+    now: Timestamp,
+    changed: &mut Vec<Organisation>,
+) -> Result<(Organisation, String), AdminError> {
+    let mut org = current(engine, name, changed)?;
+    let mut record = activation_record(w, org.id)?;
+    let plan = match grant.plan.unwrap_or(org.plan) {
+        Plan::Trial => Plan::Trial,
+        Plan::Subscription => Plan::Subscription,
+        Plan::Feed => return Err(AdminError::Activation("a feed organisation needs no activation code".into())),
+    };
+    let expires_at = if grant.extend_seconds > 0 {
+        org.expires_at.max(now).saturating_add(grant.extend_seconds)
+    } else {
+        grant.expires_at
+    };
+    if expires_at != 0 && expires_at <= now {
+        return Err(AdminError::Activation("the expiry is in the past".into()));
+    }
+    if plan == Plan::Trial && expires_at == 0 {
+        return Err(AdminError::Activation("a trial needs an expiry".into()));
+    }
+    if let Some(max) = grant.max_mailboxes {
+        record.max_mailboxes = max;
+    }
+    if !grant.purchase_url.is_empty() {
+        record.purchase_url.clone_from(&grant.purchase_url);
+    }
+    // Milliseconds keep serials increasing across restarts; the record
+    // keeps them increasing within one.
+    let millis = u64::try_from(now).unwrap_or(0).saturating_mul(1000);
+    record.serial = millis.max(record.serial + 1).max(record.revoked_through + 1);
+    let claims = Claims {
+        serial: record.serial,
+        issued_at: now,
+        expires_at,
+        organisation_id: org.id,
+        organisation: org.name.clone(),
+        plan: if plan == Plan::Trial { CodePlan::Trial } else { CodePlan::Subscription },
+        max_mailboxes: record.max_mailboxes,
+        purchase_url: record.purchase_url.clone(),
+    };
+    let code = signer.issue(&claims).map_err(|e| AdminError::Activation(e.to_string()))?;
+    record.code.clone_from(&code);
+    org.plan = plan;
+    org.expires_at = expires_at;
+    w.put_organisation(&org)?;
+    w.set_meta(&ActivationRecord::key(org.id), &postcard::to_allocvec(&record).expect("records serialise"))?;
+    changed.push(org.clone());
+    Ok((org, code))
+}
+
+fn revoke_activation<S: Store, W: Reads + Writes>(
+    engine: &Engine<S>,
+    w: &mut W,
+    name: &str,
+    now: Timestamp,
+    changed: &mut Vec<Organisation>,
+) -> Result<Organisation, AdminError> {
+    let mut org = current(engine, name, changed)?;
+    let mut record = activation_record(w, org.id)?;
+    record.revoked_through = record.revoked_through.max(record.serial);
+    record.code.clear();
+    if org.expires_at == 0 || org.expires_at > now {
+        org.expires_at = now;
+    }
+    w.put_organisation(&org)?;
+    w.set_meta(&ActivationRecord::key(org.id), &postcard::to_allocvec(&record).expect("records serialise"))?;
+    changed.push(org.clone());
+    Ok(org)
+}
+
+/// An organisation's activation record (a default one before its first
+/// code).
+pub fn activation_record(reads: &impl Reads, org: u32) -> Result<ActivationRecord, StoreError> {
+    match reads.meta(&ActivationRecord::key(org))? {
+        Some(bytes) => postcard::from_bytes(&bytes)
+            .map_err(|e| StoreError::permanent(format!("corrupt activation record of organisation {org}: {e}"))),
+        None => Ok(ActivationRecord::default()),
+    }
 }
 
 /// A new random secret: a prefix and 32 random bytes in URL-safe base64.
@@ -328,7 +465,10 @@ fn fail(command: Command, e: &StoreError) {
         Command::Report { reply, .. } => drop(reply.send(Err(copy(e)))),
         Command::Revoke { reply, .. } => drop(reply.send(Err(copy(e)))),
         Command::CreateOrganisation { reply, .. } => drop(reply.send(Err(AdminError::Store(copy(e))))),
-        Command::SetStatus { reply, .. } => drop(reply.send(Err(AdminError::Store(copy(e))))),
+        Command::SetStatus { reply, .. } | Command::RevokeActivation { reply, .. } => {
+            drop(reply.send(Err(AdminError::Store(copy(e)))));
+        }
+        Command::IssueActivation { reply, .. } => drop(reply.send(Err(AdminError::Store(copy(e))))),
         Command::Expire { reply, .. } => drop(reply.send(Err(copy(e)))),
     }
 }

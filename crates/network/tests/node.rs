@@ -600,3 +600,126 @@ async fn the_client_helper_long_polls_and_shutdown_ends_a_wait() {
     let response = tokio::time::timeout(Duration::from_secs(5), poll).await.unwrap().unwrap().unwrap();
     assert!(response.keys.is_empty() && response.cursor == cursor);
 }
+
+fn activation_request(name: &str, plan: v1::Plan, expires_at: i64) -> v1::IssueActivationRequest {
+    v1::IssueActivationRequest {
+        name: name.into(),
+        plan: plan.into(),
+        expires_at,
+        extend_seconds: 0,
+        max_mailboxes: Some(25),
+        purchase_url: "https://shop.example/acme".into(),
+    }
+}
+
+#[tokio::test]
+async fn activation_codes_are_issued_renewed_and_revoked_and_hello_carries_them() {
+    use starling_proto::activation::{self, CodeError, CodePlan};
+    let node = TestNode::start().await;
+    let credential = node.organisation_with("acme", v1::Plan::Trial, now() + 3600).await;
+    let mut agent = node.agent(&credential).await;
+    let mut admin = node.admin().await;
+
+    // Before any code: the key, no code, the trial's own expiry.
+    let hello = agent.hello(v1::HelloRequest::default()).await.unwrap().into_inner();
+    let key: [u8; 32] = hello.activation_key.as_slice().try_into().expect("a 32-byte activation key");
+    assert_eq!(hello.activation.clone().unwrap_or_default().code, "");
+
+    // A trial code for 14 days: verifiable offline with the Hello's key,
+    // applied to the organisation at once, and handed to agents.
+    let expires = now() + 14 * 86_400;
+    let issued =
+        admin.issue_activation(activation_request("acme", v1::Plan::Trial, expires)).await.unwrap().into_inner();
+    assert_eq!(issued.public_key, key.to_vec());
+    let claims = activation::verify(&issued.code, &key).expect("verifies");
+    assert_eq!((claims.organisation.as_str(), claims.plan, claims.expires_at), ("acme", CodePlan::Trial, expires));
+    assert_eq!((claims.max_mailboxes, claims.purchase_url.as_str()), (25, "https://shop.example/acme"));
+    assert_eq!(issued.organisation.unwrap().expires_at, expires);
+    let hello = agent.hello(v1::HelloRequest::default()).await.unwrap().into_inner();
+    let offered = hello.activation.unwrap();
+    assert_eq!((offered.code.as_str(), offered.max_mailboxes, offered.revoked_through), (issued.code.as_str(), 25, 0));
+    assert_eq!(hello.organisation.unwrap().expires_at, expires);
+
+    // A renewal adds to the current expiry, keeps the limit and the URL,
+    // and has a higher serial.
+    let renew = v1::IssueActivationRequest {
+        name: "acme".into(),
+        plan: v1::Plan::Subscription.into(),
+        expires_at: 0,
+        extend_seconds: 30 * 86_400,
+        max_mailboxes: None,
+        purchase_url: String::new(),
+    };
+    let renewed = admin.issue_activation(renew).await.unwrap().into_inner();
+    let renewed = activation::verify(&renewed.code, &key).unwrap();
+    assert_eq!(
+        (renewed.expires_at, renewed.plan, renewed.max_mailboxes),
+        (expires + 30 * 86_400, CodePlan::Subscription, 25)
+    );
+    assert_eq!(renewed.purchase_url, "https://shop.example/acme");
+    assert!(renewed.serial > claims.serial);
+
+    // Refused: a feed, a trial without expiry, an expiry in the past, an
+    // unknown organisation.
+    let feed = node.organisation_with("trap", v1::Plan::Feed, 0).await;
+    drop(feed);
+    let refused = [
+        activation_request("trap", v1::Plan::Unspecified, expires),
+        activation_request("acme", v1::Plan::Trial, 0),
+        activation_request("acme", v1::Plan::Subscription, now() - 10),
+    ];
+    for request in refused {
+        let status = admin.issue_activation(request).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    }
+    let status = admin.issue_activation(activation_request("nobody", v1::Plan::Trial, expires)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+
+    // Agents cannot issue codes.
+    let mut pretender = AdminClient::with_interceptor(node.channel().await, auth(&credential));
+    assert!(pretender.issue_activation(activation_request("acme", v1::Plan::Trial, expires)).await.is_err());
+
+    // Revoked: every code so far, and the organisation expires now, so its
+    // checks are refused; Hello still answers and says so.
+    admin.revoke_activation(v1::RevokeActivationRequest { name: "acme".into() }).await.unwrap();
+    let hello = agent.hello(v1::HelloRequest::default()).await.unwrap().into_inner();
+    let offered = hello.activation.unwrap();
+    assert!(offered.code.is_empty() && offered.revoked_through >= renewed.serial, "{offered:?}");
+    let set = fingerprints(&mut agent, MESSAGES[0]).await;
+    let status = agent.check(v1::CheckRequest { messages: vec![set] }).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+
+    // A new code reactivates it, with a serial above the revoked ones.
+    let again =
+        admin.issue_activation(activation_request("acme", v1::Plan::Subscription, 0)).await.unwrap().into_inner();
+    let again = activation::verify(&again.code, &key).unwrap();
+    assert!(again.serial > offered.revoked_through);
+    let set = fingerprints(&mut agent, MESSAGES[0]).await;
+    agent.check(v1::CheckRequest { messages: vec![set] }).await.expect("checks are answered again");
+
+    // A code from another node's key does not verify with this one.
+    let other = TestNode::start().await;
+    let other_credential = other.organisation("acme").await;
+    drop(other_credential);
+    let foreign =
+        other.admin().await.issue_activation(activation_request("acme", v1::Plan::Subscription, 0)).await.unwrap();
+    assert_eq!(activation::verify(&foreign.into_inner().code, &key), Err(CodeError::BadSignature));
+}
+
+#[tokio::test]
+async fn the_activation_key_and_records_survive_a_restart() {
+    let mut node = TestNode::start().await;
+    let credential = node.organisation("acme").await;
+    let issued =
+        node.admin().await.issue_activation(activation_request("acme", v1::Plan::Subscription, 0)).await.unwrap();
+    let code = issued.into_inner().code;
+    node.restart().await;
+    let hello = node.agent(&credential).await.hello(v1::HelloRequest::default()).await.unwrap().into_inner();
+    let key: [u8; 32] = hello.activation_key.as_slice().try_into().unwrap();
+    assert_eq!(hello.activation.unwrap().code, code);
+    starling_proto::activation::verify(&code, &key).expect("the same key after a restart");
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}

@@ -11,6 +11,8 @@
 //! - [`IndexKey`] and [`index_keys`]: the keys under which the network finds
 //!   a fingerprint set, in the byte form that `Changes` announces; an agent
 //!   computes the same bytes from the sets it stored ([`index_keys_of_wire`]).
+//! - [`activation`]: activation codes, signed by the network operator and
+//!   verified offline by agents.
 //! - Authentication metadata ([`AUTHORIZATION`], [`bearer`]) and the protocol
 //!   version.
 //!
@@ -32,6 +34,8 @@
 use std::fmt;
 
 use starling_fingerprint::{ALGORITHM_VERSION, BANDS, Digest, Fingerprints, MinHash, SLOTS, limits};
+
+pub mod activation;
 
 /// Generated gRPC code for `starling.network.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -136,6 +136,63 @@ enum OrgCommand {
         #[command(flatten)]
         operator: OperatorArgs,
     },
+    /// Issue an activation code (a trial or a subscription), apply it at
+    /// once and print it for the organisation's administrator.
+    Activate {
+        /// The organisation.
+        name: String,
+        /// A trial (default: a subscription).
+        #[arg(long)]
+        trial: bool,
+        /// It expires after this many days.
+        #[arg(long, value_name = "DAYS", conflicts_with_all = ["expires", "no_expiry"])]
+        days: Option<u32>,
+        /// It expires at this time (RFC 3339, e.g. 2027-12-31T00:00:00Z).
+        #[arg(long, value_name = "TIME", conflicts_with = "no_expiry")]
+        expires: Option<String>,
+        /// It never expires (subscriptions only).
+        #[arg(long)]
+        no_expiry: bool,
+        #[command(flatten)]
+        grant: GrantArgs,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Extend an organisation's trial or subscription and print the new code.
+    Renew {
+        /// The organisation.
+        name: String,
+        /// Days added to the later of now and the current expiry.
+        #[arg(long, value_name = "DAYS")]
+        days: u32,
+        /// Turn a trial into a subscription.
+        #[arg(long)]
+        subscription: bool,
+        #[command(flatten)]
+        grant: GrantArgs,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Revoke every activation code issued to an organisation; its agents
+    /// stop filtering at their next contact.
+    Revoke {
+        /// The organisation.
+        name: String,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+}
+
+/// Limits written into an activation code.
+#[derive(Args)]
+struct GrantArgs {
+    /// Mailboxes it may filter (0: no limit; default: keep the current limit).
+    #[arg(long, value_name = "N")]
+    mailboxes: Option<u32>,
+    /// Where to buy or renew (default: the current one, or the node's
+    /// `purchase_url`).
+    #[arg(long, value_name = "URL")]
+    purchase_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -241,10 +298,75 @@ async fn run_org(args: OrgArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        OrgCommand::Activate { name, trial, days, expires, no_expiry, grant, operator } => {
+            let expires_at = match (days, expires, no_expiry) {
+                (Some(days), _, _) => jiff::Timestamp::now().as_second() + i64::from(days) * 86_400,
+                (None, Some(time), _) => {
+                    let at: jiff::Timestamp =
+                        time.parse().with_context(|| format!("--expires {time:?} is not an RFC 3339 time"))?;
+                    at.as_second()
+                }
+                (None, None, true) => 0,
+                (None, None, false) => anyhow::bail!("say how long it lasts: --days, --expires or --no-expiry"),
+            };
+            let plan = if trial { v1::Plan::Trial } else { v1::Plan::Subscription };
+            let request = v1::IssueActivationRequest {
+                name,
+                plan: plan.into(),
+                expires_at,
+                extend_seconds: 0,
+                max_mailboxes: grant.mailboxes,
+                purchase_url: grant.purchase_url.unwrap_or_default(),
+            };
+            issue_activation(&operator, request).await?;
+        }
+        OrgCommand::Renew { name, days, subscription, grant, operator } => {
+            let plan = if subscription { v1::Plan::Subscription } else { v1::Plan::Unspecified };
+            let request = v1::IssueActivationRequest {
+                name,
+                plan: plan.into(),
+                expires_at: 0,
+                extend_seconds: i64::from(days.max(1)) * 86_400,
+                max_mailboxes: grant.mailboxes,
+                purchase_url: grant.purchase_url.unwrap_or_default(),
+            };
+            issue_activation(&operator, request).await?;
+        }
+        OrgCommand::Revoke { name, operator } => {
+            let request = v1::RevokeActivationRequest { name };
+            let org = operator.admin().await?.revoke_activation(request).await.map_err(status)?.into_inner();
+            if operator.json {
+                println!("{}", org_json(&org));
+            } else {
+                println!(
+                    "revoked every activation code of {}; its agents stop filtering at their next contact",
+                    org.name
+                );
+            }
+        }
         OrgCommand::Disable { name, operator } => set_status(&operator, name, v1::OrganisationStatus::Disabled).await?,
         OrgCommand::Enable { name, operator } => set_status(&operator, name, v1::OrganisationStatus::Active).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn issue_activation(operator: &OperatorArgs, request: v1::IssueActivationRequest) -> anyhow::Result<()> {
+    let issued = operator.admin().await?.issue_activation(request).await.map_err(status)?.into_inner();
+    let org = issued.organisation.unwrap_or_default();
+    let key = <[u8; 32]>::try_from(issued.public_key.as_slice())
+        .map(|key| starling_proto::activation::public_key_text(&key))
+        .unwrap_or_default();
+    if operator.json {
+        println!("{}", serde_json::json!({ "organisation": org_json(&org), "code": issued.code, "public_key": key }));
+    } else {
+        println!("organisation {}: {}", org.name, describe_plan(&org));
+        println!("activation code: {}", issued.code);
+        println!(
+            "The organisation's agents receive it at their next contact, or install it with `starling activate CODE`."
+        );
+        println!("They verify it with the network's public key {key}.");
+    }
+    Ok(())
 }
 
 async fn set_status(operator: &OperatorArgs, name: String, new: v1::OrganisationStatus) -> anyhow::Result<()> {

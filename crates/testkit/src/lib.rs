@@ -533,14 +533,38 @@ impl Node {
         Ok(Node { running: Some(running), data, url, credential, _dir: Some(dir), port, shared })
     }
 
-    /// Creates another organisation; returns its credential.
-    pub async fn add_organisation(&self, name: &str) -> anyhow::Result<String> {
+    /// An operator's client of the node.
+    pub async fn admin(
+        &self,
+    ) -> anyhow::Result<starling_proto::v1::admin_client::AdminClient<starling_proto::client::Authorised>> {
         let token = starling_network::node::operator_token(&self.data)?;
         let channel = starling_proto::client::Target::new(&self.url).connect().await?;
-        let mut admin = starling_proto::client::admin(
+        Ok(starling_proto::client::admin(
             channel,
             starling_proto::client::Credential::new(&token).map_err(anyhow::Error::msg)?,
-        );
+        ))
+    }
+
+    /// Issues an activation code to the organisation `test` (a trial when
+    /// `expires_at` is not 0, else a subscription without expiry), allowing
+    /// `max_mailboxes` (0: any number); answers the code.
+    pub async fn activate(&self, expires_at: i64, max_mailboxes: u32) -> anyhow::Result<String> {
+        let plan =
+            if expires_at == 0 { starling_proto::v1::Plan::Subscription } else { starling_proto::v1::Plan::Trial };
+        let request = starling_proto::v1::IssueActivationRequest {
+            name: "test".into(),
+            plan: plan.into(),
+            expires_at,
+            extend_seconds: 0,
+            max_mailboxes: Some(max_mailboxes),
+            purchase_url: "https://shop.example/starling".into(),
+        };
+        Ok(self.admin().await?.issue_activation(request).await?.into_inner().code)
+    }
+
+    /// Creates another organisation; returns its credential.
+    pub async fn add_organisation(&self, name: &str) -> anyhow::Result<String> {
+        let mut admin = self.admin().await?;
         let request = starling_proto::v1::CreateOrganisationRequest {
             name: name.into(),
             plan: starling_proto::v1::Plan::Subscription.into(),
