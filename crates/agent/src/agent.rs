@@ -190,6 +190,9 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
         MailStoreKind::Maildir => None,
     };
     let network = Network::start(settings, events.clone(), state.clone()).await?;
+    let activation =
+        crate::activation::Activation::open(&config.activation, &config.notify, state.clone(), events.clone()).await?;
+    live.set_activation(activation.clone());
     let pipeline = Arc::new(Pipeline::new(&config, network.clone(), events.clone(), marker.clone()));
     let feedback = Feedback::new(state.clone(), events.clone(), config.feedback.enabled);
     let learner = Arc::new(Learner::open(&config.model, &config.state_dir, state.clone(), events.clone()).await?);
@@ -215,7 +218,7 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
             events.clone(),
             live.clone(),
         ));
-        inline.load_mailboxes().await?;
+        inline.load_mailboxes(&activation.standing()).await?;
         match start_milter(&config, inline.clone(), stop.child_token()).await {
             Ok(address) => {
                 live.set_milter(address.clone());
@@ -293,7 +296,15 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
         model_seen: (u64::MAX, tokio::time::Instant::now(), None),
         inline,
         watch_mailboxes: !options.milter_only,
+        activation: activation.clone(),
+        over_limit: Vec::new(),
+        was_filtering: activation.standing().filtering,
     };
+    tokio::spawn(activation.run(
+        supervisor.network.clone(),
+        Duration::from_secs(supervisor.config.network.retry_seconds),
+        supervisor.stop.clone(),
+    ));
     if supervisor.config.retro.enabled && supervisor.config.retro.network_changes {
         tokio::spawn(crate::network::follow_changes(
             supervisor.network.clone(),
@@ -380,6 +391,13 @@ struct Supervisor {
     inline: Option<Arc<crate::inline::Inline>>,
     /// Mailbox tasks run (not so under `starling milter`).
     watch_mailboxes: bool,
+    /// The organisation's trial or subscription.
+    activation: Arc<crate::activation::Activation>,
+    /// Mailboxes the plan's limit leaves out, as last told.
+    over_limit: Vec<String>,
+    /// Whether filtering ran at the last look (queued re-checks are dropped
+    /// when it stops).
+    was_filtering: bool,
 }
 
 /// The model retro pass waits until the model has not changed for this
@@ -473,6 +491,7 @@ impl Supervisor {
         let mut settings_poll = tokio::time::interval(Duration::from_secs(2));
         let mut recheck_poll = tokio::time::interval(Duration::from_secs(self.config.network.retry_seconds.max(5)));
         let mut health = self.network.health_changes();
+        let mut standing = self.activation.changes();
         let mut rescan_due = self.next_rescan();
         let mut housekeeping_due = tokio::time::interval(HOUSEKEEPING_EVERY);
         housekeeping_due.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -503,6 +522,7 @@ impl Supervisor {
                         && version != data_version
                     {
                         data_version = version;
+                        self.activation.reload().await;
                         if self.reload_settings().await {
                             rescan_due = self.next_rescan();
                         }
@@ -520,6 +540,11 @@ impl Supervisor {
                         let (state, events, stop) = (self.state.clone(), self.events.clone(), stop.clone());
                         housekeeper = Some(tokio::spawn(housekeeping(state, events, days, stop)));
                     }
+                }
+                Ok(()) = standing.changed() => {
+                    standing.borrow_and_update();
+                    self.reconcile().await;
+                    self.dispatch_rescans().await;
                 }
                 changed = health.changed() => {
                     if changed.is_ok() && *health.borrow_and_update() == Health::Up {
@@ -875,7 +900,7 @@ impl Supervisor {
 
     /// The folders that should be watched now, and the mailboxes disabled;
     /// `None` when the state cannot be read (then nothing changes).
-    async fn wanted(&self) -> Option<(Vec<Wanted>, HashSet<String>)> {
+    async fn wanted(&mut self) -> Option<(Vec<Wanted>, HashSet<String>)> {
         let rows = match self.state.call(|c| state::mailboxes(c)).await {
             Ok(rows) => rows,
             Err(e) => {
@@ -883,6 +908,9 @@ impl Supervisor {
                 return None;
             }
         };
+        let standing = self.activation.standing();
+        let (rows, beyond) = crate::activation::allowed(&standing, rows);
+        self.limit_changed(&standing, beyond).await;
         if let Some(inline) = &self.inline {
             inline.set_mailboxes(&rows);
         }
@@ -913,6 +941,32 @@ impl Supervisor {
             });
         }
         Some((wanted, disabled))
+    }
+
+    /// Tells of the mailboxes a plan's limit leaves out, and drops the
+    /// queued re-checks when filtering stops.
+    async fn limit_changed(&mut self, standing: &crate::activation::Standing, beyond: Vec<String>) {
+        if beyond != self.over_limit {
+            if !beyond.is_empty() {
+                let detail = format!(
+                    "{} mailbox(es) beyond the plan's {}: {}.",
+                    beyond.len(),
+                    standing.max_mailboxes,
+                    beyond.iter().take(20).cloned().collect::<Vec<_>>().join(", ")
+                );
+                self.events.reset(events::MAILBOX_LIMIT, None);
+                self.events.emit(events::MAILBOX_LIMIT, None, detail);
+            }
+            self.live.set_over_limit(beyond.clone());
+            self.over_limit = beyond;
+        }
+        if self.was_filtering
+            && !standing.filtering
+            && let Err(e) = self.state.call(|c| state::recheck_clear(c)).await
+        {
+            self.events.emit(events::STATE_ERROR, None, e.to_string());
+        }
+        self.was_filtering = standing.filtering;
     }
 
     /// Stops a task (and its spam-folder task, and its watches).
@@ -1009,6 +1063,7 @@ impl Supervisor {
                 self.start_spam_task(&spam_task);
             }
         }
+        self.report_load();
     }
 
     /// Starts the spam-folder task of an IMAP mailbox.

@@ -52,6 +52,10 @@ pub struct AgentConfig {
     pub retro: RetroConfig,
     /// In-line filtering: a milter for Postfix and Sendmail.
     pub milter: MilterConfig,
+    /// Activation codes: the key they are verified with.
+    pub activation: ActivationConfig,
+    /// Mail to the postmaster (subscription warnings and expiry).
+    pub notify: NotifyConfig,
 }
 
 impl Default for AgentConfig {
@@ -75,6 +79,8 @@ impl Default for AgentConfig {
             model: LearningConfig::default(),
             retro: RetroConfig::default(),
             milter: MilterConfig::default(),
+            activation: ActivationConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -609,6 +615,58 @@ pub struct ConsoleConfig {
     pub tls_private_key: PathBuf,
 }
 
+/// Activation codes (`[activation]`; see docs/activation.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActivationConfig {
+    /// The network operator's public key (64 hex digits) that activation
+    /// codes are verified with. Empty: the key the network presents at the
+    /// first contact is pinned, and a different key later is refused.
+    pub public_key: String,
+}
+
+/// Mail to the postmaster (`[notify]`): one message for each subscription
+/// warning (14, 3 and 1 days before expiry) and one when filtering stops.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Send them.
+    pub enabled: bool,
+    /// The MTA that takes them (plain SMTP; the local MTA by default).
+    pub smtp_host: String,
+    /// Its port.
+    pub smtp_port: u16,
+    /// The sender address.
+    pub from: String,
+    /// The recipient: the postmaster.
+    pub to: String,
+    /// Subject of a warning. `{organisation}`, `{plan}`, `{days}`,
+    /// `{expires}` and `{purchase_url}` are replaced in subjects and texts.
+    pub warning_subject: String,
+    /// Text of a warning (empty: the built-in text, in docs/activation.md).
+    pub warning_text: String,
+    /// Subject of the message sent when filtering stops.
+    pub stopped_subject: String,
+    /// Its text; `{reason}` is also replaced (empty: the built-in text).
+    pub stopped_text: String,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> NotifyConfig {
+        NotifyConfig {
+            enabled: true,
+            smtp_host: "localhost".into(),
+            smtp_port: 25,
+            from: "starling@localhost".into(),
+            to: "postmaster@localhost".into(),
+            warning_subject: "Starling: the {plan} of {organisation} ends in {days} day(s)".into(),
+            warning_text: String::new(),
+            stopped_subject: "Starling stopped filtering the mail of {organisation}".into(),
+            stopped_text: String::new(),
+        }
+    }
+}
+
 /// Where the milter listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MilterListen {
@@ -841,6 +899,30 @@ impl AgentConfig {
         }
         if m.ham_after_minutes == 0 {
             problems.push("model.ham_after_minutes: must be at least 1".into());
+        }
+        if !self.activation.public_key.is_empty()
+            && starling_proto::activation::parse_public_key(&self.activation.public_key).is_none()
+        {
+            problems.push("activation.public_key: must be 64 hexadecimal digits (or empty)".into());
+        }
+        let nt = &self.notify;
+        if nt.enabled {
+            if nt.smtp_host.is_empty() || nt.smtp_port == 0 {
+                problems.push("notify.smtp_host, notify.smtp_port: a host and a port are needed".into());
+            }
+            for (key, value) in [("notify.from", &nt.from), ("notify.to", &nt.to)] {
+                if value.parse::<lettre::Address>().is_err() {
+                    problems
+                        .push(format!("{key}: must be a mail address such as postmaster@example.org, got {value:?}"));
+                }
+            }
+            for (key, value) in
+                [("notify.warning_subject", &nt.warning_subject), ("notify.stopped_subject", &nt.stopped_subject)]
+            {
+                if value.contains(['\r', '\n']) {
+                    problems.push(format!("{key}: must be one line"));
+                }
+            }
         }
         let mt = &self.milter;
         if let Err(e) = mt.listen_address() {

@@ -110,6 +110,38 @@ catalogue! {
         text: "A newer agent version is available."
         cause: "The network announces a newer release than the one running."
         remedy: "Plan an upgrade; the release notes say what changed.";
+    ACTIVATION_INSTALLED = 104 "activation_installed" Notice
+        text: "An activation code was installed."
+        cause: "An administrator entered a code (console or `starling activate`), or the network delivered a renewal."
+        remedy: "Nothing to do; the details say the plan, its expiry and its mailbox limit.";
+    ACTIVATION_REFUSED = 105 "activation_refused" Error
+        text: "An activation code was refused; the one installed before stays."
+        cause: "The code was altered or cut in copying, issued by another network, for another organisation, expired or revoked (the details say which)."
+        remedy: "Copy the whole code again, starting with STARLING1-; if it still fails, ask the vendor for a new one.";
+    SUBSCRIPTION_ENDING = 106 "subscription_ending" Warning
+        text: "The trial or subscription ends soon."
+        cause: "Its expiry is 14, 3 or 1 days away; one mail goes to the postmaster each time."
+        remedy: "Buy or renew a code (the details give the purchase address) and install it before it ends.";
+    FILTERING_STOPPED = 107 "filtering_stopped" Critical
+        text: "Filtering stopped: mail is delivered untouched."
+        cause: "The trial or subscription expired, its code was revoked, or the operator disabled the organisation (the details say which). Queued re-checks were dropped; nothing was moved or lost."
+        remedy: "Install a new activation code (console: Subscription, or `starling activate CODE`); filtering resumes at once.";
+    FILTERING_RESUMED = 108 "filtering_resumed" Notice
+        text: "Filtering resumed."
+        cause: "A valid activation code was installed, or the network renewed or re-enabled the organisation."
+        remedy: "Nothing to do. Mail that arrived meanwhile is looked at now, as after a restart.";
+    MAILBOX_LIMIT = 109 "mailbox_limit_reached" Warning
+        text: "More mailboxes are enabled than the plan allows; the newest ones beyond it are not filtered."
+        cause: "The activation code allows fewer mailboxes than are enabled (the details name those left out)."
+        remedy: "Disable mailboxes that need no filtering, or buy a code for more mailboxes.";
+    NOTICE_MAIL_FAILED = 110 "notice_mail_failed" Error
+        text: "The mail to the postmaster could not be sent; it is retried every 10 minutes."
+        cause: "The MTA in `[notify] smtp_host`/`smtp_port` refused it or is unreachable (the details say why)."
+        remedy: "Check `[notify]`, and that the MTA accepts mail from this host to `[notify] to`.";
+    ACTIVATION_KEY_MISMATCH = 111 "activation_key_mismatch" Critical
+        text: "The network presents another activation key than the one pinned; its codes are not accepted."
+        cause: "The agent was pointed at another network, or someone is impersonating the network."
+        remedy: "If the network changed on purpose, set `[activation] public_key` to the key its operator gives you (or delete `activation_key` from the state's meta table).";
 
     MAIL_STORE_UNREACHABLE = 200 "mail_store_unreachable" Error
         text: "Cannot connect to the mail server; the mailbox is not being filtered until it is back."

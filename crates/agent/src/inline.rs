@@ -134,10 +134,11 @@ impl Inline {
         self.mailboxes.read().unwrap_or_else(|e| e.into_inner()).len() as u64
     }
 
-    /// Reads the mailboxes from the state database.
-    pub async fn load_mailboxes(&self) -> Result<(), state::StateError> {
+    /// Reads the mailboxes from the state database, as the organisation's
+    /// standing allows them.
+    pub async fn load_mailboxes(&self, standing: &crate::activation::Standing) -> Result<(), state::StateError> {
         let rows = self.state.call(|c| state::mailboxes(c)).await?;
-        self.set_mailboxes(&rows);
+        self.set_mailboxes(&crate::activation::allowed(standing, rows).0);
         Ok(())
     }
 

@@ -10,9 +10,12 @@
 //! - [`process`] and [`pipeline`] turn a batch of messages into actions:
 //!   [`facts`] and [`whitelist`], fingerprints, the empty-message rules, the
 //!   [`network`]'s verdicts, and [`policy`] — a pure function.
+//! - [`activation`] enforces the organisation's trial or subscription
+//!   (activation codes, warnings, the mail to the postmaster in [`notify`]).
 //! - [`state`] is the SQLite database; [`events`] the catalogue of what the
 //!   agent tells its administrator; [`config`] the TOML configuration.
 
+pub mod activation;
 pub mod agent;
 pub mod config;
 pub mod events;
@@ -25,6 +28,7 @@ pub mod learning;
 pub mod live;
 pub mod maildir;
 pub mod network;
+pub mod notify;
 pub mod pipeline;
 pub mod policy;
 pub mod process;

@@ -39,6 +39,8 @@ pub struct Live {
     network: OnceLock<Network>,
     learning: OnceLock<(Arc<crate::learning::Learner>, Arc<crate::retro::Index>, &'static str)>,
     milter: Mutex<Option<MilterView>>,
+    activation: OnceLock<Arc<crate::activation::Activation>>,
+    over_limit: Mutex<Vec<String>>,
 }
 
 impl Default for Live {
@@ -54,6 +56,8 @@ impl Default for Live {
             network: OnceLock::new(),
             learning: OnceLock::new(),
             milter: Mutex::new(None),
+            activation: OnceLock::new(),
+            over_limit: Mutex::new(Vec::new()),
         }
     }
 }
@@ -128,6 +132,8 @@ pub struct NetworkView {
     /// The newest agent release the network announces, when newer than
     /// this one.
     pub new_version: Option<String>,
+    /// Its release notes ("" when the network names none).
+    pub release_notes_url: String,
     /// The organisation's name, plan and expiry (Unix seconds, 0: never).
     pub organisation: Option<(String, String, i64)>,
 }
@@ -155,6 +161,18 @@ pub struct Snapshot {
     pub learning: Option<LearningView>,
     /// The in-line filter, when it runs.
     pub milter: Option<MilterView>,
+    /// The organisation's trial or subscription.
+    pub activation: Option<ActivationView>,
+}
+
+/// The organisation's trial or subscription, as the agent enforces it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ActivationView {
+    /// The standing.
+    #[serde(flatten)]
+    pub standing: crate::activation::Standing,
+    /// Enabled mailboxes the plan's limit leaves unfiltered.
+    pub over_limit: Vec<String>,
 }
 
 impl Live {
@@ -162,6 +180,16 @@ impl Live {
     pub fn count(&self, checked: u64, filed: u64) {
         self.checked.fetch_add(checked, Ordering::Relaxed);
         self.filed.fetch_add(filed, Ordering::Relaxed);
+    }
+
+    /// Follows the organisation's activation.
+    pub fn set_activation(&self, activation: Arc<crate::activation::Activation>) {
+        let _ = self.activation.set(activation);
+    }
+
+    /// The mailboxes the plan's limit leaves out.
+    pub fn set_over_limit(&self, names: Vec<String>) {
+        *self.over_limit.lock().unwrap_or_else(|e| e.into_inner()) = names;
     }
 
     /// Records a mailbox task's connection state.
@@ -258,6 +286,10 @@ impl Live {
                 remembered_keys: index.keys() as u64,
             }),
             milter: self.milter.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            activation: self.activation.get().map(|activation| ActivationView {
+                standing: activation.standing(),
+                over_limit: self.over_limit.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            }),
         }
     }
 }
@@ -278,6 +310,7 @@ fn network_view(network: &Network) -> NetworkView {
         latency_avg_ms,
         node_version: info.node_version,
         new_version: info.new_version,
+        release_notes_url: info.release_notes_url,
         organisation: info.organisation,
     }
 }

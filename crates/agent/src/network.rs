@@ -73,6 +73,8 @@ pub struct Info {
     /// The organisation: name, plan (`trial`, `subscription`), expiry
     /// (Unix seconds, 0: never).
     pub organisation: Option<(String, String, i64)>,
+    /// The release notes of the newest release ("" when none).
+    pub release_notes_url: String,
 }
 
 /// Round-trip times of recent requests.
@@ -120,6 +122,9 @@ struct Shared {
     batch_size: std::sync::atomic::AtomicUsize,
     info: std::sync::Mutex<Info>,
     latency: std::sync::Mutex<Latency>,
+    hello: watch::Sender<Option<Arc<v1::HelloResponse>>>,
+    /// Wakes the prober for a `Hello` now.
+    wake: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -149,6 +154,8 @@ impl Network {
             batch_size: settings.batch_size.max(1).into(),
             info: std::sync::Mutex::new(Info::default()),
             latency: std::sync::Mutex::new(Latency::default()),
+            hello: watch::channel(None).0,
+            wake: tokio::sync::Notify::new(),
         });
         let (pending, receiver) = mpsc::channel(settings.batch_size.max(1) * IN_FLIGHT * 4);
         tokio::spawn(batcher(shared.clone(), receiver));
@@ -181,6 +188,17 @@ impl Network {
     /// The current health.
     pub fn health(&self) -> Health {
         self.health.borrow().clone()
+    }
+
+    /// Says `Hello` now (while filtering is stopped, the activation asks
+    /// this often, so a renewal the operator issued is seen at once).
+    pub fn probe_now(&self) {
+        self.shared.wake.notify_one();
+    }
+
+    /// A receiver that changes with every `Hello` the network answers.
+    pub fn hello_changes(&self) -> watch::Receiver<Option<Arc<v1::HelloResponse>>> {
+        self.shared.hello.subscribe()
     }
 
     /// A receiver that changes with the health.
@@ -442,9 +460,15 @@ async fn prober(shared: Arc<Shared>, retry: Duration) {
         if *shared.health.borrow() == Health::Up {
             // Sleep long, but wake when a check finds the network down.
             let mut health = shared.health.subscribe();
-            let _ = tokio::time::timeout(Duration::from_secs(600), health.wait_for(|h| *h != Health::Up)).await;
+            tokio::select! {
+                _ = tokio::time::timeout(Duration::from_secs(600), health.wait_for(|h| *h != Health::Up)) => {}
+                () = shared.wake.notified() => continue,
+            }
         }
-        tokio::time::sleep(retry).await;
+        tokio::select! {
+            () = tokio::time::sleep(retry) => {}
+            () = shared.wake.notified() => {}
+        }
     }
 }
 
@@ -459,9 +483,11 @@ async fn hello_received(shared: &Shared, hello: &v1::HelloResponse, announced_ve
         *shared.info.lock().unwrap_or_else(|e| e.into_inner()) = Info {
             node_version: hello.node_version.clone(),
             new_version: (!latest.is_empty() && newer(latest, env!("CARGO_PKG_VERSION"))).then(|| latest.to_owned()),
+            release_notes_url: hello.release_notes_url.clone(),
             organisation: hello.organisation.as_ref().map(|o| (o.name.clone(), plan(o.plan).to_owned(), o.expires_at)),
         };
     }
+    shared.hello.send_replace(Some(Arc::new(hello.clone())));
     if let Ok(bytes) = <[u8; 32]>::try_from(hello.fingerprint_key.as_slice()) {
         let key = Key::from_bytes(bytes);
         if shared.key.borrow().as_ref().map(Key::as_bytes) != Some(&bytes) {
@@ -494,7 +520,15 @@ async fn hello_received(shared: &Shared, hello: &v1::HelloResponse, announced_ve
     let latest = hello.latest_agent_version.trim();
     if !latest.is_empty() && newer(latest, env!("CARGO_PKG_VERSION")) && latest != announced_version {
         *announced_version = latest.to_owned();
-        shared.events.emit(events::NEW_VERSION, None, format!("{latest} (running {}).", env!("CARGO_PKG_VERSION")));
+        let notes = match hello.release_notes_url.trim() {
+            "" => String::new(),
+            url => format!(" Release notes: {url}"),
+        };
+        shared.events.emit(
+            events::NEW_VERSION,
+            None,
+            format!("{latest} (running {}).{notes}", env!("CARGO_PKG_VERSION")),
+        );
     }
 }
 

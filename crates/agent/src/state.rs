@@ -1468,6 +1468,11 @@ pub fn recheck_expire(c: &Connection, before: i64) -> rusqlite::Result<usize> {
     c.execute("DELETE FROM recheck WHERE queued_at < ?1", [before])
 }
 
+/// Drops every queued re-check (filtering stopped).
+pub fn recheck_clear(c: &Connection) -> rusqlite::Result<usize> {
+    c.execute("DELETE FROM recheck", [])
+}
+
 /// Messages waiting for a re-check.
 pub fn recheck_count(c: &Connection) -> rusqlite::Result<u64> {
     c.query_row("SELECT count(*) FROM recheck", [], |row| row.get::<_, i64>(0)).map(|n| n as u64)

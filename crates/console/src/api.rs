@@ -105,6 +105,8 @@ routes! {
     get "/api/v1/model" => model_status;
     post "/api/v1/model/retrain" => model_retrain;
     get "/api/v1/model/retrain/{id}" => model_retrain_status;
+    get "/api/v1/activation" => activation_get;
+    post "/api/v1/activation" => activation_enter;
     get "/api/v1/events" => events_list;
     get "/api/v1/events/catalogue" => catalogue;
     get "/api/v1/stats" => stats_get;
@@ -935,6 +937,52 @@ async fn model_retrain_status(State(app): State<App>, Path(id): Path<i64>) -> An
         Some((status, detail)) => Ok(Json(serde_json::json!({"id": id, "status": status, "detail": detail}))),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no retrain request {id}"))),
     }
+}
+
+// ---------------------------------------------------------------- activation
+
+/// The organisation's trial or subscription.
+#[derive(Serialize)]
+pub struct ActivationStatus {
+    /// As the running agent enforces it (`null` before it started).
+    pub activation: Option<starling_agent::live::ActivationView>,
+    /// The newest agent release, when newer than this one.
+    pub new_version: Option<String>,
+    /// Its release notes.
+    pub release_notes_url: String,
+}
+
+async fn activation_get(State(app): State<App>) -> Answer<ActivationStatus> {
+    let snapshot = app.live().snapshot();
+    let network = snapshot.network;
+    Ok(Json(ActivationStatus {
+        activation: snapshot.activation,
+        new_version: network.as_ref().and_then(|n| n.new_version.clone()),
+        release_notes_url: network.map(|n| n.release_notes_url).unwrap_or_default(),
+    }))
+}
+
+/// An activation code to install.
+#[derive(Deserialize)]
+pub struct CodeInput {
+    /// The code, `STARLING1-…`.
+    pub code: String,
+}
+
+async fn activation_enter(State(app): State<App>, Json(input): Json<CodeInput>) -> Answer<serde_json::Value> {
+    let config = app.base().activation.clone();
+    let claims = app
+        .db(move |c| Ok(starling_agent::activation::enter_code(c, &config, &input.code)))
+        .await?
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    Ok(Json(serde_json::json!({
+        "installed": true,
+        "organisation": claims.organisation,
+        "plan": claims.plan.as_str(),
+        "expires_at": claims.expires_at,
+        "max_mailboxes": claims.max_mailboxes,
+        "serial": claims.serial,
+    })))
 }
 
 // ---------------------------------------------------------------- events

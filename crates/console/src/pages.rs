@@ -11,6 +11,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use serde::Deserialize;
+use starling_agent::activation::Phase;
+use starling_agent::live::ActivationView;
 use starling_agent::settings;
 use starling_agent::state;
 
@@ -43,6 +45,8 @@ pub fn router() -> Router<App> {
         .route("/reports/write", post(report_write))
         .route("/events", get(events))
         .route("/live", get(live))
+        .route("/subscription", get(subscription))
+        .route("/subscription/activate", post(subscription_activate))
         .route("/guide", get(guide))
         .route("/guide.md", get(guide_markdown))
         .route("/account", get(account))
@@ -57,6 +61,10 @@ pub fn router() -> Router<App> {
 /// What every page's frame shows.
 #[derive(Default)]
 pub struct Frame {
+    /// The subscription's warning shown on every page ("" when none).
+    banner: String,
+    /// Whether the banner says filtering stopped.
+    banner_bad: bool,
     user: String,
     role: &'static str,
     csrf: String,
@@ -66,8 +74,11 @@ pub struct Frame {
 }
 
 impl Frame {
-    fn new(caller: &Caller, active: &'static str, flash: &Flash) -> Frame {
+    fn new(app: &App, caller: &Caller, active: &'static str, flash: &Flash) -> Frame {
+        let (banner, banner_bad) = banner(app.live().snapshot().activation.as_ref());
         Frame {
+            banner,
+            banner_bad,
             user: caller.name.clone(),
             role: caller.role.as_str(),
             csrf: caller.csrf.clone().unwrap_or_default(),
@@ -83,7 +94,7 @@ impl Frame {
     }
 
     /// The navigation links.
-    pub fn nav(&self) -> [(&'static str, &'static str); 9] {
+    pub fn nav(&self) -> [(&'static str, &'static str); 10] {
         [
             ("/", "Dashboard"),
             ("/users", "Users"),
@@ -92,10 +103,39 @@ impl Frame {
             ("/reports", "Reports"),
             ("/events", "Events"),
             ("/live", "Live"),
+            ("/subscription", "Subscription"),
             ("/guide", "User guide"),
             ("/account", "Account"),
         ]
     }
+}
+
+/// The banner every page shows while the subscription needs attention, and
+/// whether it says filtering stopped.
+fn banner(activation: Option<&ActivationView>) -> (String, bool) {
+    let Some(view) = activation else { return (String::new(), false) };
+    let standing = &view.standing;
+    let buy =
+        if standing.purchase_url.is_empty() { String::new() } else { format!(" Renew at {}.", standing.purchase_url) };
+    if !standing.filtering {
+        let text = format!(
+            "Filtering stopped: {}. Mail is delivered untouched. Install a new activation code on the Subscription page.{buy}",
+            standing.detail
+        );
+        return (text, true);
+    }
+    let mut parts = Vec::new();
+    if standing.state == Phase::Ending {
+        parts.push(format!("The {} ends soon: {}.{buy}", standing.plan, standing.detail));
+    }
+    if !view.over_limit.is_empty() {
+        parts.push(format!(
+            "{} enabled mailbox(es) beyond the plan's limit of {} are not filtered.",
+            view.over_limit.len(),
+            standing.max_mailboxes
+        ));
+    }
+    (parts.join(" "), false)
 }
 
 /// A notice or error carried to the next page in its query.
@@ -288,7 +328,7 @@ async fn dashboard(State(app): State<App>, Extension(caller): Extension<Caller>,
     let new_version = network.as_ref().and_then(|n| n.new_version.clone());
     render(&Dashboard {
         title: "Dashboard",
-        frame: Frame::new(&caller, "/", &flash),
+        frame: Frame::new(&app, &caller, "/", &flash),
         status,
         uptime,
         new_version,
@@ -377,7 +417,7 @@ async fn users(State(app): State<App>, Extension(caller): Extension<Caller>, Que
     let first = if rows.is_empty() { 0 } else { u64::from(offset) + 1 };
     render(&UsersPage {
         title: "Users",
-        frame: Frame::new(&caller, "/users", &q.flash),
+        frame: Frame::new(&app, &caller, "/users", &q.flash),
         last: u64::from(offset) + rows.len() as u64,
         first,
         total: listing.total,
@@ -447,7 +487,7 @@ async fn user(
     let charts = stats::charts(&detail.days, "last 30 days");
     render(&UserPage {
         title: "User",
-        frame: Frame::new(&caller, "/users", &flash),
+        frame: Frame::new(&app, &caller, "/users", &flash),
         href: auth::urlencode(&name),
         detail,
         charts,
@@ -509,7 +549,7 @@ async fn whitelist(State(app): State<App>, Extension(caller): Extension<Caller>,
     let first = (page - 1) * WHITELIST_PAGE_SIZE;
     render(&WhitelistPage {
         title: "Whitelist",
-        frame: Frame::new(&caller, "/whitelist", &q.flash),
+        frame: Frame::new(&app, &caller, "/whitelist", &q.flash),
         scope_q: auth::urlencode(&q.scope),
         scope: q.scope.clone(),
         search: q.search.clone(),
@@ -610,7 +650,7 @@ async fn whitelist_import(
         return Ok(back(&whitelist_back(&scope), Err("Choose a file or paste entries to import.".into())));
     }
     let preview = api::import_whitelist(&app, scope.clone(), &text, true).await?;
-    let frame = Frame::new(&caller, "/whitelist", &Flash::default());
+    let frame = Frame::new(&app, &caller, "/whitelist", &Flash::default());
     render(&ImportPreviewPage { title: "Import preview", frame, scope, text, preview })
 }
 
@@ -685,7 +725,7 @@ async fn settings_page(
             None => groups.push((s.group, vec![field])),
         }
     }
-    render(&SettingsPage { title: "Settings", frame: Frame::new(&caller, "/settings", &flash), groups, problems })
+    render(&SettingsPage { title: "Settings", frame: Frame::new(&app, &caller, "/settings", &flash), groups, problems })
 }
 
 async fn settings_form(State(app): State<App>, Extension(caller): Extension<Caller>, body: axum::body::Bytes) -> Page {
@@ -770,7 +810,7 @@ async fn reports(State(app): State<App>, Extension(caller): Extension<Caller>, Q
     files.truncate(shown);
     render(&ReportsPage {
         title: "Reports",
-        frame: Frame::new(&caller, "/reports", &q.flash),
+        frame: Frame::new(&app, &caller, "/reports", &q.flash),
         period: period.name(),
         periods: [("24h", "Last 24 hours"), ("5d", "Last 5 days"), ("30d", "Last 30 days")],
         accuracy: percent(summary.accuracy),
@@ -799,6 +839,78 @@ async fn report_write(State(app): State<App>, Form(form): Form<KindForm>) -> Pag
     let (config, _) = app.config().await;
     stats::write_kinds(&app, config, vec![kind], jiff::Timestamp::now()).await;
     Ok(back("/reports", Ok(format!("Report {kind} written."))))
+}
+
+// ---------------------------------------------------------------- subscription
+
+#[derive(Template)]
+#[template(path = "subscription.html")]
+struct SubscriptionPage {
+    title: &'static str,
+    frame: Frame,
+    view: Option<ActivationView>,
+    state_text: &'static str,
+    expires: String,
+    mailboxes: String,
+    new_version: Option<String>,
+    release_notes_url: String,
+}
+
+async fn subscription(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Query(flash): Query<Flash>,
+) -> Page {
+    let snapshot = app.live().snapshot();
+    let view = snapshot.activation.clone();
+    let state_text = match view.as_ref().map(|v| v.standing.state) {
+        None | Some(Phase::Unknown) => "Not known yet",
+        Some(Phase::Active) => "Active",
+        Some(Phase::Ending) => "Ending soon",
+        Some(Phase::Expired) => "Expired: filtering stopped",
+        Some(Phase::Revoked) => "Revoked: filtering stopped",
+        Some(Phase::Disabled) => "Disabled by the network operator: filtering stopped",
+    };
+    let expires = match view.as_ref().map(|v| (v.standing.expires_at, v.standing.days_left)) {
+        None | Some((0, _)) => "never".to_owned(),
+        Some((at, Some(days))) => format!("{} ({days} day(s) left)", when(at)),
+        Some((at, None)) => when(at),
+    };
+    let mailboxes = match view.as_ref().map(|v| v.standing.max_mailboxes) {
+        None | Some(0) => "no limit".to_owned(),
+        Some(n) => format!("up to {n}"),
+    };
+    let network = snapshot.network.clone();
+    render(&SubscriptionPage {
+        title: "Subscription",
+        frame: Frame::new(&app, &caller, "/subscription", &flash),
+        view,
+        state_text,
+        expires,
+        mailboxes,
+        new_version: network.as_ref().and_then(|n| n.new_version.clone()),
+        release_notes_url: network.map(|n| n.release_notes_url).unwrap_or_default(),
+    })
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    code: String,
+}
+
+async fn subscription_activate(State(app): State<App>, Form(form): Form<CodeForm>) -> Page {
+    let config = app.base().activation.clone();
+    let result = app.db(move |c| Ok(starling_agent::activation::enter_code(c, &config, &form.code))).await?;
+    Ok(back(
+        "/subscription",
+        result.map(|claims| {
+            format!(
+                "Activation code installed: a {} for {}. It takes effect within seconds.",
+                claims.plan.as_str(),
+                claims.organisation
+            )
+        }),
+    ))
 }
 
 // ---------------------------------------------------------------- events
@@ -878,7 +990,7 @@ async fn events(State(app): State<App>, Extension(caller): Extension<Caller>, Qu
         .collect();
     render(&EventsPage {
         title: "Events",
-        frame: Frame::new(&caller, "/events", &q.flash),
+        frame: Frame::new(&app, &caller, "/events", &q.flash),
         rows,
         id,
         severity,
@@ -922,7 +1034,7 @@ async fn live(State(app): State<App>, Extension(caller): Extension<Caller>, Quer
     );
     render(&LivePage {
         title: "Live",
-        frame: Frame::new(&caller, "/live", &flash),
+        frame: Frame::new(&app, &caller, "/live", &flash),
         rate: format!("{:.1}", live.messages_per_second),
         latency: milliseconds(live.network_latency_ms.0),
         latency_avg: milliseconds(live.network_latency_ms.1),
@@ -941,7 +1053,7 @@ struct GuidePage {
     body: String,
 }
 
-async fn guide(Extension(caller): Extension<Caller>, Query(flash): Query<Flash>) -> Page {
+async fn guide(State(app): State<App>, Extension(caller): Extension<Caller>, Query(flash): Query<Flash>) -> Page {
     let parser = pulldown_cmark::Parser::new_ext(USER_GUIDE, pulldown_cmark::Options::ENABLE_TABLES);
     let mut body = String::new();
     // The guide is ours, but raw HTML in it is shown as text all the same.
@@ -952,7 +1064,7 @@ async fn guide(Extension(caller): Extension<Caller>, Query(flash): Query<Flash>)
         other => other,
     });
     pulldown_cmark::html::push_html(&mut body, events);
-    render(&GuidePage { title: "User guide", frame: Frame::new(&caller, "/guide", &flash), body })
+    render(&GuidePage { title: "User guide", frame: Frame::new(&app, &caller, "/guide", &flash), body })
 }
 
 async fn guide_markdown() -> Response {
@@ -998,7 +1110,7 @@ async fn account(State(app): State<App>, Extension(caller): Extension<Caller>, Q
     let (accounts, tokens) = app.db(|c| Ok((auth::accounts(c)?, auth::tokens(c)?))).await?;
     render(&AccountPage {
         title: "Account",
-        frame: Frame::new(&caller, "/account", &q.flash),
+        frame: Frame::new(&app, &caller, "/account", &q.flash),
         accounts: accounts
             .into_iter()
             .map(|a| (a.name, a.role.as_str(), a.last_login.map(when).unwrap_or_else(|| "never".into())))
@@ -1146,6 +1258,29 @@ pub fn metrics_text(status: &api::Status, last_day: &[stats::Bucket]) -> String 
             "new_version_available",
             "1 when the network announces a newer agent",
             f64::from(u8::from(network.new_version.is_some())),
+        );
+    }
+    if let Some(activation) = &live.activation {
+        let standing = &activation.standing;
+        gauge(
+            &mut registry,
+            "filtering_active",
+            "1 while the trial or subscription lets the agent filter",
+            f64::from(u8::from(standing.filtering)),
+        );
+        if let Some(days) = standing.days_left {
+            gauge(
+                &mut registry,
+                "subscription_days_left",
+                "Whole days until the trial or subscription ends",
+                days as f64,
+            );
+        }
+        gauge(
+            &mut registry,
+            "mailboxes_over_limit",
+            "Enabled mailboxes the plan's limit leaves unfiltered",
+            activation.over_limit.len() as f64,
         );
     }
     if let Some(milter) = &live.milter {

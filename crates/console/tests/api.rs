@@ -365,3 +365,111 @@ async fn the_milters_figures_are_on_the_dashboard_in_the_status_and_the_metrics(
     .expect("checks");
     console.stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn activation_codes_are_entered_checked_and_shown() {
+    use starling_agent::activation::Activation;
+    use starling_agent::state::{self, State};
+    use starling_proto::activation::{Claims, CodePlan, Signer, public_key_text};
+    let live = std::sync::Arc::new(starling_agent::live::Live::default());
+    let console = Console::start_with(live.clone()).await;
+    let (signer, _) = Signer::generate().expect("a key");
+    let (stranger, _) = Signer::generate().expect("another key");
+    let now = jiff::Timestamp::now().as_second();
+    let claims = Claims {
+        serial: 9,
+        issued_at: now,
+        expires_at: 0,
+        organisation_id: 1,
+        organisation: "local".into(),
+        plan: CodePlan::Subscription,
+        max_mailboxes: 0,
+        purchase_url: "https://shop.example/".into(),
+    };
+    // An agent that met its network (the key pinned) and whose trial ended
+    // yesterday.
+    let c = console.db();
+    state::meta_set(&c, "activation_key", &public_key_text(&signer.public_key())).expect("meta");
+    let says = json!({"organisation": "local", "active": true, "plan": "trial", "expires_at": now - 86_400,
+        "revoked_through": 0, "max_mailboxes": 0, "purchase_url": "https://shop.example/"});
+    state::meta_set(&c, "activation_network", &says.to_string()).expect("meta");
+    let config = console.config.clone();
+    let state = State::open(&config.state_dir).expect("state");
+    let events = starling_agent::events::Events::new(None);
+    let activation = Activation::open(&config.activation, &config.notify, state, events).await.expect("activation");
+    live.set_activation(activation.clone());
+
+    let (url, token, password) = (console.url.clone(), console.token.clone(), console.password.clone());
+    let (valid, foreign) = (signer.issue(&claims).expect("code"), stranger.issue(&claims).expect("code"));
+    let state_file = config.state_dir.join(state::FILE_NAME);
+    let db = move || state::open(&state_file).expect("db");
+    tokio::task::spawn_blocking(move || {
+        let (_, body) = call("get", &format!("{url}/api/v1/activation"), Some(&token), None);
+        let shown: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(
+            (shown["activation"]["state"].as_str(), shown["activation"]["filtering"].as_bool()),
+            (Some("expired"), Some(false))
+        );
+        let (session, csrf) = login(&url, "admin", &password).expect("admin logs in");
+        let page = |path: &str| {
+            let mut page = http().get(&format!("{url}{path}")).header("Cookie", &session).call().expect("page");
+            page.body_mut().read_to_string().expect("html")
+        };
+        let dashboard = page("/");
+        assert!(dashboard.contains("Filtering stopped: its trial expired"), "{dashboard}");
+        assert!(dashboard.contains("https://shop.example/"), "the purchase address on the banner");
+        let subscription = page("/subscription");
+        assert!(subscription.contains("Expired: filtering stopped") && subscription.contains("name=\"code\""));
+
+        // Refused with a reason: not a code, another network's.
+        let enter = |code: &str, auth: &str| {
+            call("post", &format!("{url}/api/v1/activation"), Some(auth), Some(&json!({"code": code})))
+        };
+        let (status, body) = enter("hello", &token);
+        assert!(status == 400 && body.contains("STARLING1-"), "{status} {body}");
+        let (status, body) = enter(&foreign, &token);
+        assert!(status == 400 && body.contains("another network"), "{status} {body}");
+        assert_eq!(state::meta_get(&db(), "activation_code").expect("meta"), None);
+        // A read-only account may not install one.
+        let auditor = json!({"name": "auditor", "password": "a long enough one", "role": "read-only"});
+        assert_eq!(call("post", &format!("{url}/api/v1/accounts"), Some(&token), Some(&auditor)).0, 201);
+        let (viewer, viewer_csrf) = login(&url, "auditor", "a long enough one").expect("auditor logs in");
+        let entry = json!({"code": valid});
+        assert_eq!(with_session("post", &format!("{url}/api/v1/activation"), &viewer, Some(&viewer_csrf), &entry), 403);
+        // The administrator's, through the page's form (CSRF-protected).
+        assert_eq!(with_session("post", &format!("{url}/api/v1/activation"), &session, None, &entry), 403, "no CSRF");
+        let form = format!("csrf={csrf}&code={}", valid);
+        let answer = http()
+            .post(&format!("{url}/subscription/activate"))
+            .header("Cookie", &session)
+            .content_type("application/x-www-form-urlencoded")
+            .send(form)
+            .expect("form");
+        let location = answer.headers().get("location").expect("a redirect").to_str().expect("text").to_owned();
+        assert!(location.starts_with("/subscription?done=Activation%20code%20installed"), "{location}");
+        assert_eq!(state::meta_get(&db(), "activation_code").expect("meta").as_deref(), Some(valid.as_str()));
+        // Through the API as well (the same code again).
+        let (status, body) = enter(&valid, &token);
+        let installed: Value = serde_json::from_str(&body).expect("json");
+        assert!(status == 200 && installed["serial"] == 9 && installed["organisation"] == "local", "{status} {body}");
+    })
+    .await
+    .expect("checks");
+
+    // The agent takes it at its next look at the state database.
+    activation.reload().await;
+    assert!(activation.standing().filtering);
+    let (url, token) = (console.url.clone(), console.token.clone());
+    let password = console.password.clone();
+    tokio::task::spawn_blocking(move || {
+        let (_, metrics) = call("get", &format!("{url}/metrics"), Some(&token), None);
+        assert!(metrics.contains("starling_agent_filtering_active 1"), "{metrics}");
+        let (session, _) = login(&url, "admin", &password).expect("admin logs in");
+        let mut page = http().get(&format!("{url}/")).header("Cookie", &session).call().expect("dashboard");
+        let html = page.body_mut().read_to_string().expect("html");
+        assert!(!html.contains("subscription-banner"), "no banner once active");
+    })
+    .await
+    .expect("checks");
+    console.stop.cancel();
+}

@@ -964,6 +964,64 @@ fn wait_for_rescans(api: &Api, ids: &[i64], out: &mut impl std::io::Write) -> an
 
 // ---------------------------------------------------------------- status
 
+/// The subscription lines of `starling status`.
+fn write_activation(out: &mut impl std::io::Write, activation: &Value) -> anyhow::Result<()> {
+    let filtering = activation["filtering"] == true;
+    let state = activation["state"].as_str().unwrap_or("unknown");
+    let detail = activation["detail"].as_str().unwrap_or_default();
+    let limit = match activation["max_mailboxes"].as_u64() {
+        None | Some(0) => String::new(),
+        Some(n) => format!("; up to {n} mailboxes"),
+    };
+    let verb = if filtering { "" } else { " — FILTERING STOPPED, mail is delivered untouched" };
+    writeln!(out, "subscription: {state}: {detail}{limit}{verb}")?;
+    let over: Vec<&str> =
+        activation["over_limit"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    if !over.is_empty() {
+        writeln!(out, "           not filtered, beyond the plan's limit: {}", over.join(", "))?;
+    }
+    let url = activation["purchase_url"].as_str().unwrap_or_default();
+    if !url.is_empty() && (!filtering || state == "ending") {
+        writeln!(out, "           buy or renew at {url}; then `starling activate CODE`")?;
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub(crate) struct ActivateArgs {
+    /// The activation code (STARLING1-…), as the vendor sent it.
+    code: String,
+    #[command(flatten)]
+    api: ApiArgs,
+    /// JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `starling activate CODE`: installs a code in the running service.
+pub(crate) fn activate(args: ActivateArgs) -> anyhow::Result<ExitCode> {
+    let api = args.api.connect()?;
+    let installed = api.json("POST", "/api/v1/activation", Some(Body::Json(json!({ "code": args.code }))))?;
+    if args.json {
+        println!("{installed}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let expires = match installed["expires_at"].as_i64() {
+        None | Some(0) => "no expiry".to_owned(),
+        Some(at) => format!("until {}", crate::network_cmd::time(at)),
+    };
+    let limit = match installed["max_mailboxes"].as_u64() {
+        None | Some(0) => "any number of mailboxes".to_owned(),
+        Some(n) => format!("up to {n} mailboxes"),
+    };
+    println!(
+        "installed: a {} for {}, {expires}, {limit}; the service takes it within seconds",
+        installed["plan"].as_str().unwrap_or_default(),
+        installed["organisation"].as_str().unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 #[derive(Args)]
 pub(crate) struct StatusArgs {
     #[command(flatten)]
@@ -1009,7 +1067,13 @@ pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         network["latency_avg_ms"].as_f64().map_or_else(|| "?".into(), |ms| format!("{ms:.1}"))
     )?;
     if let Some(version) = network["new_version"].as_str() {
-        writeln!(out, "           a new version is available: {version}")?;
+        let notes = network["release_notes_url"].as_str().filter(|u| !u.is_empty());
+        let notes = notes.map(|u| format!(" (release notes: {u})")).unwrap_or_default();
+        writeln!(out, "           a new version is available: {version}{notes}")?;
+    }
+    let activation = &live["activation"];
+    if activation.is_object() {
+        write_activation(&mut out, activation)?;
     }
     let m = &status["mailboxes"];
     writeln!(out, "mailboxes: {} known, {} filtered, {} with feedback", m["total"], m["enabled"], m["feedback"])?;

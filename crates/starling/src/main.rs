@@ -36,6 +36,8 @@ enum Command {
     Milter(agent_cmd::AgentArgs),
     /// Show the running service's state: mail server, network, mailboxes, activity.
     Status(admin_cmd::StatusArgs),
+    /// Install an activation code (a trial, subscription or renewal) in the running service.
+    Activate(admin_cmd::ActivateArgs),
     /// Manage the mailboxes the agent filters.
     Users(admin_cmd::UsersArgs),
     /// Manage whitelists (server-wide and per mailbox).
@@ -171,6 +173,7 @@ fn main() -> ExitCode {
             agent_cmd::milter(args)
         }
         Command::Status(args) => admin_cmd::status(args),
+        Command::Activate(args) => admin_cmd::activate(args),
         Command::Users(args) => admin_cmd::users(args),
         Command::Whitelist(args) => admin_cmd::whitelist(args),
         Command::Settings(args) => admin_cmd::settings(args),
