@@ -974,7 +974,7 @@ fn write_activation(out: &mut impl std::io::Write, activation: &Value) -> anyhow
         Some(n) => format!("; up to {n} mailboxes"),
     };
     let verb = if filtering { "" } else { " — FILTERING STOPPED, mail is delivered untouched" };
-    writeln!(out, "subscription: {state}: {detail}{limit}{verb}")?;
+    writeln!(out, "plan:      {state}: {detail}{limit}{verb}")?;
     let over: Vec<&str> =
         activation["over_limit"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     if !over.is_empty() {
