@@ -121,6 +121,9 @@ pub struct NetworkConfig {
     pub recheck_queue_max: u32,
     /// Queued messages older than this are dropped from the re-check queue.
     pub recheck_max_age_hours: u32,
+    /// Allow `http://` to a node on another machine (the credential would
+    /// cross the network in clear): only on a trusted private network.
+    pub allow_plaintext_public: bool,
 }
 
 impl Default for NetworkConfig {
@@ -135,6 +138,7 @@ impl Default for NetworkConfig {
             retry_seconds: 30,
             recheck_queue_max: 100_000,
             recheck_max_age_hours: 24,
+            allow_plaintext_public: false,
         }
     }
 }
@@ -827,6 +831,15 @@ impl AgentConfig {
         if !(n.url.starts_with("http://") || n.url.starts_with("https://")) && n.url.contains("://") {
             problems.push(format!("network.url: must be http:// or https://, got {}", n.url));
         }
+        if let Some(host) = plaintext_host(&n.url)
+            && !is_loopback_host(host)
+            && !n.allow_plaintext_public
+        {
+            problems.push(format!(
+                "network.url: http:// to {host} would send the organisation's credential in clear; use https:// \
+                 (or set network.allow_plaintext_public = true on a trusted private network)"
+            ));
+        }
         if n.timeout_ms < 100 {
             problems.push(format!("network.timeout_ms: must be at least 100, got {}", n.timeout_ms));
         }
@@ -1083,6 +1096,21 @@ fn check_folder_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The host of a plain `http://` address (without port or brackets);
+/// `None` for anything else. An address without a scheme is plain HTTP.
+fn plaintext_host(url: &str) -> Option<&str> {
+    if url.starts_with("https://") {
+        return None;
+    }
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next();
+    }
+    Some(authority.split(':').next().unwrap_or(authority))
+}
+
 fn is_loopback_host(host: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
@@ -1177,6 +1205,24 @@ mod tests {
     fn defaults_are_valid() {
         assert_eq!(AgentConfig::default().problems(), Vec::<String>::new());
         assert_eq!(AgentConfig::from_toml("").unwrap(), AgentConfig::default());
+    }
+
+    #[test]
+    fn a_credential_never_crosses_the_network_in_clear_unless_allowed() {
+        let with = |url: &str, allow: bool| {
+            let text = format!("[network]\nurl = {url:?}\nallow_plaintext_public = {allow}\n");
+            AgentConfig::from_toml(&text).map(|_| ()).map_err(|p| p.join("; "))
+        };
+        for url in ["http://127.0.0.1:7890", "http://localhost:7890", "http://[::1]:7890/", "https://net.example.org"] {
+            assert_eq!(with(url, false), Ok(()), "{url}");
+        }
+        for url in
+            ["http://net.example.org:7890", "http://192.0.2.7", "http://[2001:db8::1]:7890", "http://u@10.0.0.1/"]
+        {
+            let refused = with(url, false).unwrap_err();
+            assert!(refused.starts_with("network.url:") && refused.contains("in clear"), "{url}: {refused}");
+            assert_eq!(with(url, true), Ok(()), "{url} when allowed");
+        }
     }
 
     #[test]

@@ -34,22 +34,44 @@ pub struct ApiError {
     error: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     problems: Vec<String>,
+    /// Seconds to wait, for `Retry-After`.
+    #[serde(skip)]
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
     /// An error with a status.
     pub fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
-        ApiError { status, error: error.into(), problems: Vec::new() }
+        ApiError { status, error: error.into(), problems: Vec::new(), retry_after: None }
+    }
+
+    /// 429: try again in `seconds`.
+    pub fn too_many(error: impl Into<String>, seconds: u64) -> ApiError {
+        ApiError { retry_after: Some(seconds), ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, error) }
+    }
+
+    /// Its status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Its message.
+    pub fn message(&self) -> &str {
+        &self.error
     }
 
     fn invalid(error: impl Into<String>, problems: Vec<String>) -> ApiError {
-        ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, error: error.into(), problems }
+        ApiError { problems, ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error) }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(&self)).into_response()
+        let mut response = (self.status, Json(&self)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -142,8 +164,18 @@ struct Login {
 }
 
 /// Checks a name and password; the account id and role when right. Emits
-/// `login_failed` when wrong.
+/// `login_failed` when wrong. A name with too many failures waits (429,
+/// see [`crate::throttle`]), whatever the password.
 pub async fn check_login(app: &App, name: &str, password: &str) -> Result<(i64, Role), ApiError> {
+    if let Some(wait) = app.throttle().wait(name, std::time::Instant::now()) {
+        let seconds = wait.as_secs().max(1);
+        app.events().emit(
+            events::LOGIN_FAILED,
+            None,
+            format!("too many failed logins for {name:?}: held for {seconds} s"),
+        );
+        return Err(ApiError::too_many(format!("too many failed logins; try again in {seconds} s"), seconds));
+    }
     let lookup = name.to_owned();
     let found = app.db(move |c| auth::account_secret(c, &lookup)).await?;
     let password = password.to_owned();
@@ -151,8 +183,12 @@ pub async fn check_login(app: &App, name: &str, password: &str) -> Result<(i64, 
     let stored = found.as_ref().map(|(_, _, hash)| hash.clone()).unwrap_or_else(dummy_hash);
     let right = tokio::task::spawn_blocking(move || auth::verify_password(&password, &stored)).await.unwrap_or(false);
     match found {
-        Some((id, role, _)) if right => Ok((id, role)),
+        Some((id, role, _)) if right => {
+            app.throttle().succeeded(name);
+            Ok((id, role))
+        }
         _ => {
+            app.throttle().failed(name, std::time::Instant::now());
             app.events().emit(events::LOGIN_FAILED, None, format!("wrong name or password for {name:?}"));
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong name or password"))
         }

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod chart;
 pub mod pages;
 pub mod stats;
+pub mod throttle;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -56,6 +57,7 @@ struct Inner {
     live: Arc<Live>,
     samples: Mutex<VecDeque<(f64, u64)>>,
     started: std::time::Instant,
+    throttle: throttle::Throttle,
 }
 
 impl App {
@@ -72,6 +74,7 @@ impl App {
                 live,
                 samples: Mutex::new(VecDeque::new()),
                 started: std::time::Instant::now(),
+                throttle: throttle::Throttle::default(),
             }),
         })
     }
@@ -83,6 +86,11 @@ impl App {
         F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<R> + Send + 'static,
     {
         self.inner.state.call(f).await
+    }
+
+    /// The logins' throttle.
+    pub fn throttle(&self) -> &throttle::Throttle {
+        &self.inner.throttle
     }
 
     /// The event emitter.

@@ -194,6 +194,11 @@ fn back(to: &str, result: Result<String, String>) -> Response {
     Redirect::to(&format!("{to}{separator}{key}={}", auth::urlencode(&text))).into_response()
 }
 
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
 fn api_message(e: ApiError) -> String {
     let value = serde_json::to_value(&e).unwrap_or_default();
     let mut text = value["error"].as_str().unwrap_or("failed").to_owned();
@@ -244,8 +249,16 @@ struct LoginForm {
 
 async fn login_form(State(app): State<App>, Form(form): Form<LoginForm>) -> Page {
     let next = if form.next.starts_with('/') && !form.next.starts_with("//") { form.next } else { "/".into() };
-    let Ok((id, _)) = api::check_login(&app, &form.name, &form.password).await else {
-        return Ok(back(&format!("/login?next={}", auth::urlencode(&next)), Err("Wrong name or password.".into())));
+    let (id, _) = match api::check_login(&app, &form.name, &form.password).await {
+        Ok(found) => found,
+        Err(e) => {
+            let text = if e.status() == StatusCode::TOO_MANY_REQUESTS {
+                format!("{}.", capitalised(e.message()))
+            } else {
+                "Wrong name or password.".to_owned()
+            };
+            return Ok(back(&format!("/login?next={}", auth::urlencode(&next)), Err(text)));
+        }
     };
     let (cookie, _) = api::start_session(&app, id).await?;
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response())

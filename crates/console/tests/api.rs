@@ -473,3 +473,43 @@ async fn activation_codes_are_entered_checked_and_shown() {
     .expect("checks");
     console.stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guessing_a_password_is_held_up_after_a_few_tries() {
+    let console = Console::start().await;
+    let (url, token, password) = (console.url.clone(), console.token.clone(), console.password.clone());
+    tokio::task::spawn_blocking(move || {
+        let attempt = |name: &str, password: &str| {
+            let response = http()
+                .post(&format!("{url}/api/v1/login"))
+                .send_json(json!({"name": name, "password": password}))
+                .expect("answer");
+            let retry = response.headers().get("retry-after").map(|v| v.to_str().expect("text").to_owned());
+            (response.status().as_u16(), retry)
+        };
+        // A burst of 50 guesses: only the first few are even checked.
+        let answers: Vec<(u16, Option<String>)> = (0..50).map(|i| attempt("admin", &format!("guess {i}"))).collect();
+        let checked = answers.iter().filter(|(status, _)| *status == 401).count();
+        assert_eq!(checked, starling_console::throttle::FREE_FAILURES as usize, "{answers:?}");
+        let held = &answers[checked..];
+        assert!(held.iter().all(|(status, retry)| *status == 429 && retry.is_some()), "{held:?}");
+        // Held means held: even the right password waits.
+        assert_eq!(attempt("admin", &password).0, 429);
+        // Other accounts and tokens are not held up.
+        let auditor = json!({"name": "auditor", "password": "a long enough one", "role": "read-only"});
+        assert_eq!(call("post", &format!("{url}/api/v1/accounts"), Some(&token), Some(&auditor)).0, 201);
+        assert_eq!(attempt("auditor", "a long enough one").0, 200);
+        // The form says so too.
+        let form = "name=admin&password=x&next=/";
+        let answer = http()
+            .post(&format!("{url}/login"))
+            .content_type("application/x-www-form-urlencoded")
+            .send(form)
+            .expect("form");
+        let location = answer.headers().get("location").expect("redirect").to_str().expect("text").to_owned();
+        assert!(location.contains("Too%20many%20failed%20logins"), "{location}");
+    })
+    .await
+    .expect("checks");
+    console.stop.cancel();
+}

@@ -58,6 +58,18 @@ mod mime;
 mod minhash;
 mod normalize;
 
+/// For the fuzz target (`fuzz/fuzz_targets/html.rs`): the HTML scanner on
+/// its own, on any text, with its bounds checked: the visible text is never
+/// longer than the input (entities only shrink or keep it, apart from the
+/// separators blocks add), and links stay within [`limits::MAX_HTML_LINKS`].
+#[doc(hidden)]
+pub fn fuzz_html(html: &str) {
+    let mut out = String::new();
+    let scan = html::visible_text(html, &mut out);
+    assert!(scan.links.len() <= limits::MAX_HTML_LINKS, "{} links", scan.links.len());
+    assert!(out.len() <= 4 * html.len() + 64, "{} bytes of text from {} of HTML", out.len(), html.len());
+}
+
 use std::fmt;
 
 use mail_parser::MessageParser;

@@ -1,7 +1,8 @@
 //! Never lose mail: `starling agent` is killed (SIGKILL) at random moments
 //! while it moves and tags a burst of messages in a real Dovecot, over IMAP
-//! and in Maildir mode, at least 100 times each; afterwards every message
-//! exists exactly once, and every spam ended up filed.
+//! and in Maildir mode, 100 times each (`STARLING_CRASH_KILLS` for more, as
+//! `scripts/chaos` does); afterwards every message exists exactly once, and
+//! every spam ended up filed.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,7 +12,10 @@ use std::time::Duration;
 use starling_proto::v1::{Class, ReportClass};
 use starling_testkit::{Dovecot, DovecotOptions, Node, testdata, wait_until, with_message_id};
 
-const KILLS: usize = 100;
+/// Kills per run: 100 in the test suite, `STARLING_CRASH_KILLS` otherwise.
+fn kills() -> usize {
+    std::env::var("STARLING_CRASH_KILLS").ok().and_then(|n| n.parse().ok()).unwrap_or(100)
+}
 
 /// A small deterministic generator (xorshift): the seed is printed so a
 /// failure can be replayed with `STARLING_CRASH_SEED`.
@@ -195,7 +199,8 @@ fn crash_run(store: &str) {
     deliver(40, &mut random);
     // Each round: new mail waits, the agent starts and catches up (or is
     // told by IDLE or inotify), and is killed at a random moment of it.
-    for _ in 0..KILLS {
+    let kills = kills();
+    for _ in 0..kills {
         deliver(2 + random.below(5) as usize, &mut random);
         let mut agent = spawn_agent(&config);
         std::thread::sleep(Duration::from_millis(random.below(400)));
@@ -207,9 +212,9 @@ fn crash_run(store: &str) {
     }
     // Mid-way, nothing is lost or doubled either.
     let midway = census(&dovecot, "crash");
-    assert_eq!(midway.len(), delivered, "every delivered message is present after {KILLS} kills");
+    assert_eq!(midway.len(), delivered, "every delivered message is present after {kills} kills");
     for (id, copies) in &midway {
-        assert_eq!(copies.len(), 1, "{id} exists exactly once after {KILLS} kills: {copies:?}");
+        assert_eq!(copies.len(), 1, "{id} exists exactly once after {kills} kills: {copies:?}");
     }
     // The kills landed while work was being done, not only at start-up.
     let filed_midway = midway.values().filter(|c| c[0].0 == "Spam" || c[0].1.starts_with("[PHISH]")).count();
@@ -219,7 +224,8 @@ fn crash_run(store: &str) {
         starling_agent::state::events(&c, 0, Some(403), 10_000).expect("events").len()
     };
     eprintln!(
-        "{store}: {delivered} messages, {filed_midway} filed between kills, {interrupted} interrupted tags finished on restart"
+        "{store}: {kills} kills, {delivered} messages, {filed_midway} filed between kills, \
+         {interrupted} interrupted tags finished on restart"
     );
     // A last run finishes the work.
     let agent = spawn_agent(&config);
