@@ -126,6 +126,13 @@ impl Default for Limits {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
+    /// Where the store is: empty for the embedded store in `data_dir`, or
+    /// `redis://host:port[,host:port…]` for a Redis Cluster that several
+    /// nodes share (`docs/network.md`, "Redis Cluster").
+    pub url: String,
+    /// Redis Cluster: replicas each write batch waits for before reports
+    /// are acknowledged (`WAIT`; 0: acknowledged once on the masters).
+    pub redis_wait_replicas: u32,
     /// Page cache of the embedded store, in MiB.
     pub cache_mb: usize,
     /// Reported messages the in-memory key filter is sized for at start-up
@@ -147,6 +154,8 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> StoreConfig {
         StoreConfig {
+            url: String::new(),
+            redis_wait_replicas: 0,
             cache_mb: 32,
             expected_entries: 100_000,
             expire_after_days: 90,
@@ -174,6 +183,12 @@ impl NodeConfig {
             problems.push(format!(
                 "listen: {} is not a loopback address; configure [tls] or set allow_plaintext_public = true",
                 self.listen
+            ));
+        }
+        if !self.store.url.is_empty() && !self.store.url.starts_with("redis://") {
+            problems.push(format!(
+                "store.url: must be empty (the embedded store) or redis://host:port[,host:port…], got {:?}",
+                self.store.url
             ));
         }
         if self.data_dir.as_os_str().is_empty() {

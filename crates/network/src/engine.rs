@@ -557,10 +557,25 @@ impl<S: Store> Engine<S> {
         Ok(removed)
     }
 
-    /// Makes index keys added by a committed batch visible to checks.
+    /// Makes index keys added by a committed batch visible to checks, and
+    /// tells the other nodes sharing the store (a failure to tell them is
+    /// logged: they catch up at their next start).
     pub fn publish(&self, pending: &Pending) {
         for key in &pending.keys {
             self.filter.insert(key.filter_hash());
+        }
+        if !pending.keys.is_empty() {
+            let keys: Vec<Vec<u8>> = pending.keys.iter().map(|k| k.to_bytes()).collect();
+            if let Err(e) = self.store.announce(&keys, &[]) {
+                tracing::warn!(error = %e, "could not tell the other nodes of new index keys");
+            }
+        }
+    }
+
+    /// Index keys another node sharing the store added (their byte form).
+    pub fn adopt(&self, keys: &[Vec<u8>]) {
+        for key in keys {
+            self.filter.insert(key_hash(key));
         }
     }
 }

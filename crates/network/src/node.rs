@@ -15,9 +15,11 @@ use tokio_util::sync::CancellationToken;
 use crate::changes::ChangeLog;
 use crate::config::NodeConfig;
 use crate::engine::{Engine, EngineConfig};
+use crate::model::IndexKey;
 use crate::server::{self, Announce, NodeKeys, Shared};
 use crate::store::embedded::Embedded;
-use crate::store::{Reads, Store, StoreError, Writes};
+use crate::store::redis::{RedisOptions, RedisStore};
+use crate::store::{Reads, Store, StoreError};
 use crate::writer::{self, Command, credential_hash, new_secret};
 use starling_proto::activation::Signer;
 
@@ -87,7 +89,25 @@ pub async fn start(config: NodeConfig) -> Result<Running, NodeError> {
     }
     let data = &config.data_dir;
     create_private_dir(data)?;
-    let store = Embedded::open(&data.join(STORE_FILE), config.store.cache_mb << 20)?;
+    if config.store.url.is_empty() {
+        let store = Embedded::open(&data.join(STORE_FILE), config.store.cache_mb << 20)?;
+        return start_on(config, store).await;
+    }
+    let options =
+        RedisOptions::from_url(&config.store.url, config.store.expected_entries, config.store.redis_wait_replicas)?;
+    let store = tokio::task::spawn_blocking(move || RedisStore::open(&options))
+        .await
+        .map_err(|e| NodeError::Store(StoreError::transient(e.to_string())))??;
+    start_on(config, store).await
+}
+
+/// Starts a node on a store.
+async fn start_on<S: Store>(config: NodeConfig, store: S) -> Result<Running, NodeError> {
+    let data = &config.data_dir;
+    // The announcements of other nodes sharing the store are followed from
+    // before the filter is warmed, so none falls between the two.
+    let mut cursor = String::new();
+    let shared_store = store.follow(&mut cursor, Duration::ZERO)?.is_some();
     let network_key = network_key(&store, config.network_key_file.as_deref())?;
     let signer = activation_signer(&store)?;
     let operator_hash = credential_hash(&ensure_operator_token(data)?);
@@ -123,6 +143,13 @@ pub async fn start(config: NodeConfig) -> Result<Running, NodeError> {
     let (stopped_tx, stopped) = oneshot::channel();
     let router = server::router(shared.clone());
     let sweeper = tokio::spawn(sweep(writer.clone(), shutdown.clone()));
+    if shared_store {
+        let (engine, changes, stop) = (shared.engine.clone(), shared.changes.clone(), shutdown.clone());
+        std::thread::Builder::new()
+            .name("starling-follow".into())
+            .spawn(move || follow(&engine, &changes, cursor, &stop))
+            .map_err(|error| NodeError::Io { path: data.clone(), error })?;
+    }
     let token = shutdown.clone();
     tokio::spawn(async move {
         server::serve(listener, router, tls, token, Duration::from_secs(10)).await;
@@ -136,6 +163,47 @@ pub async fn start(config: NodeConfig) -> Result<Running, NodeError> {
     });
     tracing::info!(%addr, tls = config.tls.is_some(), "network node listening");
     Ok(Running { addr, shutdown, stopped })
+}
+
+/// How often a node sharing its store reads the organisations again (an
+/// organisation created or changed on another node).
+const ORGANISATIONS_EVERY: Duration = Duration::from_secs(2);
+
+/// Follows what the other nodes sharing the store announce: their new index
+/// keys join this node's filter, their changes its `Changes` log; and reads
+/// the organisations again every [`ORGANISATIONS_EVERY`].
+fn follow<S: Store>(engine: &Engine<S>, changes: &ChangeLog, mut cursor: String, stop: &CancellationToken) {
+    let mut organisations_read = std::time::Instant::now();
+    let mut failing = false;
+    while !stop.is_cancelled() {
+        match engine.store().follow(&mut cursor, Duration::from_millis(500)) {
+            Ok(Some(announced)) => {
+                engine.adopt(&announced.filter);
+                let keys: Vec<IndexKey> = announced.changes.iter().filter_map(|k| IndexKey::from_bytes(k)).collect();
+                if !keys.is_empty() {
+                    changes.append(keys);
+                }
+                failing = false;
+            }
+            Ok(None) => return,
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot follow the other nodes sharing the store; retrying");
+                }
+                failing = true;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        if organisations_read.elapsed() >= ORGANISATIONS_EVERY {
+            organisations_read = std::time::Instant::now();
+            if let Ok(all) = engine.store().reader().and_then(|r| r.organisations()) {
+                let mut organisations = engine.organisations().write();
+                for org in all {
+                    organisations.put(org);
+                }
+            }
+        }
+    }
 }
 
 async fn sweep(writer: writer::WriterHandle, shutdown: CancellationToken) {
@@ -169,7 +237,7 @@ fn create_private_dir(dir: &Path) -> Result<(), NodeError> {
 /// The network's fingerprint key: the configured one, or the one created at
 /// the first start. A store keyed differently from the configured key is an
 /// error (its fingerprints would never match).
-fn network_key(store: &Embedded, file: Option<&Path>) -> Result<[u8; 32], NodeError> {
+fn network_key(store: &impl Store, file: Option<&Path>) -> Result<[u8; 32], NodeError> {
     let configured = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(io(path))?;
@@ -180,40 +248,30 @@ fn network_key(store: &Embedded, file: Option<&Path>) -> Result<[u8; 32], NodeEr
         }
         None => None,
     };
-    let stored = store.reader()?.meta("network_key")?.and_then(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok());
-    match (stored, configured) {
-        (Some(stored), Some(configured)) if stored != configured => {
-            return Err(NodeError::Config(vec![
-                "network_key_file: the store was built with another key; its fingerprints would never match".into(),
-            ]));
-        }
-        (Some(stored), _) => return Ok(stored),
-        _ => {}
-    }
-    let key = configured.unwrap_or_else(|| {
+    let new = configured.unwrap_or_else(|| {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).expect("the operating system's random source works");
         key
     });
-    let mut w = store.writer()?;
-    w.set_meta("network_key", &key)?;
-    w.commit()?;
-    Ok(key)
+    let kept = store.init_meta("network_key", &new)?;
+    let kept = <[u8; 32]>::try_from(kept.as_slice())
+        .map_err(|_| NodeError::Config(vec!["the store's network key is damaged".into()]))?;
+    if configured.is_some_and(|configured| configured != kept) {
+        return Err(NodeError::Config(vec![
+            "network_key_file: the store was built with another key; its fingerprints would never match".into(),
+        ]));
+    }
+    Ok(kept)
 }
 
 /// The operator's key for activation codes: created at the first start and
 /// kept in the store's metadata, so every API node of a network signs with
 /// the same key and a backup of the store keeps it.
-fn activation_signer(store: &Embedded) -> Result<Signer, NodeError> {
+fn activation_signer(store: &impl Store) -> Result<Signer, NodeError> {
     let invalid = |e: starling_proto::activation::CodeError| NodeError::Config(vec![format!("activation key: {e}")]);
-    if let Some(document) = store.reader()?.meta(ACTIVATION_KEY)? {
-        return Signer::from_pkcs8(&document).map_err(invalid);
-    }
-    let (signer, document) = Signer::generate().map_err(invalid)?;
-    let mut w = store.writer()?;
-    w.set_meta(ACTIVATION_KEY, &document)?;
-    w.commit()?;
-    Ok(signer)
+    let (_, document) = Signer::generate().map_err(invalid)?;
+    let kept = store.init_meta(ACTIVATION_KEY, &document)?;
+    Signer::from_pkcs8(&kept).map_err(invalid)
 }
 
 /// The store's metadata key of the activation signing key (PKCS#8).

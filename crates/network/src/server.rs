@@ -579,14 +579,20 @@ fn announce<S: Store>(shared: &Shared<S>, bad: &[(usize, Submitted)], before: &[
     let sets: Vec<Submitted> = recorded.iter().map(|(set, _)| (*set).clone()).collect();
     let after = shared.blocked(&sets);
     let mut announced = 0;
+    let mut told = Vec::new();
     for ((set, before), after) in recorded.into_iter().zip(after) {
         if after && !before {
-            shared.changes.append(index_keys(set));
+            let keys = index_keys(set);
+            told.extend(keys.iter().map(|k| k.to_bytes()));
+            shared.changes.append(keys);
             announced += 1;
         }
     }
     if announced > 0 {
         shared.metrics.announced.inc_by(announced);
+        if let Err(e) = shared.engine.store().announce(&[], &told) {
+            tracing::warn!(error = %e, "could not tell the other nodes of a change");
+        }
     }
 }
 

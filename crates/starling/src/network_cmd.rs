@@ -55,6 +55,11 @@ struct ServeArgs {
     /// Allow listening beyond loopback without TLS.
     #[arg(long)]
     allow_plaintext_public: bool,
+    /// The store: a Redis Cluster that several nodes share,
+    /// `redis://host:port[,host:port…]` (default: the embedded store in the
+    /// data directory).
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
 }
 
 /// How operator tools reach a node.
@@ -234,6 +239,11 @@ fn node_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
         config.tls = Some(TlsConfig { certificate: certificate.clone(), private_key: private_key.clone() });
     }
     config.allow_plaintext_public |= args.allow_plaintext_public;
+    if let Some(store) = &args.store {
+        config.store.url.clone_from(store);
+    }
+    let problems = config.problems();
+    anyhow::ensure!(problems.is_empty(), "invalid configuration:\n  {}", problems.join("\n  "));
     Ok(config)
 }
 

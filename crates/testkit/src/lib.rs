@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 pub mod browser;
 /// A private Postfix, for in-line (milter) tests.
 pub mod postfix;
+pub mod redis;
 
 /// The master user's name in every test Dovecot.
 pub const MASTER_USER: &str = "starling";

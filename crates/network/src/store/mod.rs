@@ -1,4 +1,5 @@
-//! Persistent state of a node, behind the [`Store`] trait.
+//! Persistent state of a node, behind the [`Store`] trait: `embedded` (one
+//! redb file, one node) and `redis` (a Redis Cluster several nodes share).
 //!
 //! Every operation touches one key, or the keys under one prefix (the reports
 //! of one entry): a Redis Cluster backend maps an entry to a hash, a posting
@@ -15,8 +16,10 @@
 //! (entry before postings, postings removed before the entry).
 
 pub mod embedded;
+pub mod redis;
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::model::{Entry, EntryId, IndexKey, Organisation, ReportRecord, Reporter, ReporterId};
 
@@ -86,8 +89,44 @@ pub trait Store: Send + Sync + 'static {
 
     /// Opens a read view.
     fn reader(&self) -> Result<Self::Reader<'_>>;
-    /// Opens a write batch. Only one is open at a time (the node's writer).
+    /// Opens a write batch. Only one is open at a time per node (the node's
+    /// writer); a store several nodes share has one per node.
     fn writer(&self) -> Result<Self::Writer<'_>>;
+
+    /// Sets a metadata value unless one is there, and answers the value kept
+    /// (so nodes starting at once on a shared store agree on their keys).
+    fn init_meta(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
+        if let Some(kept) = self.reader()?.meta(name)? {
+            return Ok(kept);
+        }
+        let mut w = self.writer()?;
+        w.set_meta(name, value)?;
+        w.commit()?;
+        Ok(value.to_vec())
+    }
+
+    /// Tells the other nodes sharing this store of the index keys this node
+    /// added (`filter`) and of those that became spam (`changes`), in their
+    /// byte form. A store no other node shares does nothing.
+    fn announce(&self, _filter: &[Vec<u8>], _changes: &[Vec<u8>]) -> Result<()> {
+        Ok(())
+    }
+
+    /// What the other nodes announced after `cursor` (empty: from now on),
+    /// waiting up to `wait` for something; moves the cursor. `None` for a
+    /// store no other node shares.
+    fn follow(&self, _cursor: &mut String, _wait: Duration) -> Result<Option<Announced>> {
+        Ok(None)
+    }
+}
+
+/// What other nodes sharing a store announced.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Announced {
+    /// Index keys they added (for the key filter).
+    pub filter: Vec<Vec<u8>>,
+    /// Index keys that became spam (for `Changes`).
+    pub changes: Vec<Vec<u8>>,
 }
 
 /// Reads.

@@ -1,0 +1,681 @@
+//! The store on a Redis Cluster, shared by several stateless API nodes.
+//!
+//! Crate: `redis` (redis-rs, BSD-3-Clause) with its synchronous cluster
+//! client: the [`Store`] trait is synchronous (the writer is a thread; reads
+//! are short), redis-rs follows `MOVED`/`ASK` redirections, reconnects and
+//! retries across a failover by itself, and its scripts are sent by SHA.
+//! `fred` (MIT) is async only and would need a runtime inside the writer.
+//!
+//! Every operation touches one key, so nothing needs a multi-key
+//! transaction and hot keys spread over the slots. The layout (keys are
+//! binary; the first byte says what they hold):
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `e` + entry id (16 B) | string | the entry (postcard) |
+//! | `r` + entry id | hash | reporter id (16 B) → report (postcard) |
+//! | `p` + bucket (4 B) | hash | index key → entry ids (16 B each, oldest first) |
+//! | `u` + reporter id | string | the reporter (postcard) |
+//! | `x` + day (4 B) | set | entries due for an expiry check that day |
+//! | `{s}o` | hash | organisation id → organisation |
+//! | `{s}m` | hash | metadata (network key, activation key, records) |
+//! | `{s}c` | hash | counters (entries, reports, reporters, index keys) |
+//! | `{s}x` | sorted set | days with expiry checks |
+//! | `{s}a` | stream | what each node added, for the others (see below) |
+//!
+//! Postings live in hashes of a fixed number of buckets (a power of two
+//! chosen from `store.expected_entries` at the cluster's first use and kept
+//! in the metadata), so that most buckets stay small enough for Redis's
+//! compact listpack encoding instead of costing a key each. Appending to a
+//! posting list (deduplicated, trimmed to the newest) is one Lua script on
+//! one bucket.
+//!
+//! Consistency: a read view is not a snapshot (Redis has none); a write
+//! batch applies its operations in order as they are made, so it reads its
+//! own writes and any prefix of it is consistent (the engine orders them for
+//! that), and `commit` only waits for replicas when `store.redis_wait_replicas`
+//! asks it to. Several nodes write at once: reports of the same message land
+//! in different hash fields; the counters of one reporter updated by two
+//! nodes in the same instant can lose an increment (trust then grows a
+//! report later).
+//!
+//! Nodes tell each other what they added through the stream `{s}a`: the
+//! index keys a write batch created (each node keeps its own in-memory key
+//! filter, which would otherwise answer "clean" for a campaign another node
+//! learnt) and the keys that became spam (for `Changes`). A node follows it
+//! and is at most one poll behind (`docs/network.md`, "Redis Cluster").
+
+use std::cell::RefCell;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redis::cluster::{ClusterClient, ClusterConnection};
+use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, FromRedisValue, Script, Value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Announced, Reads, Result, Store, StoreError, StoreStats, Writes};
+use crate::model::{Entry, EntryId, IndexKey, Organisation, ReportRecord, Reporter, ReporterId};
+
+const ORGANISATIONS: &[u8] = b"{s}o";
+const META: &[u8] = b"{s}m";
+const COUNTERS: &[u8] = b"{s}c";
+const EXPIRY_DAYS: &[u8] = b"{s}x";
+const STREAM: &[u8] = b"{s}a";
+/// The metadata key of the number of posting buckets.
+const BUCKETS_META: &str = "redis_posting_buckets";
+/// Stream entries kept (approximately): a node further behind rebuilds its
+/// filter from the store.
+const STREAM_KEEP: usize = 200_000;
+
+/// Appends an entry id to a posting list in a bucket: deduplicated, the
+/// newest `max` kept. Answers 2 when the index key is new, 1 when added, 0
+/// when it was there.
+const ADD_POSTING: &str = r"
+local list = redis.call('HGET', KEYS[1], ARGV[1])
+local created = 0
+if not list then list = ''; created = 1 end
+for i = 1, #list, 16 do
+  if string.sub(list, i, i + 15) == ARGV[2] then return 0 end
+end
+list = list .. ARGV[2]
+local keep = tonumber(ARGV[3]) * 16
+if #list > keep then list = string.sub(list, #list - keep + 1) end
+redis.call('HSET', KEYS[1], ARGV[1], list)
+return 1 + created
+";
+
+/// Removes an entry id from a posting list; answers -1 when the list is
+/// gone, 1 when shortened, 0 when the id was not there.
+const REMOVE_POSTING: &str = r"
+local list = redis.call('HGET', KEYS[1], ARGV[1])
+if not list then return 0 end
+local kept = ''
+local found = 0
+for i = 1, #list, 16 do
+  local id = string.sub(list, i, i + 15)
+  if id == ARGV[2] then found = 1 else kept = kept .. id end
+end
+if found == 0 then return 0 end
+if #kept == 0 then redis.call('HDEL', KEYS[1], ARGV[1]); return -1 end
+redis.call('HSET', KEYS[1], ARGV[1], kept)
+return 1
+";
+
+/// One stream of an `XREAD` answer: its name, and its entries (id, fields).
+type StreamReply = (Vec<u8>, Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>);
+
+/// A store on a Redis Cluster.
+pub struct RedisStore {
+    client: ClusterClient,
+    pool: Mutex<Vec<ClusterConnection>>,
+    buckets: u32,
+    wait_replicas: u32,
+    node: u64,
+    add_posting: Script,
+    remove_posting: Script,
+}
+
+/// Options of the Redis store.
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    /// Seed nodes: `host:port`.
+    pub seeds: Vec<String>,
+    /// Posting buckets for a new cluster (rounded up to a power of two).
+    pub buckets: u32,
+    /// Replicas each write batch waits for (0: none).
+    pub wait_replicas: u32,
+    /// How long one command may take.
+    pub timeout: Duration,
+}
+
+impl RedisOptions {
+    /// Options from a `redis://host:port[,host:port…]` address.
+    pub fn from_url(url: &str, expected_entries: usize, wait_replicas: u32) -> Result<RedisOptions> {
+        let rest = url.strip_prefix("redis://").ok_or_else(|| {
+            StoreError::permanent(format!("{url:?}: a Redis Cluster address is redis://host:port[,host:port…]"))
+        })?;
+        let seeds: Vec<String> =
+            rest.trim_end_matches('/').split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        if seeds.is_empty() || seeds.iter().any(|s| !s.contains(':')) {
+            return Err(StoreError::permanent(format!("{url:?}: every seed must be host:port")));
+        }
+        // About 40 index keys per bucket: small enough for listpacks.
+        let keys = expected_entries.saturating_mul(2 + starling_fingerprint::BANDS) / 40;
+        let buckets = (keys.max(1024) as u32).next_power_of_two().min(1 << 28);
+        Ok(RedisOptions { seeds, buckets, wait_replicas, timeout: Duration::from_secs(2) })
+    }
+}
+
+fn redis_error(e: redis::RedisError) -> StoreError {
+    let transient = e.is_io_error()
+        || e.is_timeout()
+        || e.is_cluster_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(e.kind(), redis::ErrorKind::Server(_));
+    let message = format!("redis: {e}");
+    if transient { StoreError::transient(message) } else { StoreError::permanent(message) }
+}
+
+fn parse_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError::permanent(format!("redis: an unexpected answer: {e}"))
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("records serialise")
+}
+
+fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::permanent(format!("corrupt {what} record: {e}")))
+}
+
+fn key(kind: u8, id: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + id.len());
+    key.push(kind);
+    key.extend_from_slice(id);
+    key
+}
+
+fn ids(bytes: &[u8]) -> Vec<EntryId> {
+    bytes.chunks_exact(16).map(|c| EntryId(c.try_into().expect("16 bytes"))).collect()
+}
+
+impl RedisStore {
+    /// Connects to the cluster and agrees on its layout.
+    pub fn open(options: &RedisOptions) -> Result<RedisStore> {
+        let seeds: Vec<String> = options.seeds.iter().map(|s| format!("redis://{s}")).collect();
+        // Few, short retries: a request that cannot be served while the
+        // cluster moves slots fails fast as "unavailable" (agents retry),
+        // and the connection is replaced so the next one reads the slots
+        // afresh; long retries inside would hold every caller for seconds.
+        let client = ClusterClient::builder(seeds)
+            .connection_timeout(options.timeout.min(Duration::from_secs(1)))
+            .response_timeout(options.timeout)
+            .retries(2)
+            .min_retry_wait(20)
+            .max_retry_wait(200)
+            .build()
+            .map_err(redis_error)?;
+        let mut node = [0u8; 8];
+        getrandom::fill(&mut node).expect("the operating system's random source works");
+        let store = RedisStore {
+            client,
+            pool: Mutex::new(Vec::new()),
+            buckets: 0,
+            wait_replicas: options.wait_replicas,
+            node: u64::from_le_bytes(node),
+            add_posting: Script::new(ADD_POSTING),
+            remove_posting: Script::new(REMOVE_POSTING),
+        };
+        let wanted = options.buckets.to_be_bytes().to_vec();
+        let agreed = store.init_meta(BUCKETS_META, &wanted)?;
+        let buckets = <[u8; 4]>::try_from(agreed.as_slice())
+            .map(u32::from_be_bytes)
+            .map_err(|_| StoreError::permanent("corrupt posting bucket count in the metadata"))?;
+        Ok(RedisStore { buckets, ..store })
+    }
+
+    /// This process's id in the announcement stream.
+    pub fn node_id(&self) -> u64 {
+        self.node
+    }
+
+    fn connection(&self) -> Result<Pooled<'_>> {
+        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => self.client.get_connection().map_err(redis_error)?,
+        };
+        Ok(Pooled { connection: Some(connection), store: self, broken: false })
+    }
+
+    fn bucket(&self, index_key: &[u8]) -> Vec<u8> {
+        let hash = xxhash_rust::xxh3::xxh3_64(index_key);
+        let bucket = (hash % u64::from(self.buckets.max(1))) as u32;
+        key(b'p', &bucket.to_be_bytes())
+    }
+
+    /// The addresses of the masters now.
+    fn masters(&self, connection: &mut ClusterConnection) -> Result<Vec<(String, u16)>> {
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+        let value = connection.route_command(redis::cmd("CLUSTER").arg("NODES"), routing).map_err(redis_error)?;
+        let text = String::from_redis_value(value).map_err(parse_error)?;
+        let mut masters = Vec::new();
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(address), Some(flags)) = (fields.get(1), fields.get(2)) else { continue };
+            if !flags.contains("master") || flags.contains("fail") {
+                continue;
+            }
+            let address = address.split('@').next().unwrap_or(address);
+            if let Some((host, port)) = address.rsplit_once(':')
+                && let Ok(port) = port.parse()
+            {
+                masters.push((host.to_owned(), port));
+            }
+        }
+        Ok(masters)
+    }
+
+    /// Every key starting with `prefix`, master by master (maintenance).
+    fn scan(&self, prefix: u8, f: &mut dyn FnMut(&mut ClusterConnection, Vec<u8>) -> Result<()>) -> Result<()> {
+        let mut pooled = self.connection()?;
+        let result = self.scan_on(pooled.get(), prefix, f);
+        pooled.broken |= result.is_err();
+        result
+    }
+
+    fn scan_on(
+        &self,
+        connection: &mut ClusterConnection,
+        prefix: u8,
+        f: &mut dyn FnMut(&mut ClusterConnection, Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
+        for (host, port) in self.masters(connection)? {
+            let mut cursor = 0u64;
+            loop {
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: host.clone(), port });
+                let mut command = redis::cmd("SCAN");
+                command.arg(cursor).arg("MATCH").arg(&[prefix, b'*'][..]).arg("COUNT").arg(1000);
+                let value = connection.route_command(&command, routing).map_err(redis_error)?;
+                let (next, keys): (u64, Vec<Vec<u8>>) = FromRedisValue::from_redis_value(value).map_err(parse_error)?;
+                for key in keys {
+                    f(connection, key)?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets a metadata value unless one is there; answers the value kept.
+    pub fn init_meta(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
+        let mut pooled = self.connection()?;
+        let _: i64 = pooled.run(redis::cmd("HSETNX").arg(META).arg(name).arg(value))?;
+        let kept: Option<Vec<u8>> = pooled.run(redis::cmd("HGET").arg(META).arg(name))?;
+        kept.ok_or_else(|| StoreError::transient("a metadata value vanished after it was set"))
+    }
+}
+
+/// A connection taken from the pool, given back when dropped — unless it
+/// failed: a new connection reads the cluster's slots afresh, which is how
+/// the store finds a replica promoted after its master died.
+struct Pooled<'a> {
+    connection: Option<ClusterConnection>,
+    store: &'a RedisStore,
+    broken: bool,
+}
+
+impl Pooled<'_> {
+    fn get(&mut self) -> &mut ClusterConnection {
+        self.connection.as_mut().expect("held until dropped")
+    }
+
+    /// Runs a command; a failure that is not the command's own marks the
+    /// connection for replacement.
+    fn run<T: FromRedisValue>(&mut self, command: &Cmd) -> Result<T> {
+        let result = command.query(self.get());
+        result.map_err(|e| self.failed(e))
+    }
+
+    fn failed(&mut self, e: redis::RedisError) -> StoreError {
+        let error = redis_error(e);
+        if error.is_transient() {
+            self.broken = true;
+        }
+        error
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if self.broken {
+            return;
+        }
+        if let Some(connection) = self.connection.take() {
+            let mut pool = self.store.pool.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < 64 {
+                pool.push(connection);
+            }
+        }
+    }
+}
+
+/// Reads and writes over one pooled connection.
+pub struct Session<'a> {
+    connection: RefCell<Pooled<'a>>,
+    store: &'a RedisStore,
+}
+
+impl Session<'_> {
+    fn query<T: FromRedisValue>(&self, command: &Cmd) -> Result<T> {
+        self.connection.borrow_mut().run(command)
+    }
+
+    fn record<T: DeserializeOwned>(&self, what: &str, key: &[u8]) -> Result<Option<T>> {
+        let bytes: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(key))?;
+        bytes.map(|b| decode(what, &b)).transpose()
+    }
+
+    fn count(&self, field: &str, by: i64) -> Result<()> {
+        if by != 0 {
+            let _: i64 = self.query(redis::cmd("HINCRBY").arg(COUNTERS).arg(field).arg(by))?;
+        }
+        Ok(())
+    }
+
+    /// Sets a string; answers whether it is new.
+    fn set_new(&self, key: &[u8], value: &[u8]) -> Result<bool> {
+        let old: Option<Vec<u8>> = self.query(redis::cmd("SET").arg(key).arg(value).arg("GET"))?;
+        Ok(old.is_none())
+    }
+}
+
+impl Reads for Session<'_> {
+    fn postings(&self, index_key: IndexKey) -> Result<Vec<EntryId>> {
+        let field = index_key.to_bytes();
+        let list: Option<Vec<u8>> = self.query(redis::cmd("HGET").arg(self.store.bucket(&field)).arg(field))?;
+        Ok(list.map(|l| ids(&l)).unwrap_or_default())
+    }
+
+    fn entry(&self, id: EntryId) -> Result<Option<Entry>> {
+        self.record("entry", &key(b'e', &id.0))
+    }
+
+    fn reports(&self, id: EntryId) -> Result<Vec<(ReporterId, ReportRecord)>> {
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = self.query(redis::cmd("HGETALL").arg(key(b'r', &id.0)))?;
+        let mut out = Vec::with_capacity(fields.len());
+        for (reporter, record) in fields {
+            let reporter = <[u8; 16]>::try_from(reporter.as_slice())
+                .map_err(|_| StoreError::permanent("corrupt reporter id in a report"))?;
+            out.push((ReporterId(reporter), decode("report", &record)?));
+        }
+        out.sort_by_key(|(reporter, _)| *reporter);
+        Ok(out)
+    }
+
+    fn reporter(&self, id: ReporterId) -> Result<Option<Reporter>> {
+        self.record("reporter", &key(b'u', &id.0))
+    }
+
+    fn organisation(&self, id: u32) -> Result<Option<Organisation>> {
+        let bytes: Option<Vec<u8>> = self.query(redis::cmd("HGET").arg(ORGANISATIONS).arg(&id.to_be_bytes()[..]))?;
+        bytes.map(|b| decode("organisation", &b)).transpose()
+    }
+
+    fn organisations(&self) -> Result<Vec<Organisation>> {
+        let all: Vec<(Vec<u8>, Vec<u8>)> = self.query(redis::cmd("HGETALL").arg(ORGANISATIONS))?;
+        let mut out: Vec<Organisation> = all.iter().map(|(_, b)| decode("organisation", b)).collect::<Result<_>>()?;
+        out.sort_by_key(|o| o.id);
+        Ok(out)
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.query(redis::cmd("HGET").arg(META).arg(name))
+    }
+
+    fn stats(&self) -> Result<StoreStats> {
+        let counters: std::collections::HashMap<String, i64> = self.query(redis::cmd("HGETALL").arg(COUNTERS))?;
+        let organisations: u64 = self.query(redis::cmd("HLEN").arg(ORGANISATIONS))?;
+        let get = |name: &str| counters.get(name).copied().unwrap_or(0).max(0) as u64;
+        let mut connection = self.connection.borrow_mut();
+        let masters = self.store.masters(connection.get());
+        connection.broken |= masters.is_err();
+        let bytes = masters?.into_iter().try_fold(0u64, |sum, (host, port)| {
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+            let value =
+                connection.get().route_command(redis::cmd("INFO").arg("memory"), routing).map_err(redis_error)?;
+            let info = String::from_redis_value(value).map_err(parse_error)?;
+            let field = |name: &str| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            Ok::<u64, StoreError>(
+                sum + field("used_memory").unwrap_or(0).saturating_sub(field("used_memory_startup").unwrap_or(0)),
+            )
+        })?;
+        Ok(StoreStats {
+            entries: get("entries"),
+            reports: get("reports"),
+            reporters: get("reporters"),
+            index_keys: get("index_keys"),
+            organisations,
+            bytes,
+        })
+    }
+
+    fn each_index_key(&self, f: &mut dyn FnMut(&[u8])) -> Result<()> {
+        self.store.scan(b'p', &mut |connection, bucket| {
+            let fields: Vec<Vec<u8>> = redis::cmd("HKEYS").arg(bucket).query(connection).map_err(redis_error)?;
+            fields.iter().for_each(|field| f(field));
+            Ok(())
+        })
+    }
+
+    fn each_reporter(&self, f: &mut dyn FnMut(ReporterId, Reporter)) -> Result<()> {
+        self.store.scan(b'u', &mut |connection, key| {
+            let id = <[u8; 16]>::try_from(&key[1..]).map_err(|_| StoreError::permanent("corrupt reporter key"))?;
+            let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(connection).map_err(redis_error)?;
+            if let Some(bytes) = bytes {
+                f(ReporterId(id), decode("reporter", &bytes)?);
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Writes for Session<'_> {
+    fn put_entry(&mut self, id: EntryId, entry: &Entry) -> Result<()> {
+        let new = self.set_new(&key(b'e', &id.0), &encode(entry))?;
+        self.count("entries", i64::from(new))
+    }
+
+    fn delete_entry(&mut self, id: EntryId) -> Result<()> {
+        let reports: i64 = self.query(redis::cmd("HLEN").arg(key(b'r', &id.0)))?;
+        let _: i64 = self.query(redis::cmd("DEL").arg(key(b'r', &id.0)))?;
+        self.count("reports", -reports)?;
+        let removed: i64 = self.query(redis::cmd("DEL").arg(key(b'e', &id.0)))?;
+        self.count("entries", -removed)
+    }
+
+    fn put_report(&mut self, id: EntryId, reporter: ReporterId, report: &ReportRecord) -> Result<()> {
+        let new: i64 = self.query(redis::cmd("HSET").arg(key(b'r', &id.0)).arg(&reporter.0[..]).arg(encode(report)))?;
+        self.count("reports", new)
+    }
+
+    fn delete_report(&mut self, id: EntryId, reporter: ReporterId) -> Result<bool> {
+        let removed: i64 = self.query(redis::cmd("HDEL").arg(key(b'r', &id.0)).arg(&reporter.0[..]))?;
+        self.count("reports", -removed)?;
+        Ok(removed > 0)
+    }
+
+    fn add_posting(&mut self, index_key: IndexKey, id: EntryId, max: usize) -> Result<()> {
+        let field = index_key.to_bytes();
+        let bucket = self.store.bucket(&field);
+        let mut invocation = self.store.add_posting.key(bucket);
+        invocation.arg(field).arg(&id.0[..]).arg(max.max(1));
+        let mut connection = self.connection.borrow_mut();
+        let answer: i64 = invocation.invoke(connection.get()).map_err(|e| connection.failed(e))?;
+        drop(connection);
+        self.count("index_keys", i64::from(answer == 2))
+    }
+
+    fn remove_posting(&mut self, index_key: IndexKey, id: EntryId) -> Result<()> {
+        let field = index_key.to_bytes();
+        let bucket = self.store.bucket(&field);
+        let mut invocation = self.store.remove_posting.key(bucket);
+        invocation.arg(field).arg(&id.0[..]);
+        let mut connection = self.connection.borrow_mut();
+        let answer: i64 = invocation.invoke(connection.get()).map_err(|e| connection.failed(e))?;
+        drop(connection);
+        self.count("index_keys", -i64::from(answer == -1))
+    }
+
+    fn put_reporter(&mut self, id: ReporterId, reporter: &Reporter) -> Result<()> {
+        let new = self.set_new(&key(b'u', &id.0), &encode(reporter))?;
+        self.count("reporters", i64::from(new))
+    }
+
+    fn put_organisation(&mut self, organisation: &Organisation) -> Result<()> {
+        let command = redis::cmd("HSET")
+            .arg(ORGANISATIONS)
+            .arg(&organisation.id.to_be_bytes()[..])
+            .arg(encode(organisation))
+            .clone();
+        let _: i64 = self.query(&command)?;
+        Ok(())
+    }
+
+    fn set_meta(&mut self, name: &str, value: &[u8]) -> Result<()> {
+        let _: i64 = self.query(redis::cmd("HSET").arg(META).arg(name).arg(value))?;
+        Ok(())
+    }
+
+    fn schedule_expiry(&mut self, day: u32, id: EntryId) -> Result<()> {
+        let _: i64 = self.query(redis::cmd("SADD").arg(key(b'x', &day.to_be_bytes())).arg(&id.0[..]))?;
+        let _: i64 = self.query(redis::cmd("ZADD").arg(EXPIRY_DAYS).arg(day).arg(&day.to_be_bytes()[..]))?;
+        Ok(())
+    }
+
+    fn take_due_expiries(&mut self, day: u32, limit: usize) -> Result<Vec<EntryId>> {
+        let days: Vec<Vec<u8>> = self.query(redis::cmd("ZRANGEBYSCORE").arg(EXPIRY_DAYS).arg("-inf").arg(day))?;
+        let mut due = Vec::new();
+        for member in days {
+            if due.len() >= limit {
+                break;
+            }
+            let set = key(b'x', &member);
+            // SPOP is atomic: two nodes never take the same entry.
+            let taken: Vec<Vec<u8>> = self.query(redis::cmd("SPOP").arg(&set).arg(limit - due.len()))?;
+            due.extend(taken.iter().filter_map(|b| <[u8; 16]>::try_from(b.as_slice()).ok()).map(EntryId));
+            let left: i64 = self.query(redis::cmd("SCARD").arg(&set))?;
+            if left == 0 {
+                let _: i64 = self.query(redis::cmd("ZREM").arg(EXPIRY_DAYS).arg(&member))?;
+            }
+        }
+        Ok(due)
+    }
+
+    fn commit(self) -> Result<()> {
+        if self.store.wait_replicas == 0 {
+            return Ok(());
+        }
+        // Every master this connection wrote to waits until that many
+        // replicas have its writes, for at most a second.
+        let routing = RoutingInfo::MultiNode((
+            MultipleNodeRoutingInfo::AllMasters,
+            Some(ResponsePolicy::Aggregate(redis::cluster_routing::AggregateOp::Min)),
+        ));
+        let command = redis::cmd("WAIT").arg(self.store.wait_replicas).arg(1000).clone();
+        let mut connection = self.connection.borrow_mut();
+        let value = connection.get().route_command(&command, routing).map_err(|e| connection.failed(e))?;
+        let acknowledged = i64::from_redis_value(value).map_err(parse_error)?;
+        if acknowledged < i64::from(self.store.wait_replicas) {
+            return Err(StoreError::transient(format!(
+                "the batch reached {acknowledged} replica(s) of {} asked for within a second",
+                self.store.wait_replicas
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Store for RedisStore {
+    type Reader<'a> = Session<'a>;
+    type Writer<'a> = Session<'a>;
+
+    fn reader(&self) -> Result<Session<'_>> {
+        Ok(Session { connection: RefCell::new(self.connection()?), store: self })
+    }
+
+    fn writer(&self) -> Result<Session<'_>> {
+        self.reader()
+    }
+
+    fn init_meta(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
+        RedisStore::init_meta(self, name, value)
+    }
+
+    fn announce(&self, filter: &[Vec<u8>], changes: &[Vec<u8>]) -> Result<()> {
+        if filter.is_empty() && changes.is_empty() {
+            return Ok(());
+        }
+        let pack = |keys: &[Vec<u8>]| {
+            keys.iter().fold(Vec::new(), |mut out, key| {
+                out.push(key.len() as u8);
+                out.extend_from_slice(key);
+                out
+            })
+        };
+        let mut pooled = self.connection()?;
+        let command = redis::cmd("XADD")
+            .arg(STREAM)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(STREAM_KEEP)
+            .arg("*")
+            .arg("n")
+            .arg(self.node)
+            .arg("f")
+            .arg(pack(filter))
+            .arg("c")
+            .arg(pack(changes))
+            .clone();
+        let _: Value = pooled.run(&command)?;
+        Ok(())
+    }
+
+    fn follow(&self, cursor: &mut String, wait: Duration) -> Result<Option<Announced>> {
+        // A connection of its own: XREAD BLOCK holds it.
+        let mut connection = self.connection()?;
+        if cursor.is_empty() {
+            let last: Vec<(String, Value)> =
+                connection.run(redis::cmd("XREVRANGE").arg(STREAM).arg("+").arg("-").arg("COUNT").arg(1))?;
+            *cursor = last.first().map_or_else(|| "0-0".to_owned(), |(id, _)| id.clone());
+            return Ok(Some(Announced::default()));
+        }
+        let command = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(1000)
+            .arg("BLOCK")
+            .arg(wait.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(STREAM)
+            .arg(cursor.as_str())
+            .clone();
+        let reply: Option<Vec<StreamReply>> = connection.run(&command)?;
+        let mut announced = Announced::default();
+        let unpack = |bytes: &[u8], out: &mut Vec<Vec<u8>>| {
+            let mut rest = bytes;
+            while let Some((&len, tail)) = rest.split_first() {
+                let len = usize::from(len).min(tail.len());
+                out.push(tail[..len].to_vec());
+                rest = &tail[len..];
+            }
+        };
+        for (_, entries) in reply.unwrap_or_default() {
+            for (id, fields) in entries {
+                cursor.clone_from(&id);
+                let from =
+                    fields.iter().find(|(k, _)| k == b"n").and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok());
+                if from == Some(self.node) {
+                    continue;
+                }
+                for (field, value) in &fields {
+                    match field.as_slice() {
+                        b"f" => unpack(value, &mut announced.filter),
+                        b"c" => unpack(value, &mut announced.changes),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(Some(announced))
+    }
+}

@@ -1,0 +1,287 @@
+//! The network on a real Redis Cluster (three masters, three replicas, from
+//! Debian's redis-server): several stateless API nodes share it, any node
+//! answers any agent, the verdicts are those of the embedded store, and a
+//! master killed mid-load fails over.
+
+use std::time::{Duration, Instant};
+
+use starling_fingerprint::{Fingerprinter, Key};
+use starling_network::NodeConfig;
+use starling_proto::client::{self, Authorised, Credential, Target};
+use starling_proto::v1::admin_client::AdminClient;
+use starling_proto::v1::network_client::NetworkClient;
+use starling_proto::v1::{self, Class, ReportClass};
+use starling_testkit::redis::RedisCluster;
+use starling_testkit::{free_port, testdata, with_message_id};
+
+/// One cluster test at a time in this process: each runs six Redis servers.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A node in its own data directory, on the embedded store or a cluster.
+struct TestNode {
+    _dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    url: String,
+    running: Option<starling_network::Running>,
+}
+
+impl TestNode {
+    async fn start(store: &str) -> TestNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("network");
+        let mut config = NodeConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], free_port())),
+            data_dir: data.clone(),
+            ..NodeConfig::default()
+        };
+        config.store.url = store.to_owned();
+        config.trust.threshold = 1.0;
+        config.trust.ham_threshold = 1.0;
+        config.trust.consensus_organisations = 1;
+        let running = starling_network::start(config).await.expect("node");
+        let url = format!("http://{}", running.addr);
+        TestNode { _dir: dir, data, url, running: Some(running) }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(20), running.stopped).await;
+        }
+    }
+
+    async fn admin(&self) -> AdminClient<Authorised> {
+        let token = starling_network::node::operator_token(&self.data).expect("token");
+        let channel = Target::new(&self.url).connect().await.expect("connect");
+        client::admin(channel, Credential::new(&token).expect("token"))
+    }
+
+    async fn agent(&self, credential: &str) -> NetworkClient<Authorised> {
+        let channel = Target::new(&self.url).connect().await.expect("connect");
+        client::network(channel, Credential::new(credential).expect("credential"))
+    }
+
+    async fn organisation(&self, name: &str) -> String {
+        let request =
+            v1::CreateOrganisationRequest { name: name.into(), plan: v1::Plan::Subscription.into(), expires_at: 0 };
+        self.admin().await.create_organisation(request).await.expect("organisation").into_inner().credential
+    }
+}
+
+async fn fingerprinter(agent: &mut NetworkClient<Authorised>) -> Fingerprinter {
+    let hello = agent.hello(v1::HelloRequest::default()).await.expect("hello").into_inner();
+    Fingerprinter::new(&Key::from_bytes(hello.fingerprint_key.try_into().expect("a 32-byte key")))
+}
+
+async fn report(
+    agent: &mut NetworkClient<Authorised>,
+    set: v1::FingerprintSet,
+    class: ReportClass,
+    reporter: &str,
+) -> bool {
+    let report = v1::Report { fingerprints: Some(set), class: class.into(), reporter: reporter.into() };
+    match agent.report(v1::ReportRequest { reports: vec![report] }).await {
+        Ok(answer) => {
+            let outcome = answer.into_inner().outcomes.first().cloned().unwrap_or_default();
+            if !outcome.recorded {
+                eprintln!("report not recorded: {}", outcome.reason);
+            }
+            outcome.recorded
+        }
+        Err(status) => {
+            eprintln!("report refused: {status:?}");
+            false
+        }
+    }
+}
+
+async fn verdict(agent: &mut NetworkClient<Authorised>, set: v1::FingerprintSet) -> (Class, u32) {
+    let answer = agent.check(v1::CheckRequest { messages: vec![set] }).await.expect("check").into_inner();
+    let v = answer.verdicts.first().cloned().expect("a verdict");
+    (v.class(), (v.confidence * 1000.0).round() as u32)
+}
+
+async fn eventually<F: std::future::Future<Output = bool>>(
+    timeout: Duration,
+    mut condition: impl FnMut() -> F,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Messages of the test corpus: (name, bytes, is spam).
+fn corpus() -> Vec<(String, Vec<u8>, bool)> {
+    let spam = testdata(true).into_iter().map(|(n, r)| (n, r, true));
+    spam.chain(testdata(false).into_iter().map(|(n, r)| (n, r, false))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_sharing_a_cluster_answer_any_agent_alike() {
+    let _serial = SERIAL.lock().await;
+    let cluster = RedisCluster::start().expect("a Redis Cluster");
+    let mut a = TestNode::start(&cluster.url()).await;
+    let mut b = TestNode::start(&cluster.url()).await;
+    // An organisation created on one node is known to the other.
+    let credential = a.organisation("acme").await;
+    let mut on_a = a.agent(&credential).await;
+    let mut on_b = b.agent(&credential).await;
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let mut on_b = on_b.clone();
+            async move { on_b.hello(v1::HelloRequest::default()).await.is_ok() }
+        })
+        .await,
+        "the other node knows the organisation"
+    );
+    // One network: the same fingerprint and activation keys.
+    let hello_a = on_a.hello(v1::HelloRequest::default()).await.expect("hello").into_inner();
+    let hello_b = on_b.hello(v1::HelloRequest::default()).await.expect("hello").into_inner();
+    assert_eq!(hello_a.fingerprint_key, hello_b.fingerprint_key);
+    assert_eq!(hello_a.activation_key, hello_b.activation_key);
+
+    // A report on one node: the other one's check says spam (its key filter
+    // learnt the keys from the cluster), and its Changes announce it.
+    let fingerprinter = fingerprinter(&mut on_a).await;
+    let raw = &testdata(true)[3].1;
+    let set = starling_proto::to_wire(&fingerprinter.fingerprint(raw));
+    assert_eq!(verdict(&mut on_b, set.clone()).await.0, Class::Clean);
+    let mut changes_b = b.agent(&credential).await;
+    let start = client::changes(&mut changes_b, 0, Duration::ZERO).await.expect("changes").cursor;
+    assert!(report(&mut on_a, set.clone(), ReportClass::Spam, "u1").await, "recorded");
+    let learnt = eventually(Duration::from_secs(5), || {
+        let (mut on_b, set) = (on_b.clone(), set.clone());
+        async move { verdict(&mut on_b, set).await.0 == Class::Spam }
+    })
+    .await;
+    assert!(learnt, "node B sees the report made on node A");
+    let announced = client::changes(&mut changes_b, start, Duration::from_secs(5)).await.expect("changes");
+    assert!(!announced.keys.is_empty(), "node B announces the campaign node A learnt");
+    // A mutated copy matches through the other node too.
+    let mutated = String::from_utf8_lossy(raw).replace("the", "teh").into_bytes();
+    let mutated = starling_proto::to_wire(&fingerprinter.fingerprint(&mutated));
+    assert_eq!(verdict(&mut on_b, mutated).await.0, Class::Spam);
+    // The store's counters are shared too.
+    let stats = b.admin().await.stats(v1::StatsRequest {}).await.expect("stats").into_inner();
+    assert!(stats.entries >= 1 && stats.reports >= 1, "{stats:?}");
+    // A node restarted on the cluster answers from it at once.
+    b.stop().await;
+    let mut b = TestNode::start(&cluster.url()).await;
+    let mut on_b = b.agent(&credential).await;
+    assert_eq!(verdict(&mut on_b, set).await.0, Class::Spam);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// The same reports through an embedded node and a cluster node give the
+/// same verdicts and confidences on every message of the test corpus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_gives_the_verdicts_of_the_embedded_store() {
+    let _serial = SERIAL.lock().await;
+    let cluster = RedisCluster::start().expect("a Redis Cluster");
+    let mut embedded = TestNode::start("").await;
+    let mut clustered = TestNode::start(&cluster.url()).await;
+    let mut verdicts = Vec::new();
+    for node in [&embedded, &clustered] {
+        let credential = node.organisation("acme").await;
+        let mut agent = node.agent(&credential).await;
+        // Both nodes must fingerprint alike: one key for both.
+        let fingerprinter = Fingerprinter::new(&Key::DEVELOPMENT);
+        let messages = corpus();
+        // Reports: every other spam by three reporters (enough for new
+        // reporters' trust), every fifth by one, a third of the ham as not
+        // spam, one spam contradicted by a not-spam report.
+        for (i, (_, raw, spam)) in messages.iter().enumerate() {
+            let set = starling_proto::to_wire(&fingerprinter.fingerprint(&with_message_id(raw, "x@y")));
+            if *spam && i % 2 == 0 {
+                for reporter in ["r1", "r2", "r5"] {
+                    report(&mut agent, set.clone(), ReportClass::Spam, reporter).await;
+                }
+            }
+            if *spam && i % 5 == 1 {
+                report(&mut agent, set.clone(), ReportClass::Spam, "r6").await;
+            }
+            if !*spam && i % 3 == 0 {
+                report(&mut agent, set.clone(), ReportClass::Ham, "r3").await;
+            }
+            if *spam && i == 4 {
+                report(&mut agent, set, ReportClass::Ham, "r4").await;
+            }
+        }
+        let mut answers = Vec::new();
+        for (name, raw, _) in &messages {
+            let set = starling_proto::to_wire(&fingerprinter.fingerprint(raw));
+            answers.push((name.clone(), verdict(&mut agent, set).await));
+        }
+        verdicts.push(answers);
+    }
+    let spam = verdicts[0].iter().filter(|(_, (class, _))| *class == Class::Spam).count();
+    assert!(spam >= 5, "the scenario blocks something: {spam}");
+    assert_eq!(verdicts[0], verdicts[1], "embedded and cluster verdicts differ");
+    embedded.stop().await;
+    clustered.stop().await;
+}
+
+/// A master killed while reports arrive: the cluster promotes its replica,
+/// the node keeps answering (a report may be refused as unavailable while
+/// the slots move, and the reporter retries), and the acknowledged reports
+/// the dead master had not yet copied to its replica are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_killed_mid_load_fails_over() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = RedisCluster::start().expect("a Redis Cluster");
+    let mut node = TestNode::start(&cluster.url()).await;
+    let credential = node.organisation("acme").await;
+    let mut agent = node.agent(&credential).await;
+    let fingerprinter = fingerprinter(&mut agent).await;
+    let messages: Vec<Vec<u8>> = testdata(true)
+        .into_iter()
+        .map(|(_, raw)| raw)
+        .filter(|raw| fingerprinter.fingerprint(raw).text.is_some())
+        .collect();
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    let victim = cluster.masters()[0];
+    for i in 0..400 {
+        if i == 100 {
+            cluster.kill(victim);
+        }
+        let raw = with_message_id(&messages[i % messages.len()], &format!("{i}@load"));
+        // Distinct messages: a text digest of its own each.
+        let raw = [raw.as_slice(), format!("\r\nreference {i}\r\n").as_bytes()].concat();
+        let set = starling_proto::to_wire(&fingerprinter.fingerprint(&raw));
+        let mut tries = 0;
+        loop {
+            if report(&mut agent, set.clone(), ReportClass::Spam, &format!("u{}", i % 7)).await {
+                acknowledged.push(set);
+                break;
+            }
+            refused += 1;
+            tries += 1;
+            assert!(tries < 200, "the node answers again after the failover");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    cluster.wait_ok(Duration::from_secs(30)).expect("the cluster recovers");
+    let mut lost = 0;
+    for set in &acknowledged {
+        if verdict(&mut agent, set.clone()).await.0 != Class::Spam {
+            lost += 1;
+        }
+    }
+    eprintln!(
+        "failover: {} reports acknowledged, {refused} refused while the slots moved, {lost} acknowledged but lost",
+        acknowledged.len()
+    );
+    assert_eq!(acknowledged.len(), 400);
+    // Redis replicates asynchronously: the writes a master acknowledged in
+    // the last instant before it died may be gone. Everything after the
+    // failover, and nearly everything before, is kept.
+    assert!(lost <= 20, "{lost} acknowledged reports lost");
+    node.stop().await;
+}
