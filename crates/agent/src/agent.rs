@@ -172,13 +172,22 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
             })?
         }
     };
-    let mut target = starling_proto::client::Target::new(&config.network.url);
-    target.timeout = Duration::from_millis(config.network.timeout_ms);
-    if let Some(ca) = &config.network.ca_file {
-        target.ca_pem = Some(std::fs::read(ca).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", ca.display()))?);
-    }
+    let ca_pem = match &config.network.ca_file {
+        Some(ca) => Some(std::fs::read(ca).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", ca.display()))?),
+        None => None,
+    };
+    let targets = config
+        .network
+        .urls()
+        .map(|url| {
+            let mut target = starling_proto::client::Target::new(url);
+            target.timeout = Duration::from_millis(config.network.timeout_ms);
+            target.ca_pem.clone_from(&ca_pem);
+            target
+        })
+        .collect();
     let settings = network::Settings {
-        target,
+        targets,
         credential: credential.trim().to_owned(),
         batch_size: config.network.batch_size,
         retry: Duration::from_secs(config.network.retry_seconds),

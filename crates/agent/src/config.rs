@@ -99,7 +99,9 @@ pub enum MailStoreKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetworkConfig {
-    /// The node's address (`http://…` or `https://…`).
+    /// The node's address (`http://…` or `https://…`); several nodes of one
+    /// network, separated by commas, are asked in turn: the agent moves to
+    /// the next when one does not answer.
     pub url: String,
     /// File holding the organisation's credential. Relative paths are
     /// relative to `state_dir`.
@@ -124,6 +126,13 @@ pub struct NetworkConfig {
     /// Allow `http://` to a node on another machine (the credential would
     /// cross the network in clear): only on a trusted private network.
     pub allow_plaintext_public: bool,
+}
+
+impl NetworkConfig {
+    /// The nodes' addresses, in order.
+    pub fn urls(&self) -> impl Iterator<Item = &str> {
+        self.url.split(',').map(str::trim).filter(|u| !u.is_empty())
+    }
 }
 
 impl Default for NetworkConfig {
@@ -828,13 +837,18 @@ impl AgentConfig {
             problems.push("state_dir: must not be empty".into());
         }
         let n = &self.network;
-        if !(n.url.starts_with("http://") || n.url.starts_with("https://")) && n.url.contains("://") {
-            problems.push(format!("network.url: must be http:// or https://, got {}", n.url));
+        if n.urls().next().is_none() {
+            problems.push("network.url: must name a node".into());
         }
-        if let Some(host) = plaintext_host(&n.url)
-            && !is_loopback_host(host)
-            && !n.allow_plaintext_public
-        {
+        for url in n.urls() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) && url.contains("://") {
+                problems.push(format!("network.url: must be http:// or https://, got {url}"));
+            }
+        }
+        for host in n.urls().filter_map(plaintext_host) {
+            if is_loopback_host(host) || n.allow_plaintext_public {
+                continue;
+            }
             problems.push(format!(
                 "network.url: http:// to {host} would send the organisation's credential in clear; use https:// \
                  (or set network.allow_plaintext_public = true on a trusted private network)"

@@ -48,8 +48,10 @@ pub enum Health {
 /// How to reach the network.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Where.
-    pub target: Target,
+    /// The nodes, in order of preference (several API nodes of one network
+    /// sharing a store: the agent moves to the next when one does not
+    /// answer).
+    pub targets: Vec<Target>,
     /// The organisation's credential.
     pub credential: String,
     /// Messages per request.
@@ -96,15 +98,47 @@ impl Latency {
 /// A handle on the network for the whole agent.
 #[derive(Clone)]
 pub struct Network {
-    client: v1::network_client::NetworkClient<client::Authorised>,
     timeout: Duration,
     pending: mpsc::Sender<Pending>,
     health: watch::Receiver<Health>,
     key: watch::Receiver<Option<Key>>,
     shared: Arc<Shared>,
-    /// A channel of its own for the `Changes` long poll (its calls outlast
+}
+
+/// The nodes an agent may ask, and which one it asks now: the next one when
+/// a call finds no node answering.
+struct Nodes {
+    clients: Vec<v1::network_client::NetworkClient<client::Authorised>>,
+    /// Channels of their own for the `Changes` long poll (its calls outlast
     /// the checks' timeout).
-    changes: v1::network_client::NetworkClient<client::Authorised>,
+    changes: Vec<v1::network_client::NetworkClient<client::Authorised>>,
+    current: std::sync::atomic::AtomicUsize,
+}
+
+impl Nodes {
+    fn index(&self) -> usize {
+        self.current.load(std::sync::atomic::Ordering::Relaxed) % self.clients.len()
+    }
+
+    fn client(&self) -> v1::network_client::NetworkClient<client::Authorised> {
+        self.clients[self.index()].clone()
+    }
+
+    fn changes(&self) -> v1::network_client::NetworkClient<client::Authorised> {
+        self.changes[self.index()].clone()
+    }
+
+    /// After a failed call: moves to the next node when the one asked did
+    /// not answer (and there is another). Whether it moved.
+    fn failed(&self, status: &tonic::Status) -> bool {
+        let unanswered =
+            matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown);
+        if unanswered && self.clients.len() > 1 {
+            self.current.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
 }
 
 impl std::fmt::Debug for Network {
@@ -114,7 +148,7 @@ impl std::fmt::Debug for Network {
 }
 
 struct Shared {
-    client: v1::network_client::NetworkClient<client::Authorised>,
+    nodes: Nodes,
     health: watch::Sender<Health>,
     key: watch::Sender<Option<Key>>,
     events: Events,
@@ -138,15 +172,20 @@ impl Network {
     /// unreachable network: that is a state, not an error.
     pub async fn start(settings: Settings, events: Events, state: State) -> anyhow::Result<Network> {
         let credential = Credential::new(&settings.credential).map_err(anyhow::Error::msg)?;
-        let channel = settings.target.connect_lazy()?;
-        let changes = client::network(settings.target.for_changes().connect_lazy()?, credential.clone());
+        anyhow::ensure!(!settings.targets.is_empty(), "no network node to ask");
+        let mut clients = Vec::new();
+        let mut changes = Vec::new();
+        for target in &settings.targets {
+            clients.push(client::network(target.connect_lazy()?, credential.clone()));
+            changes.push(client::network(target.for_changes().connect_lazy()?, credential.clone()));
+        }
+        let nodes = Nodes { clients, changes, current: 0.into() };
         let cached = state.call(|c| state::meta_get(c, "network_key")).await?;
         let key = cached.and_then(|hex| parse_key(&hex));
         let (health_tx, health) = watch::channel(Health::Unknown);
         let (key_tx, key_rx) = watch::channel(key);
-        let network_client = client::network(channel, credential);
         let shared = Arc::new(Shared {
-            client: network_client.clone(),
+            nodes,
             health: health_tx,
             key: key_tx,
             events,
@@ -160,8 +199,8 @@ impl Network {
         let (pending, receiver) = mpsc::channel(settings.batch_size.max(1) * IN_FLIGHT * 4);
         tokio::spawn(batcher(shared.clone(), receiver));
         tokio::spawn(prober(shared.clone(), settings.retry));
-        let timeout = settings.target.timeout;
-        Ok(Network { client: network_client, timeout, pending, health, key: key_rx, shared, changes })
+        let timeout = settings.targets[0].timeout;
+        Ok(Network { timeout, pending, health, key: key_rx, shared })
     }
 
     /// What the network said of itself.
@@ -231,21 +270,42 @@ impl Network {
 impl Network {
     /// Sends users' reports; acknowledged once the network stored them.
     pub async fn report(&self, reports: Vec<v1::Report>) -> Result<Vec<v1::ReportOutcome>, tonic::Status> {
-        let mut client = self.client.clone();
-        let call = client.report(v1::ReportRequest { reports });
-        match tokio::time::timeout(self.timeout * 4, call).await {
-            Ok(result) => result.map(|r| r.into_inner().outcomes),
-            Err(_) => Err(tonic::Status::deadline_exceeded("the network did not answer in time")),
-        }
+        let request = v1::ReportRequest { reports };
+        self.with_failover(|mut client| {
+            let request = request.clone();
+            async move { client.report(request).await.map(|r| r.into_inner().outcomes) }
+        })
+        .await
     }
 
     /// Withdraws reports made earlier.
     pub async fn revoke(&self, revocations: Vec<v1::Revocation>) -> Result<Vec<u32>, tonic::Status> {
-        let mut client = self.client.clone();
-        let call = client.revoke(v1::RevokeRequest { revocations });
-        match tokio::time::timeout(self.timeout * 4, call).await {
-            Ok(result) => result.map(|r| r.into_inner().removed),
-            Err(_) => Err(tonic::Status::deadline_exceeded("the network did not answer in time")),
+        let request = v1::RevokeRequest { revocations };
+        self.with_failover(|mut client| {
+            let request = request.clone();
+            async move { client.revoke(request).await.map(|r| r.into_inner().removed) }
+        })
+        .await
+    }
+
+    /// A call to the node in use, and once more to the next node when that
+    /// one did not answer (reports and revocations are idempotent).
+    async fn with_failover<T, F, Fut>(&self, call: F) -> Result<T, tonic::Status>
+    where
+        F: Fn(v1::network_client::NetworkClient<client::Authorised>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let nodes = &self.shared.nodes;
+        let mut attempt = 0;
+        loop {
+            let result = match tokio::time::timeout(self.timeout * 4, call(nodes.client())).await {
+                Ok(result) => result,
+                Err(_) => Err(tonic::Status::deadline_exceeded("the network did not answer in time")),
+            };
+            match result {
+                Err(status) if attempt == 0 && nodes.failed(&status) => attempt += 1,
+                other => return other,
+            }
         }
     }
 }
@@ -264,10 +324,10 @@ pub async fn follow_changes(
     events: Events,
     stop: CancellationToken,
 ) {
-    let mut client = network.changes.clone();
     let mut cursor = 0;
     let mut failures = 0u32;
     loop {
+        let mut client = network.shared.nodes.changes();
         let call = client::changes(&mut client, cursor, CHANGES_WAIT);
         let result = tokio::select! {
             () = stop.cancelled() => return,
@@ -291,6 +351,12 @@ pub async fn follow_changes(
             Err(status) if status.code() == Code::Unimplemented => Duration::from_secs(600),
             Err(status) => {
                 failures += 1;
+                // Another node has another change log: start from now there
+                // (a reset), as after a node's restart.
+                if network.shared.nodes.failed(&status) {
+                    cursor = 0;
+                    failures = 0;
+                }
                 tracing::debug!("network changes: {status}");
                 Duration::from_secs(u64::from(failures.min(6)) * 5)
             }
@@ -362,9 +428,16 @@ async fn batcher(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Pending>) {
 
 async fn send_batch(shared: &Shared, batch: Vec<Pending>) {
     let (sets, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.set, p.reply)).unzip();
-    let mut client = shared.client.clone();
+    let request = v1::CheckRequest { messages: sets };
     let started = std::time::Instant::now();
-    match client.check(v1::CheckRequest { messages: sets }).await {
+    let mut result = shared.nodes.client().check(request.clone()).await;
+    // A node that does not answer: once more on the next one, at once.
+    if let Err(status) = &result
+        && shared.nodes.failed(status)
+    {
+        result = shared.nodes.client().check(request).await;
+    }
+    match result {
         Ok(response) => {
             shared.record_latency(started.elapsed());
             let verdicts = response.into_inner().verdicts;
@@ -442,8 +515,11 @@ fn mark_up(shared: &Shared) {
 /// status and version notices).
 async fn prober(shared: Arc<Shared>, retry: Duration) {
     let mut announced_version = String::new();
+    // Nodes asked in a row without an answer: each is tried once before the
+    // prober waits.
+    let mut unanswered = 0;
     loop {
-        let mut client = shared.client.clone();
+        let mut client = shared.nodes.client();
         let hello = v1::HelloRequest {
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             protocol_version: starling_proto::PROTOCOL_VERSION,
@@ -451,11 +527,20 @@ async fn prober(shared: Arc<Shared>, retry: Duration) {
         let started = std::time::Instant::now();
         match client.hello(hello).await {
             Ok(response) => {
+                unanswered = 0;
                 shared.record_latency(started.elapsed());
                 let hello = response.into_inner();
                 hello_received(&shared, &hello, &mut announced_version).await;
             }
-            Err(status) => failed(&shared, &status),
+            Err(status) => {
+                unanswered += 1;
+                if shared.nodes.failed(&status) && unanswered < shared.nodes.clients.len() {
+                    // Ask the next node at once.
+                    continue;
+                }
+                unanswered = 0;
+                failed(&shared, &status);
+            }
         }
         if *shared.health.borrow() == Health::Up {
             // Sleep long, but wake when a check finds the network down.

@@ -175,6 +175,8 @@ pub struct Engine<S: Store> {
     config: EngineConfig,
     filter: Filter,
     organisations: RwLock<Organisations>,
+    /// When the organisations were last read from the store.
+    organisations_read: parking_lot::Mutex<std::time::Instant>,
 }
 
 impl<S: Store> Engine<S> {
@@ -195,7 +197,13 @@ impl<S: Store> Engine<S> {
                 organisations.put(org);
             }
         }
-        Ok(Engine { store, config, filter, organisations: RwLock::new(organisations) })
+        Ok(Engine {
+            store,
+            config,
+            filter,
+            organisations: RwLock::new(organisations),
+            organisations_read: parking_lot::Mutex::new(std::time::Instant::now()),
+        })
     }
 
     /// The store.
@@ -211,6 +219,32 @@ impl<S: Store> Engine<S> {
     /// The organisations.
     pub fn organisations(&self) -> &RwLock<Organisations> {
         &self.organisations
+    }
+
+    /// Reads the organisations again from the store, unless that was done
+    /// less than `within` ago: another node sharing the store may have
+    /// created or changed one. Whether it read them.
+    pub fn refresh_organisations(&self, within: std::time::Duration) -> bool {
+        {
+            let mut read = self.organisations_read.lock();
+            if read.elapsed() < within {
+                return false;
+            }
+            *read = std::time::Instant::now();
+        }
+        match self.store.reader().and_then(|r| r.organisations()) {
+            Ok(all) => {
+                let mut organisations = self.organisations.write();
+                for org in all {
+                    organisations.put(org);
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the organisations again");
+                false
+            }
+        }
     }
 
     /// Memory held by the filter, in bytes.

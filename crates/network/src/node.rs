@@ -19,7 +19,7 @@ use crate::model::IndexKey;
 use crate::server::{self, Announce, NodeKeys, Shared};
 use crate::store::embedded::Embedded;
 use crate::store::redis::{RedisOptions, RedisStore};
-use crate::store::{Reads, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::writer::{self, Command, credential_hash, new_secret};
 use starling_proto::activation::Signer;
 
@@ -107,7 +107,10 @@ async fn start_on<S: Store>(config: NodeConfig, store: S) -> Result<Running, Nod
     // The announcements of other nodes sharing the store are followed from
     // before the filter is warmed, so none falls between the two.
     let mut cursor = String::new();
-    let shared_store = store.follow(&mut cursor, Duration::ZERO)?.is_some();
+    let shared_store = store.shared();
+    if shared_store {
+        store.follow(&mut cursor, Duration::ZERO)?;
+    }
     let network_key = network_key(&store, config.network_key_file.as_deref())?;
     let signer = activation_signer(&store)?;
     let operator_hash = credential_hash(&ensure_operator_token(data)?);
@@ -173,7 +176,6 @@ const ORGANISATIONS_EVERY: Duration = Duration::from_secs(2);
 /// keys join this node's filter, their changes its `Changes` log; and reads
 /// the organisations again every [`ORGANISATIONS_EVERY`].
 fn follow<S: Store>(engine: &Engine<S>, changes: &ChangeLog, mut cursor: String, stop: &CancellationToken) {
-    let mut organisations_read = std::time::Instant::now();
     let mut failing = false;
     while !stop.is_cancelled() {
         match engine.store().follow(&mut cursor, Duration::from_millis(500)) {
@@ -194,15 +196,7 @@ fn follow<S: Store>(engine: &Engine<S>, changes: &ChangeLog, mut cursor: String,
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
-        if organisations_read.elapsed() >= ORGANISATIONS_EVERY {
-            organisations_read = std::time::Instant::now();
-            if let Ok(all) = engine.store().reader().and_then(|r| r.organisations()) {
-                let mut organisations = engine.organisations().write();
-                for org in all {
-                    organisations.put(org);
-                }
-            }
-        }
+        engine.refresh_organisations(ORGANISATIONS_EVERY);
     }
 }
 

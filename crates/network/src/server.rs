@@ -102,10 +102,18 @@ impl<S: Store> Shared<S> {
     /// `Hello` tell an agent that its subscription ran out.
     fn organisation<T>(&self, request: &Request<T>, allow_expired: bool) -> Result<Organisation, Status> {
         let secret = bearer(request)?;
-        let org =
-            self.engine.organisations().read().by_credential(&credential_hash(secret)).cloned().ok_or_else(|| {
-                Status::unauthenticated("unknown credential: check the activation code the agent uses")
-            })?;
+        let hash = credential_hash(secret);
+        let lookup = || self.engine.organisations().read().by_credential(&hash).cloned();
+        // Unknown here may be new on another node sharing the store: read
+        // the organisations again (at most every 200 ms) before refusing.
+        let found = lookup().or_else(|| {
+            let shared_store = self.engine.store().shared();
+            (shared_store && self.engine.refresh_organisations(std::time::Duration::from_millis(200)))
+                .then(lookup)
+                .flatten()
+        });
+        let org = found
+            .ok_or_else(|| Status::unauthenticated("unknown credential: check the activation code the agent uses"))?;
         if org.status == OrgStatus::Disabled {
             return Err(Status::permission_denied(format!(
                 "organisation {:?} is disabled by the network operator",

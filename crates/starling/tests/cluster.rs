@@ -285,3 +285,100 @@ async fn a_master_killed_mid_load_fails_over() {
     assert!(lost <= 20, "{lost} acknowledged reports lost");
     node.stop().await;
 }
+
+/// Delivers as an MDA does: write to `tmp/`, rename into `new/`.
+fn deliver(maildir: &std::path::Path, name: &str, raw: &[u8]) {
+    let tmp = maildir.join("tmp").join(name);
+    std::fs::write(&tmp, raw).expect("write");
+    std::fs::rename(&tmp, maildir.join("new").join(name)).expect("rename");
+}
+
+fn filed(maildir: &std::path::Path) -> usize {
+    ["new", "cur"]
+        .iter()
+        .map(|s| std::fs::read_dir(maildir.join(".Spam").join(s)).map(|d| d.count()).unwrap_or(0))
+        .sum()
+}
+
+/// An agent given two API nodes of one cluster: when the one it uses dies
+/// mid-load, it asks the other at once — mail goes on being filed without
+/// waiting for a re-check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_node_killed_mid_load_is_invisible_to_the_agent() {
+    let _serial = SERIAL.lock().await;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let cluster = RedisCluster::start().expect("a Redis Cluster");
+    let mut a = TestNode::start(&cluster.url()).await;
+    let b = TestNode::start(&cluster.url()).await;
+    let credential = a.organisation("acme").await;
+    let mut reporter = a.agent(&credential).await;
+    let fingerprinter = fingerprinter(&mut reporter).await;
+    let candidates: Vec<Vec<u8>> = testdata(true)
+        .into_iter()
+        .map(|(_, raw)| raw)
+        .filter(|raw| fingerprinter.fingerprint(raw).text.is_some())
+        .collect();
+    for raw in &candidates {
+        report(&mut reporter, starling_proto::to_wire(&fingerprinter.fingerprint(raw)), ReportClass::Spam, "u1").await;
+    }
+    // Ten the network now calls spam (a few reports join an earlier
+    // near-copy's entry, or are short of trust alone).
+    let mut spam = Vec::new();
+    for raw in candidates {
+        if spam.len() < 10
+            && verdict(&mut reporter, starling_proto::to_wire(&fingerprinter.fingerprint(&raw))).await.0 == Class::Spam
+        {
+            spam.push(raw);
+        }
+    }
+    assert_eq!(spam.len(), 10, "enough known spam");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let maildir = dir.path().join("mail").join("ann");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
+    }
+    let text = format!(
+        "state_dir = {:?}\nmail_store = \"maildir\"\n[maildir]\nroot = {:?}\n[network]\nurl = \"{},{}\"\nretry_seconds = 60\n\
+         [console]\nenabled = false\n",
+        dir.path().join("state").display().to_string(),
+        dir.path().join("mail").display().to_string(),
+        a.url,
+        b.url
+    );
+    let config = starling_agent::AgentConfig::from_toml(&text).expect("config");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let options = starling_agent::Options { credential: Some(credential.clone()), ..Default::default() };
+    let agent = tokio::spawn(starling_agent::run(config, options, stop.clone()));
+    let wait_filed = |n: usize| {
+        let maildir = maildir.clone();
+        async move { eventually(Duration::from_secs(30), || std::future::ready(filed(&maildir) >= n)).await }
+    };
+    for (i, raw) in spam[..5].iter().enumerate() {
+        deliver(&maildir, &format!("before-{i}"), &with_message_id(raw, &format!("before-{i}@x")));
+    }
+    assert!(wait_filed(5).await, "filed through node A");
+    // Node A goes away; the network retries every minute here, so only
+    // moving to node B at once files the rest within the wait.
+    a.stop().await;
+    let started = Instant::now();
+    for (i, raw) in spam[5..].iter().enumerate() {
+        deliver(&maildir, &format!("after-{i}"), &with_message_id(raw, &format!("after-{i}@x")));
+    }
+    let done = wait_filed(10).await;
+    if !done {
+        let c = starling_agent::state::open(&dir.path().join("state").join(starling_agent::state::FILE_NAME))
+            .expect("state");
+        for e in starling_agent::state::events(&c, 0, None, 100).expect("events") {
+            eprintln!("event {} {}", e.id, e.text);
+        }
+    }
+    assert!(done, "filed through node B");
+    eprintln!("filed through the other node {} ms after the first node stopped", started.elapsed().as_millis());
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(20), agent).await;
+    let mut b = b;
+    b.stop().await;
+}

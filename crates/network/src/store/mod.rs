@@ -105,6 +105,12 @@ pub trait Store: Send + Sync + 'static {
         Ok(value.to_vec())
     }
 
+    /// Whether other nodes may share this store (they then announce to each
+    /// other and re-read what another may have changed).
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// Tells the other nodes sharing this store of the index keys this node
     /// added (`filter`) and of those that became spam (`changes`), in their
     /// byte form. A store no other node shares does nothing.

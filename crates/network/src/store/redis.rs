@@ -602,6 +602,10 @@ impl Store for RedisStore {
         RedisStore::init_meta(self, name, value)
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn announce(&self, filter: &[Vec<u8>], changes: &[Vec<u8>]) -> Result<()> {
         if filter.is_empty() && changes.is_empty() {
             return Ok(());
