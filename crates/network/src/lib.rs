@@ -27,6 +27,7 @@ pub mod config;
 pub mod engine;
 pub mod filter;
 pub mod metrics;
+pub mod migrate;
 pub mod model;
 pub mod node;
 pub mod server;

@@ -33,6 +33,22 @@ enum NetworkCommand {
     Stats(OperatorArgs),
     /// Load generator: checks and reports against a running node.
     Bench(crate::network_bench::BenchArgs),
+    /// Move a stopped node's embedded store to a Redis Cluster (resumable,
+    /// verified).
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// The stopped node's data directory.
+    #[arg(long, value_name = "DIR")]
+    from: PathBuf,
+    /// The Redis Cluster: redis://host:port[,host:port…].
+    #[arg(long, value_name = "URL")]
+    to: String,
+    /// Copy at most this many rows in this run (run again to go on).
+    #[arg(long, value_name = "N")]
+    max_rows: Option<u64>,
 }
 
 #[derive(Args)]
@@ -217,6 +233,38 @@ pub(crate) fn run(args: NetworkArgs) -> anyhow::Result<ExitCode> {
         NetworkCommand::Explain(explain) => runtime()?.block_on(run_explain(explain)),
         NetworkCommand::Stats(operator) => runtime()?.block_on(run_stats(operator)),
         NetworkCommand::Bench(bench) => crate::network_bench::run(bench),
+        NetworkCommand::Migrate(args) => run_migrate(&args),
+    }
+}
+
+fn run_migrate(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
+    use starling_network::store::embedded::Embedded;
+    use starling_network::store::redis::{RedisOptions, RedisStore};
+    let path = args.from.join(starling_network::node::STORE_FILE);
+    anyhow::ensure!(path.is_file(), "{} has no store ({} is missing)", args.from.display(), path.display());
+    let from = Embedded::open(&path, 64 << 20).map_err(|e| anyhow::anyhow!("{e} (stop the node first)"))?;
+    let expected = from.rows(starling_network::store::embedded::Table::Entries)? as usize;
+    let options = RedisOptions::from_url(&args.to, expected.max(100_000), 0)?;
+    let to = RedisStore::open(&options)?;
+    let outcome = starling_network::migrate::migrate(&from, &to, args.max_rows, &mut |table, done, total| {
+        eprintln!("{table}: {done} of {total}");
+    })?;
+    for (table, total, copied) in &outcome.tables {
+        println!("{table}: {total} rows, {copied} copied in this run");
+    }
+    if !outcome.complete {
+        println!("stopped after --max-rows; run the same command again to go on");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if outcome.differences.is_empty() {
+        println!("verified: row counts equal, {} sampled rows identical in both stores", outcome.spot_checked);
+        println!("start the nodes with --store {}", args.to);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for difference in &outcome.differences {
+            println!("difference: {difference}");
+        }
+        Ok(ExitCode::FAILURE)
     }
 }
 

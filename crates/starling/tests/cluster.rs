@@ -382,3 +382,61 @@ async fn an_api_node_killed_mid_load_is_invisible_to_the_agent() {
     let mut b = b;
     b.stop().await;
 }
+
+/// `starling network migrate`: an embedded store moved to the cluster in
+/// two runs (the first stopped by --max-rows), verified, run a third time
+/// without effect; a node on the cluster then answers the same credential
+/// with the same verdicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_store_migrates_to_the_cluster_resumably_and_verified() {
+    let _serial = SERIAL.lock().await;
+    let cluster = RedisCluster::start().expect("a Redis Cluster");
+    let mut embedded = TestNode::start("").await;
+    let credential = embedded.organisation("acme").await;
+    let mut agent = embedded.agent(&credential).await;
+    let fingerprinter = fingerprinter(&mut agent).await;
+    let messages = corpus();
+    for (i, (_, raw, spam)) in messages.iter().enumerate() {
+        let set = starling_proto::to_wire(&fingerprinter.fingerprint(raw));
+        let class = if *spam { ReportClass::Spam } else { ReportClass::Ham };
+        for reporter in ["r1", "r2", "r3"].iter().take(1 + i % 3) {
+            report(&mut agent, set.clone(), class, reporter).await;
+        }
+    }
+    let mut before = Vec::new();
+    for (_, raw, _) in &messages {
+        before.push(verdict(&mut agent, starling_proto::to_wire(&fingerprinter.fingerprint(raw))).await);
+    }
+    assert!(before.iter().any(|(class, _)| *class == Class::Spam));
+    embedded.stop().await;
+
+    let migrate = |extra: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_starling"))
+            .args(["network", "migrate", "--from"])
+            .arg(&embedded.data)
+            .args(["--to", &cluster.url()])
+            .args(extra)
+            .output()
+            .expect("starling network migrate");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{text}\n{}", String::from_utf8_lossy(&output.stderr));
+        text
+    };
+    let first = migrate(&["--max-rows", "40"]);
+    assert!(first.contains("stopped after --max-rows"), "{first}");
+    let second = migrate(&[]);
+    assert!(second.contains("verified: row counts equal"), "{second}");
+    let third = migrate(&[]);
+    assert!(third.contains("verified"), "{third}");
+    let copied: Vec<&str> = third.lines().filter(|l| l.contains("copied in this run")).collect();
+    assert!(copied.len() == 5 && copied.iter().all(|l| l.contains("rows, 0 copied")), "nothing left to copy: {third}");
+
+    let mut clustered = TestNode::start(&cluster.url()).await;
+    let mut agent = clustered.agent(&credential).await;
+    let mut after = Vec::new();
+    for (_, raw, _) in &messages {
+        after.push(verdict(&mut agent, starling_proto::to_wire(&fingerprinter.fingerprint(raw))).await);
+    }
+    assert_eq!(before, after, "the same verdicts after the migration");
+    clustered.stop().await;
+}

@@ -379,6 +379,116 @@ impl Writes for Writer {
     }
 }
 
+/// A visitor of exported rows (key, value): false stops the export.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
+/// A table of the embedded store, for exporting it (`starling network
+/// migrate`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// Entries by id.
+    Entries,
+    /// Reports by entry id + reporter id.
+    Reports,
+    /// Posting lists by index key.
+    Postings,
+    /// Reporters by id.
+    Reporters,
+    /// Expiry checks by day + entry id.
+    Expiry,
+}
+
+impl Table {
+    /// Every table, in the order a copy should go (an entry before its
+    /// reports and postings).
+    pub const ALL: [Table; 5] = [Table::Reporters, Table::Entries, Table::Reports, Table::Postings, Table::Expiry];
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Entries => "entries",
+            Table::Reports => "reports",
+            Table::Postings => "postings",
+            Table::Reporters => "reporters",
+            Table::Expiry => "expiry",
+        }
+    }
+}
+
+impl Embedded {
+    /// Rows of a table after the key `after` (all when `None`), in key
+    /// order, until `f` answers false.
+    pub fn export(&self, table: Table, after: Option<&[u8]>, f: &mut Visit<'_>) -> Result<()> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let lower = after.map(<[u8]>::to_vec);
+        let mut each = |key: &[u8], value: &[u8]| -> Result<bool> {
+            if lower.as_deref().is_some_and(|l| key <= l) {
+                return Ok(true);
+            }
+            f(key, value)
+        };
+        macro_rules! rows {
+            ($definition:expr) => {{
+                let table = txn.open_table($definition).map_err(io)?;
+                let range = match &lower {
+                    Some(l) => table.range(l.as_slice()..).map_err(io)?,
+                    None => table.range::<&[u8]>(..).map_err(io)?,
+                };
+                for item in range {
+                    let (key, value) = item.map_err(io)?;
+                    if !each(key.value(), value.value())? {
+                        break;
+                    }
+                }
+            }};
+        }
+        match table {
+            Table::Entries => rows!(ENTRIES),
+            Table::Reports => rows!(REPORTS),
+            Table::Postings => rows!(POSTINGS),
+            Table::Reporters => rows!(REPORTERS),
+            Table::Expiry => {
+                let table = txn.open_table(EXPIRY).map_err(io)?;
+                let range = match &lower {
+                    Some(l) => table.range(l.as_slice()..).map_err(io)?,
+                    None => table.range::<&[u8]>(..).map_err(io)?,
+                };
+                for item in range {
+                    let (key, _) = item.map_err(io)?;
+                    if !each(key.value(), &[])? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows in a table.
+    pub fn rows(&self, table: Table) -> Result<u64> {
+        let txn = self.db.begin_read().map_err(io)?;
+        match table {
+            Table::Entries => txn.open_table(ENTRIES).map_err(io)?.len().map_err(io),
+            Table::Reports => txn.open_table(REPORTS).map_err(io)?.len().map_err(io),
+            Table::Postings => txn.open_table(POSTINGS).map_err(io)?.len().map_err(io),
+            Table::Reporters => txn.open_table(REPORTERS).map_err(io)?.len().map_err(io),
+            Table::Expiry => txn.open_table(EXPIRY).map_err(io)?.len().map_err(io),
+        }
+    }
+
+    /// Every metadata value.
+    pub fn all_meta(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = txn.open_table(META).map_err(io)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(io)? {
+            let (key, value) = item.map_err(io)?;
+            out.push((key.value().to_owned(), value.value().to_vec()));
+        }
+        Ok(out)
+    }
+}
+
 impl Store for Embedded {
     type Reader<'a> = Reader;
     type Writer<'a> = Writer;
