@@ -221,17 +221,17 @@ impl<S: Store> Engine<S> {
         &self.organisations
     }
 
-    /// Reads the organisations again from the store, unless that was done
-    /// less than `within` ago: another node sharing the store may have
-    /// created or changed one. Whether it read them.
-    pub fn refresh_organisations(&self, within: std::time::Duration) -> bool {
-        {
-            let mut read = self.organisations_read.lock();
-            if read.elapsed() < within {
-                return false;
-            }
-            *read = std::time::Instant::now();
+    /// Reads the organisations again from the store — another node sharing
+    /// it may have created or changed one — unless a read started at or
+    /// after `not_before` (its answer is as new). Whether it read them.
+    pub fn refresh_organisations(&self, not_before: std::time::Instant) -> bool {
+        // Held while reading: callers at the same moment wait for this read
+        // and then find it new enough.
+        let mut started = self.organisations_read.lock();
+        if *started >= not_before {
+            return false;
         }
+        *started = std::time::Instant::now();
         match self.store.reader().and_then(|r| r.organisations()) {
             Ok(all) => {
                 let mut organisations = self.organisations.write();

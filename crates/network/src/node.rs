@@ -196,7 +196,9 @@ fn follow<S: Store>(engine: &Engine<S>, changes: &ChangeLog, mut cursor: String,
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
-        engine.refresh_organisations(ORGANISATIONS_EVERY);
+        engine.refresh_organisations(
+            std::time::Instant::now().checked_sub(ORGANISATIONS_EVERY).unwrap_or_else(std::time::Instant::now),
+        );
     }
 }
 

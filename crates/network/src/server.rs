@@ -101,16 +101,19 @@ impl<S: Store> Shared<S> {
     /// The organisation behind a request's credential. `allow_expired` lets
     /// `Hello` tell an agent that its subscription ran out.
     fn organisation<T>(&self, request: &Request<T>, allow_expired: bool) -> Result<Organisation, Status> {
+        let arrived = std::time::Instant::now();
         let secret = bearer(request)?;
         let hash = credential_hash(secret);
         let lookup = || self.engine.organisations().read().by_credential(&hash).cloned();
         // Unknown here may be new on another node sharing the store: read
-        // the organisations again (at most every 200 ms) before refusing.
+        // the organisations again before refusing (unless a read began
+        // after this request arrived; concurrent misses share one read).
         let found = lookup().or_else(|| {
-            let shared_store = self.engine.store().shared();
-            (shared_store && self.engine.refresh_organisations(std::time::Duration::from_millis(200)))
-                .then(lookup)
-                .flatten()
+            if !self.engine.store().shared() {
+                return None;
+            }
+            self.engine.refresh_organisations(arrived);
+            lookup()
         });
         let org = found
             .ok_or_else(|| Status::unauthenticated("unknown credential: check the activation code the agent uses"))?;

@@ -280,7 +280,14 @@ fn create_organisation<S: Store, W: Reads + Writes>(
     if taken(name) {
         return Err(AdminError::NameTaken(name.to_owned()));
     }
-    let id = engine.organisations().read().next_id().max(changed.iter().map(|o| o.id + 1).max().unwrap_or(1));
+    let local = engine.organisations().read().next_id().max(changed.iter().map(|o| o.id + 1).max().unwrap_or(1));
+    // A store other nodes share hands out the id and claims the name for
+    // all of them at once; alone, the node's own table decides.
+    let id = match engine.store().claim_organisation(name, local)? {
+        Some(Some(id)) => id,
+        Some(None) => return Err(AdminError::NameTaken(name.to_owned())),
+        None => local,
+    };
     let credential = new_secret("starling_");
     let org = Organisation {
         id,

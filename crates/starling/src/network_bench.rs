@@ -33,6 +33,9 @@ pub(crate) struct BenchArgs {
     /// Messages per Check request.
     #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// Reports per Report request while loading.
+    #[arg(long, default_value_t = 256)]
+    report_batch: u64,
     /// Concurrent clients.
     #[arg(long, default_value_t = 8)]
     clients: usize,
@@ -45,6 +48,10 @@ pub(crate) struct BenchArgs {
     /// PID of the node, to report its memory.
     #[arg(long)]
     node_pid: Option<u32>,
+    /// More API nodes of the same network (sharing its store): the clients
+    /// are spread over --network and these, round robin.
+    #[arg(long, value_name = "ADDR,ADDR", value_delimiter = ',')]
+    spread: Vec<String>,
 }
 
 /// A stateless, seeded generator (SplitMix64).
@@ -86,10 +93,12 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let request = v1::CreateOrganisationRequest { name, plan: v1::Plan::Feed.into(), expires_at: 0 };
     let created = admin.create_organisation(request).await.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
     let credential = Credential::new(&created.into_inner().credential).map_err(anyhow::Error::msg)?;
-    let target = Target::new(&args.operator.network);
+    let mut nodes = vec![args.operator.network.clone()];
+    nodes.extend(args.spread.iter().cloned());
     let mut channels = Vec::new();
-    for _ in 0..args.clients.max(1) {
-        channels.push(target.connect().await.with_context(|| format!("cannot reach {}", args.operator.network))?);
+    for c in 0..args.clients.max(1) {
+        let address = &nodes[c % nodes.len()];
+        channels.push(Target::new(address).connect().await.with_context(|| format!("cannot reach {address}"))?);
     }
 
     // Load.
@@ -102,13 +111,14 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             let mut client = client::network(channel.clone(), credential.clone());
             let next = next.clone();
             let total = args.fingerprints;
+            let step = args.report_batch.max(1);
             tasks.spawn(async move {
                 loop {
-                    let from = next.fetch_add(256, Ordering::Relaxed);
+                    let from = next.fetch_add(step, Ordering::Relaxed);
                     if from >= total {
                         return Ok::<_, tonic::Status>(());
                     }
-                    let reports = (from..(from + 256).min(total))
+                    let reports = (from..(from + step).min(total))
                         .map(|i| v1::Report {
                             fingerprints: Some(message(i, 0)),
                             class: v1::ReportClass::Spam.into(),
@@ -125,8 +135,9 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let loaded = args.fingerprints - have;
         let seconds = started.elapsed().as_secs_f64();
         println!(
-            "load        {loaded} reports in {seconds:.1} s: {:.0} reports/s (batches of 256)",
-            loaded as f64 / seconds
+            "load        {loaded} reports in {seconds:.1} s: {:.0} reports/s (batches of {})",
+            loaded as f64 / seconds,
+            args.report_batch
         );
     }
 

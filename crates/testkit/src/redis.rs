@@ -37,8 +37,11 @@ impl RedisCluster {
         while cluster.nodes.len() < 6 {
             // A port found free may be taken by another test before this
             // server binds it: then this server exits, and another port is
-            // tried.
-            let port = free_port();
+            // tried. A cluster node also listens on its port + 10,000.
+            let mut port = free_port();
+            while port > 55_535 {
+                port = free_port();
+            }
             let mut child = cluster.launch(port)?;
             if wait_for(port, Duration::from_secs(10)).is_ok() && child.try_wait()?.is_none() && cluster.owns(port) {
                 cluster.nodes.push((port, Some(child)));

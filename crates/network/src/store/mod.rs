@@ -111,6 +111,14 @@ pub trait Store: Send + Sync + 'static {
         false
     }
 
+    /// A store other nodes share: claims an organisation's name for all of
+    /// them and hands out its id (at least `at_least`) — `Some(None)` when
+    /// another node claimed the name first. `None` for a store no other
+    /// node shares (the node's own table decides).
+    fn claim_organisation(&self, _name: &str, _at_least: u32) -> Result<Option<Option<u32>>> {
+        Ok(None)
+    }
+
     /// Tells the other nodes sharing this store of the index keys this node
     /// added (`filter`) and of those that became spam (`changes`), in their
     /// byte form. A store no other node shares does nothing.

@@ -18,6 +18,7 @@
 //! | `u` + reporter id | string | the reporter (postcard) |
 //! | `x` + day (4 B) | set | entries due for an expiry check that day |
 //! | `{s}o` | hash | organisation id → organisation |
+//! | `{s}n` | hash | organisation name → id (claimed by the node creating it) |
 //! | `{s}m` | hash | metadata (network key, activation key, records) |
 //! | `{s}c` | hash | counters (entries, reports, reporters, index keys) |
 //! | `{s}x` | sorted set | days with expiry checks |
@@ -62,6 +63,7 @@ const ORGANISATIONS: &[u8] = b"{s}o";
 const META: &[u8] = b"{s}m";
 const COUNTERS: &[u8] = b"{s}c";
 const EXPIRY_DAYS: &[u8] = b"{s}x";
+const ORGANISATION_NAMES: &[u8] = b"{s}n";
 const STREAM: &[u8] = b"{s}a";
 /// The metadata key of the number of posting buckets.
 const BUCKETS_META: &str = "redis_posting_buckets";
@@ -84,6 +86,19 @@ local keep = tonumber(ARGV[3]) * 16
 if #list > keep then list = string.sub(list, #list - keep + 1) end
 redis.call('HSET', KEYS[1], ARGV[1], list)
 return 1 + created
+";
+
+/// Claims an organisation's name and hands out its id (one slot: both
+/// hashes are tagged `{s}`): -1 when the name is taken.
+const CLAIM_ORGANISATION: &str = r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return -1 end
+local id = redis.call('HINCRBY', KEYS[2], 'organisation_ids', 1)
+if id < tonumber(ARGV[2]) then
+  id = tonumber(ARGV[2])
+  redis.call('HSET', KEYS[2], 'organisation_ids', id)
+end
+redis.call('HSET', KEYS[1], ARGV[1], id)
+return id
 ";
 
 /// Removes an entry id from a posting list; answers -1 when the list is
@@ -604,6 +619,15 @@ impl Store for RedisStore {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn claim_organisation(&self, name: &str, at_least: u32) -> Result<Option<Option<u32>>> {
+        let mut pooled = self.connection()?;
+        let script = Script::new(CLAIM_ORGANISATION);
+        let mut invocation = script.key(ORGANISATION_NAMES);
+        invocation.key(COUNTERS).arg(name).arg(at_least);
+        let id: i64 = invocation.invoke(pooled.get()).map_err(|e| pooled.failed(e))?;
+        Ok(Some(u32::try_from(id).ok()))
     }
 
     fn announce(&self, filter: &[Vec<u8>], changes: &[Vec<u8>]) -> Result<()> {
