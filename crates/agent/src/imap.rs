@@ -48,6 +48,10 @@ use crate::process::{ActionError, Applied, Folder, Item, Moved, Pass, Processor}
 use crate::state::{self, Cursor};
 use crate::tagging::Marker;
 
+/// A tag's journal entry younger than this may belong to an APPEND the
+/// server is still completing (a stop in the middle of it).
+const RECENT_JOURNAL_SECONDS: i64 = 30;
+
 /// Messages fetched per FETCH command, at most.
 const FETCH_BATCH: usize = 256;
 
@@ -1548,7 +1552,12 @@ impl Connected {
         let appended =
             timed_action(timeout, session.append(&selected, Some(&flags), date.as_deref(), &rewritten)).await;
         if let Err(e) = appended {
-            let _ = self.state.call(move |c| state::journal_end(c, journal)).await;
+            // A refused APPEND added nothing. A lost connection may have
+            // lost only the answer: the journal stays, and the next
+            // session's recovery looks for the copy first.
+            if !matches!(e, ActionError::Connection(_)) {
+                let _ = self.state.call(move |c| state::journal_end(c, journal)).await;
+            }
             return Err(e);
         }
         // Only now is the original removed; a crash before this line leaves
@@ -1556,6 +1565,20 @@ impl Connected {
         self.remove(&uid.to_string()).await?;
         let _ = self.state.call(move |c| state::journal_end(c, journal)).await;
         Ok(())
+    }
+
+    /// The UIDs of messages carrying a tag mark's nonce.
+    async fn find_tagged(&mut self, nonce: &str) -> Result<Vec<u32>, SessionError> {
+        let timeout = self.timeout;
+        let session = self.session()?;
+        let found = tokio::time::timeout(
+            timeout,
+            session.uid_search(format!("HEADER {} \"{nonce}\"", crate::facts::TAG_HEADER)),
+        )
+        .await
+        .map_err(|_| SessionError::Timeout)?
+        .map_err(lost)?;
+        Ok(found.into_iter().collect())
     }
 
     /// Finishes or undoes tags a stop interrupted in this folder.
@@ -1573,15 +1596,20 @@ impl Connected {
             if let (Some((validity, uid)), Some(nonce)) = (original, Marker::nonce(&entry.replacement))
                 && validity == self.validity
             {
-                let timeout = self.timeout;
-                let session = self.session()?;
-                let found = tokio::time::timeout(
-                    timeout,
-                    session.uid_search(format!("HEADER {} \"{nonce}\"", crate::facts::TAG_HEADER)),
-                )
-                .await
-                .map_err(|_| SessionError::Timeout)?
-                .map_err(lost)?;
+                // A stop in the middle of an APPEND may have left the whole
+                // message in the server's socket buffer: the server then
+                // completes that APPEND after this session began. So a young
+                // entry whose copy is not there yet is looked for again,
+                // briefly, before it is given up.
+                let young = jiff::Timestamp::now().as_second() - entry.at < RECENT_JOURNAL_SECONDS;
+                let mut found = self.find_tagged(nonce).await?;
+                for pause_ms in [200, 500, 1_000] {
+                    if !young || found.iter().any(|&copy| copy != uid) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+                    found = self.find_tagged(nonce).await?;
+                }
                 if found.iter().any(|&copy| copy != uid) {
                     match self.remove(&uid.to_string()).await {
                         Ok(()) => {}

@@ -1494,6 +1494,8 @@ pub struct JournalRow {
     pub original: String,
     /// The replacement (the tag mark, or the new file name).
     pub replacement: String,
+    /// When it was written (Unix seconds).
+    pub at: i64,
 }
 
 /// Writes a journal entry; returns its id.
@@ -1520,17 +1522,20 @@ pub fn journal_end(c: &Connection, id: i64) -> rusqlite::Result<()> {
 
 /// The journal entries of a mailbox.
 pub fn journal(c: &Connection, mailbox: &str) -> rusqlite::Result<Vec<JournalRow>> {
-    c.prepare_cached("SELECT id, folder, operation, original, replacement FROM journal WHERE mailbox = ?1 ORDER BY id")?
-        .query_map([mailbox], |row| {
-            Ok(JournalRow {
-                id: row.get(0)?,
-                folder: row.get(1)?,
-                operation: row.get(2)?,
-                original: row.get(3)?,
-                replacement: row.get(4)?,
-            })
-        })?
-        .collect()
+    c.prepare_cached(
+        "SELECT id, folder, operation, original, replacement, at FROM journal WHERE mailbox = ?1 ORDER BY id",
+    )?
+    .query_map([mailbox], |row| {
+        Ok(JournalRow {
+            id: row.get(0)?,
+            folder: row.get(1)?,
+            operation: row.get(2)?,
+            original: row.get(3)?,
+            replacement: row.get(4)?,
+            at: row.get(5)?,
+        })
+    })?
+    .collect()
 }
 
 #[cfg(test)]
