@@ -317,7 +317,10 @@ ALTER TABLE hourly ADD COLUMN rescan_filed INTEGER NOT NULL DEFAULT 0;
 
 /// Opens (creating and migrating) the database at `path`.
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
-    let mut connection = Connection::open(path)?;
+    let mut connection = {
+        let _serial = OPEN_CLOSE.lock().unwrap_or_else(|e| e.into_inner());
+        Connection::open(path)?
+    };
     connection.busy_timeout(Duration::from_secs(10))?;
     // Switching to WAL needs the database to itself, and SQLite does not
     // wait for that: retry while another connection is opening it too.
@@ -402,6 +405,12 @@ pub struct State {
     path: PathBuf,
 }
 
+/// Opening a database file while another connection to it closes, in two
+/// threads of one process, can deadlock inside SQLite's unix VFS (its
+/// global mutex and a file's mutex taken in opposite orders, seen in CI):
+/// the state thread's close and every open take this lock.
+static OPEN_CLOSE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The state thread is gone or a statement failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -431,6 +440,8 @@ impl State {
                 while let Ok(job) = receiver.recv() {
                     job(&mut connection);
                 }
+                let _serial = OPEN_CLOSE.lock().unwrap_or_else(|e| e.into_inner());
+                drop(connection);
             })
             .map_err(|_| StateError::Stopped)?;
         Ok(State { jobs, path })
