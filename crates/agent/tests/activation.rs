@@ -8,33 +8,19 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Agent, WAIT, config, eventually};
+use common::{Agent, WAIT, config, eventually, message_id};
 use starling_agent::activation::{self, Phase};
 use starling_agent::events;
 use starling_agent::live::Live;
 use starling_agent::state;
-use starling_proto::v1::{Class, ReportClass};
 use starling_testkit::postfix::{Postfix, PostfixOptions};
-use starling_testkit::{Dovecot, DovecotOptions, Node, testdata, wait_until, with_message_id};
+use starling_testkit::{Dovecot, DovecotOptions, Node, wait_until};
 
 /// Spam the node calls spam, each with a unique Message-ID.
 async fn known_spam(node: &Node, tag: &str) -> Vec<Vec<u8>> {
-    let mut spam = Vec::new();
-    for (i, (_, raw)) in testdata(true).iter().enumerate().skip(1) {
-        let raw = with_message_id(raw, &format!("spam-{tag}-{i}@test"));
-        node.report(ReportClass::Spam, &[&raw]).await.expect("report spam");
-        if node.verdict(&raw).await.expect("check") == Class::Spam {
-            spam.push(raw);
-        }
-    }
+    let spam = common::known_spam(node, tag).await;
     assert!(spam.len() >= 3, "enough known spam: {}", spam.len());
     spam
-}
-
-fn message_id(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let line = text.lines().find(|l| l.to_ascii_lowercase().starts_with("message-id:")).expect("a Message-ID");
-    line["Message-ID:".len()..].trim().to_owned()
 }
 
 fn holds(dovecot: &Dovecot, user: &str, folder: &str, raw: &[u8]) -> bool {

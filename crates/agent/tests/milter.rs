@@ -12,9 +12,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{Agent, WAIT, config, eventually};
+use common::{Agent, WAIT, config, eventually, message_id};
 use starling_agent::AgentConfig;
-use starling_proto::v1::{Class, ReportClass};
 use starling_testkit::postfix::{Postfix, PostfixOptions};
 use starling_testkit::{
     Dovecot, DovecotOptions, Message, Node, free_port, testdata, wait_until, with_header, with_message_id,
@@ -22,14 +21,7 @@ use starling_testkit::{
 
 /// Spam the node calls spam, and ham, each with a unique Message-ID.
 async fn mail(node: &Node, tag: &str) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let mut spam = Vec::new();
-    for (i, (_, raw)) in testdata(true).iter().enumerate().skip(1) {
-        let raw = with_message_id(raw, &format!("spam-{tag}-{i}@test"));
-        node.report(ReportClass::Spam, &[&raw]).await.expect("report spam");
-        if node.verdict(&raw).await.expect("check") == Class::Spam {
-            spam.push(raw);
-        }
-    }
+    let spam = common::known_spam(node, tag).await;
     assert!(spam.len() >= 6, "enough known spam: {}", spam.len());
     let ham = testdata(false)
         .iter()
@@ -48,12 +40,6 @@ fn milter_config(dovecot: &Dovecot, node: &Node, state: &Path, users: &[&str], p
 fn postfix_with_milter(dovecot: &Dovecot, port: u16) -> Postfix {
     let milter = Some(format!("inet:127.0.0.1:{port}"));
     Postfix::start(dovecot.lmtp_port, PostfixOptions { milter, ..Default::default() }).expect("postfix")
-}
-
-fn message_id(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let line = text.lines().find(|l| l.to_ascii_lowercase().starts_with("message-id:")).expect("a Message-ID");
-    line["Message-ID:".len()..].trim().to_owned()
 }
 
 /// The delivered copy of `raw` in a folder, once it is there.

@@ -115,6 +115,12 @@ async fn eventually<F: std::future::Future<Output = bool>>(
     false
 }
 
+/// The test corpus's spam long enough for a text digest (a report of
+/// anything shorter is refused).
+fn fingerprinted_spam(fingerprinter: &Fingerprinter) -> Vec<Vec<u8>> {
+    testdata(true).into_iter().map(|(_, raw)| raw).filter(|raw| fingerprinter.fingerprint(raw).text.is_some()).collect()
+}
+
 /// Messages of the test corpus: (name, bytes, is spam).
 fn corpus() -> Vec<(String, Vec<u8>, bool)> {
     let spam = testdata(true).into_iter().map(|(n, r)| (n, r, true));
@@ -239,11 +245,7 @@ async fn a_master_killed_mid_load_fails_over() {
     let credential = node.organisation("acme").await;
     let mut agent = node.agent(&credential).await;
     let fingerprinter = fingerprinter(&mut agent).await;
-    let messages: Vec<Vec<u8>> = testdata(true)
-        .into_iter()
-        .map(|(_, raw)| raw)
-        .filter(|raw| fingerprinter.fingerprint(raw).text.is_some())
-        .collect();
+    let messages = fingerprinted_spam(&fingerprinter);
     let mut acknowledged = Vec::new();
     let mut refused = 0;
     let victim = cluster.masters()[0];
@@ -316,11 +318,7 @@ async fn an_api_node_killed_mid_load_is_invisible_to_the_agent() {
     let credential = a.organisation("acme").await;
     let mut reporter = a.agent(&credential).await;
     let fingerprinter = fingerprinter(&mut reporter).await;
-    let candidates: Vec<Vec<u8>> = testdata(true)
-        .into_iter()
-        .map(|(_, raw)| raw)
-        .filter(|raw| fingerprinter.fingerprint(raw).text.is_some())
-        .collect();
+    let candidates = fingerprinted_spam(&fingerprinter);
     for raw in &candidates {
         report(&mut reporter, starling_proto::to_wire(&fingerprinter.fingerprint(raw)), ReportClass::Spam, "u1").await;
     }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use starling_agent::AgentConfig;
 use starling_agent::state;
-use starling_testkit::{Dovecot, Message, Node, wait_until};
+use starling_proto::v1::{Class, ReportClass};
+use starling_testkit::{Dovecot, Message, Node, testdata, wait_until, with_message_id};
 use tokio_util::sync::CancellationToken;
 
 /// How long a test waits for anything.
@@ -136,4 +137,25 @@ pub fn ids(messages: &[Message]) -> Vec<String> {
 /// Waits for a condition; on time-out, fails with Dovecot's log.
 pub fn eventually(what: &str, dovecot: &Dovecot, condition: impl FnMut() -> bool) {
     assert!(wait_until(WAIT, condition), "timed out waiting for: {what}\nDovecot log:\n{}", dovecot.log());
+}
+
+/// The test corpus's spam that the node calls spam once reported, each
+/// with a unique Message-ID (`spam-TAG-N@test`).
+pub async fn known_spam(node: &Node, tag: &str) -> Vec<Vec<u8>> {
+    let mut spam = Vec::new();
+    for (i, (_, raw)) in testdata(true).iter().enumerate().skip(1) {
+        let raw = with_message_id(raw, &format!("spam-{tag}-{i}@test"));
+        node.report(ReportClass::Spam, &[&raw]).await.expect("report spam");
+        if node.verdict(&raw).await.expect("check") == Class::Spam {
+            spam.push(raw);
+        }
+    }
+    spam
+}
+
+/// A message's Message-ID header value.
+pub fn message_id(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let line = text.lines().find(|l| l.to_ascii_lowercase().starts_with("message-id:")).expect("a Message-ID");
+    line["Message-ID:".len()..].trim().to_owned()
 }
