@@ -48,8 +48,10 @@ use crate::process::{ActionError, Applied, Folder, Item, Moved, Pass, Processor}
 use crate::state::{self, Cursor};
 use crate::tagging::Marker;
 
-/// A tag's journal entry younger than this may belong to an APPEND the
-/// server is still completing (a stop in the middle of it).
+/// A tag's journal entry younger than this whose copy is not found may
+/// belong to an APPEND the server is still completing (a stop in the middle
+/// of it): it is kept and looked at again when mail arrives; an older one
+/// is given up.
 const RECENT_JOURNAL_SECONDS: i64 = 30;
 
 /// Messages fetched per FETCH command, at most.
@@ -569,10 +571,14 @@ impl Connected {
     async fn run_filter(&mut self, watcher: &mut Watcher, stop: &CancellationToken) -> Result<(), SessionError> {
         let folder = watcher.folder.clone();
         let next = self.select(&folder).await?;
-        self.recover().await?;
+        let mut recovering = self.recover().await?;
         let mut last = self.start_position(watcher, next).await?;
         loop {
             let newer = self.uids_after(last).await?;
+            if recovering && !newer.is_empty() {
+                // Perhaps the copy of an interrupted tag.
+                recovering = self.recover().await?;
+            }
             if let Some(&newest) = newer.iter().max() {
                 let handled = self.handle(watcher, newer, Pass::Delivery).await?.0;
                 last = handled.max(last);
@@ -1581,8 +1587,9 @@ impl Connected {
         Ok(found.into_iter().collect())
     }
 
-    /// Finishes or undoes tags a stop interrupted in this folder.
-    async fn recover(&mut self) -> Result<(), SessionError> {
+    /// Finishes or undoes tags a stop interrupted in this folder. Whether
+    /// some stay pending: see [`RECENT_JOURNAL_SECONDS`].
+    async fn recover(&mut self) -> Result<bool, SessionError> {
         let mailbox = self.mailbox.clone();
         let entries = self
             .state
@@ -1590,25 +1597,23 @@ impl Connected {
             .await
             .map_err(|e| SessionError::Lost(e.to_string()))?;
         let mut finished = 0;
+        let mut pending = false;
         let selected = self.selected.clone();
         for entry in entries.into_iter().filter(|e| e.folder == selected && e.operation == "tag") {
             let original = parse_locator(&entry.original);
             if let (Some((validity, uid)), Some(nonce)) = (original, Marker::nonce(&entry.replacement))
                 && validity == self.validity
             {
+                let found = self.find_tagged(nonce).await?;
                 // A stop in the middle of an APPEND may have left the whole
                 // message in the server's socket buffer: the server then
-                // completes that APPEND after this session began. So a young
-                // entry whose copy is not there yet is looked for again,
-                // briefly, before it is given up.
+                // completes that APPEND after this session began, and the
+                // copy arrives as new mail. A young entry whose copy is not
+                // there yet stays, and is looked at again when mail arrives.
                 let young = jiff::Timestamp::now().as_second() - entry.at < RECENT_JOURNAL_SECONDS;
-                let mut found = self.find_tagged(nonce).await?;
-                for pause_ms in [200, 500, 1_000] {
-                    if !young || found.iter().any(|&copy| copy != uid) {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(pause_ms)).await;
-                    found = self.find_tagged(nonce).await?;
+                if young && !found.iter().any(|&copy| copy != uid) {
+                    pending = true;
+                    continue;
                 }
                 if found.iter().any(|&copy| copy != uid) {
                     match self.remove(&uid.to_string()).await {
@@ -1631,7 +1636,7 @@ impl Connected {
                 format!("{finished} in {}.", self.selected),
             );
         }
-        Ok(())
+        Ok(pending)
     }
 }
 
