@@ -14,22 +14,31 @@ use tokio_util::sync::CancellationToken;
 /// Where the configuration is, for every agent command.
 #[derive(Args, Clone)]
 pub(crate) struct ConfigArgs {
-    /// The configuration file (TOML; see docs/configuration.md). Without it,
-    /// the defaults are used.
+    /// The configuration file (TOML; see docs/configuration.md). Without
+    /// it, `/etc/starling/starling.toml` when it exists (the package
+    /// installs it), else the defaults.
     #[arg(long, short, env = "STARLING_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 }
 
+/// The configuration the package installs, read when no other is named.
+pub(crate) const SYSTEM_CONFIG: &str = "/etc/starling/starling.toml";
+
 impl ConfigArgs {
+    /// The file to read: the one named, else the system's when there is one.
+    fn path(&self) -> Option<PathBuf> {
+        self.config.clone().or_else(|| Some(PathBuf::from(SYSTEM_CONFIG)).filter(|p| p.exists()))
+    }
+
     fn text(&self) -> anyhow::Result<String> {
-        match &self.config {
-            Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display())),
+        match self.path() {
+            Some(path) => std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display())),
             None => Ok(String::new()),
         }
     }
 
     fn name(&self) -> String {
-        self.config.as_ref().map_or_else(|| "the defaults".to_owned(), |p| p.display().to_string())
+        self.path().map_or_else(|| "the defaults".to_owned(), |p| p.display().to_string())
     }
 
     /// The agent configuration (the `[embedded_network]` table, if any, is
@@ -121,9 +130,12 @@ fn run_agent(args: AgentArgs, milter_only: bool) -> anyhow::Result<ExitCode> {
         let options = Options { milter_only, ..Options::default() };
         let console = start_console(&config, &options, &stop).await?;
         let mut agent = tokio::spawn(starling_agent::run(config, options, stop.clone()));
+        crate::service::ready(if milter_only { "filtering in line (milter)" } else { "watching mailboxes" });
+        crate::service::spawn_watchdog(stop.child_token());
         tokio::select! {
             () = crate::network_cmd::wait_for_signal() => {
                 eprintln!("stopping…");
+                crate::service::stopping();
                 stop.cancel();
                 (&mut agent).await.context("the agent panicked")??;
             }
@@ -173,7 +185,8 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let mut agent = agent;
         agent.network.url = url;
         eprintln!(
-            "starling serve: network at {}, watching {} ({} mail store); stop with Ctrl-C",
+            "starling serve: {}; network at {}, watching {} ({} mail store); stop with Ctrl-C",
+            args.config.name(),
             agent.network.url,
             match agent.mail_store {
                 starling_agent::config::MailStoreKind::Maildir => agent.maildir.root.display().to_string(),
@@ -188,9 +201,12 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let options = Options { credential: Some(credential), ..Options::default() };
         let console = start_console(&agent, &options, &stop).await?;
         let mut task = tokio::spawn(starling_agent::run(agent, options, stop.clone()));
+        crate::service::ready("watching mailboxes, with the embedded network");
+        crate::service::spawn_watchdog(stop.child_token());
         let result = tokio::select! {
             () = crate::network_cmd::wait_for_signal() => {
                 eprintln!("stopping…");
+                crate::service::stopping();
                 stop.cancel();
                 (&mut task).await.context("the agent panicked")?
             }

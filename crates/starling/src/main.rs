@@ -10,6 +10,7 @@ mod fingerprint_cmd;
 mod model_cmd;
 mod network_bench;
 mod network_cmd;
+mod service;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +65,41 @@ enum Command {
     EvalAdapter(eval_adapter::EvalAdapterArgs),
     /// Run and administer a network node.
     Network(network_cmd::NetworkArgs),
+    /// Write the manual pages (roff) of every command into a directory.
+    #[command(hide = true)]
+    Manual(ManualArgs),
+}
+
+#[derive(Args)]
+struct ManualArgs {
+    /// The directory to write `starling.1`, `starling-serve.1`, … into.
+    dir: PathBuf,
+}
+
+/// `starling manual DIR`: one page for `starling` and one for each command
+/// and sub-command (`starling-network-org.1`), from the same definitions
+/// as `--help`, so the pages never drift from the binary.
+fn manual(args: &ManualArgs) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let mut written = 0;
+    let mut pending = vec![(String::from("starling"), Cli::command())];
+    while let Some((name, command)) = pending.pop() {
+        if command.is_hide_set() {
+            continue;
+        }
+        let command = command.display_name(name.clone()).bin_name(name.replace('-', " "));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command.clone()).render(&mut page)?;
+        let path = args.dir.join(format!("{name}.1"));
+        std::fs::write(&path, page).with_context(|| format!("cannot write {}", path.display()))?;
+        written += 1;
+        for sub in command.get_subcommands() {
+            pending.push((format!("{name}-{}", sub.get_name()), sub.clone()));
+        }
+    }
+    println!("{written} pages in {}", args.dir.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Options shared by every command that fingerprints mail.
@@ -144,32 +180,19 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
-/// Logs go to stderr; `STARLING_LOG` filters them (e.g. `debug`,
-/// `starling_network=trace`), `STARLING_LOG_FORMAT=json` makes them JSON.
-fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STARLING_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if std::env::var("STARLING_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => {
-            init_logging("info");
+            service::init_logging("info");
             agent_cmd::serve(args)
         }
         Command::Agent(args) => {
-            init_logging("info");
+            service::init_logging("info");
             agent_cmd::agent(args)
         }
         Command::Milter(args) => {
-            init_logging("info");
+            service::init_logging("info");
             agent_cmd::milter(args)
         }
         Command::Status(args) => admin_cmd::status(args),
@@ -184,21 +207,22 @@ fn main() -> ExitCode {
         Command::Model(args) => model_cmd::model(args),
         Command::Fingerprint(args) => fingerprint_cmd::run(&args),
         Command::Check(args) => {
-            init_logging("warn");
+            service::init_logging("warn");
             check_cmd::run(args)
         }
         Command::Report(args) => {
-            init_logging("warn");
+            service::init_logging("warn");
             check_cmd::report(args)
         }
         Command::EvalAdapter(args) => {
-            init_logging("warn");
+            service::init_logging("warn");
             eval_adapter::run(&args)
         }
         Command::Network(args) => {
-            init_logging("info");
+            service::init_logging("info");
             network_cmd::run(args)
         }
+        Command::Manual(args) => manual(&args),
     };
     match result {
         Ok(code) => code,

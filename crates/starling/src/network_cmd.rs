@@ -302,8 +302,11 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
     eprintln!("starling network node listening on {scheme}://{}", running.addr);
     eprintln!("operator token: {}", data.join(starling_network::node::OPERATOR_TOKEN_FILE).display());
+    crate::service::ready(&format!("answering agents on {scheme}://{}", running.addr));
+    crate::service::spawn_watchdog(running.shutdown.child_token());
     wait_for_signal().await;
     eprintln!("stopping…");
+    crate::service::stopping();
     running.shutdown.cancel();
     running.stopped.await.ok();
     Ok(ExitCode::SUCCESS)
