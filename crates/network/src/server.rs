@@ -746,6 +746,27 @@ impl<S: Store> Admin for AdminService<S> {
         let stats = stats(&self.0).map_err(store_status)?;
         Ok(Response::new(stats))
     }
+
+    async fn snapshot(&self, request: Request<v1::SnapshotRequest>) -> Result<Response<v1::SnapshotResponse>, Status> {
+        self.0.operator(&request)?;
+        let shared = self.0.clone();
+        // A long read of the whole store: off the async workers.
+        let (path, tables) = tokio::task::spawn_blocking(move || shared.engine.store().snapshot())
+            .await
+            .map_err(|e| Status::internal(format!("the snapshot task failed: {e}")))?
+            .map_err(|e| {
+                if e.is_transient() {
+                    Status::unavailable(e.to_string())
+                } else {
+                    Status::failed_precondition(e.to_string())
+                }
+            })?;
+        tracing::info!(path = %path.display(), "store snapshot written");
+        Ok(Response::new(v1::SnapshotResponse {
+            path: path.display().to_string(),
+            tables: tables.into_iter().map(|(name, rows)| v1::TableRows { name: name.to_owned(), rows }).collect(),
+        }))
+    }
 }
 
 fn stats<S: Store>(shared: &Shared<S>) -> Result<v1::StatsResponse, StoreError> {

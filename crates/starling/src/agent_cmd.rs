@@ -41,6 +41,14 @@ impl ConfigArgs {
         self.path().map_or_else(|| "the defaults".to_owned(), |p| p.display().to_string())
     }
 
+    /// The agent configuration and the embedded node `starling serve` runs
+    /// with it.
+    pub(crate) fn agent_and_embedded_node(&self) -> anyhow::Result<(AgentConfig, NodeConfig)> {
+        let (agent, network) = split(&self.text()?).map_err(|p| invalid(&self.name(), &p))?;
+        let node = embedded_node(&agent, network).map_err(|p| invalid(&self.name(), &p))?;
+        Ok((agent, node))
+    }
+
     /// The agent configuration (the `[embedded_network]` table, if any, is
     /// `starling serve`'s).
     pub(crate) fn agent(&self) -> anyhow::Result<AgentConfig> {
@@ -162,6 +170,10 @@ pub(crate) struct ServeArgs {
 /// this organisation.
 const EMBEDDED_CREDENTIAL: &str = "embedded-network.credential";
 
+/// The file in `state_dir` naming the running embedded node's address (its
+/// port may be chosen at start), for `starling backup`.
+pub(crate) const EMBEDDED_URL_FILE: &str = "embedded-network.url";
+
 /// `starling serve`: the agent with its own network node.
 pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let (agent, network) = split(&args.config.text()?).map_err(|p| invalid(&args.config.name(), &p))?;
@@ -181,6 +193,8 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             event = "embedded_network_started",
             "The embedded network node started at {url}."
         );
+        std::fs::write(agent.state_dir.join(EMBEDDED_URL_FILE), format!("{}\n", running.addr))
+            .with_context(|| format!("cannot write {}", agent.state_dir.join(EMBEDDED_URL_FILE).display()))?;
         let credential = embedded_credential(&agent.state_dir, &node.data_dir, &url).await?;
         let mut agent = agent;
         agent.network.url = url;

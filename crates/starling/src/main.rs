@@ -4,6 +4,7 @@
 
 mod admin_cmd;
 mod agent_cmd;
+mod backup_cmd;
 mod check_cmd;
 mod eval_adapter;
 mod fingerprint_cmd;
@@ -53,6 +54,10 @@ enum Command {
     Rescan(admin_cmd::RescanArgs),
     /// Manage the console's accounts: list, add, role, password, remove.
     Accounts(admin_cmd::AccountsArgs),
+    /// Back up the state directory (and the embedded network's store) while the service runs.
+    Backup(backup_cmd::BackupArgs),
+    /// Restore the state directory from a backup, with the service stopped (what it replaces is kept aside).
+    Restore(backup_cmd::RestoreArgs),
     /// The local model: what it learnt, and rebuilding it.
     Model(model_cmd::ModelArgs),
     /// Print the fingerprints that would be sent for each message (no content is printed).
@@ -204,6 +209,8 @@ fn main() -> ExitCode {
         Command::Events(args) => admin_cmd::events(args),
         Command::Rescan(args) => admin_cmd::rescan(args),
         Command::Accounts(args) => admin_cmd::accounts(args),
+        Command::Backup(args) => backup_cmd::backup(&args),
+        Command::Restore(args) => backup_cmd::restore(&args),
         Command::Model(args) => model_cmd::model(args),
         Command::Fingerprint(args) => fingerprint_cmd::run(&args),
         Command::Check(args) => {

@@ -36,6 +36,11 @@ enum NetworkCommand {
     /// Move a stopped node's embedded store to a Redis Cluster (resumable,
     /// verified).
     Migrate(MigrateArgs),
+    /// Back up a node's data directory (while it runs) into a new directory.
+    Backup(crate::backup_cmd::NetworkBackupArgs),
+    /// Restore a stopped node's data directory from a backup (what it
+    /// replaces is kept aside).
+    Restore(crate::backup_cmd::NetworkRestoreArgs),
 }
 
 #[derive(Args)]
@@ -99,6 +104,23 @@ pub(crate) struct OperatorArgs {
 }
 
 impl OperatorArgs {
+    /// How to reach the node at `address` with the data directory `data`
+    /// (the embedded node of `starling serve`).
+    pub(crate) fn for_node(address: &str, data: &Path) -> OperatorArgs {
+        OperatorArgs {
+            network: address.to_owned(),
+            data: data.to_owned(),
+            operator_token_file: None,
+            ca: None,
+            json: false,
+        }
+    }
+
+    /// The node's data directory.
+    pub(crate) fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
     pub(crate) async fn admin(&self) -> anyhow::Result<v1::admin_client::AdminClient<client::Authorised>> {
         let path = self.operator_token_file.clone().unwrap_or_else(|| self.data.join("operator.token"));
         let token = std::fs::read_to_string(&path).with_context(|| {
@@ -234,6 +256,8 @@ pub(crate) fn run(args: NetworkArgs) -> anyhow::Result<ExitCode> {
         NetworkCommand::Stats(operator) => runtime()?.block_on(run_stats(operator)),
         NetworkCommand::Bench(bench) => crate::network_bench::run(bench),
         NetworkCommand::Migrate(args) => run_migrate(&args),
+        NetworkCommand::Backup(args) => crate::backup_cmd::network_backup(&args),
+        NetworkCommand::Restore(args) => crate::backup_cmd::network_restore(&args),
     }
 }
 

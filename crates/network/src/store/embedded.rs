@@ -489,9 +489,93 @@ impl Embedded {
     }
 }
 
+/// Rows copied into a snapshot, per table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotCounts {
+    /// Table name and rows, in the order copied.
+    pub tables: Vec<(&'static str, u64)>,
+}
+
+/// Rows written to a snapshot in one transaction of the copy (its memory).
+const SNAPSHOT_BATCH: usize = 50_000;
+
+impl Embedded {
+    /// Writes a consistent copy of the whole store to a new file at `path`
+    /// while the store goes on serving: every table is read from one read
+    /// transaction (one instant of the store, however many commits land
+    /// meanwhile) and written in batches. `path` must not exist; on any
+    /// error it is removed, so a snapshot that exists is complete.
+    pub fn snapshot_to(&self, path: &Path) -> Result<SnapshotCounts> {
+        if path.exists() {
+            return Err(StoreError::permanent(format!("{} already exists", path.display())));
+        }
+        let result = self.copy_into(path);
+        if result.is_err() {
+            let _ = std::fs::remove_file(path);
+        }
+        result
+    }
+
+    fn copy_into(&self, path: &Path) -> Result<SnapshotCounts> {
+        let target = Database::create(path)
+            .map_err(|e| StoreError::permanent(format!("cannot create {}: {e}", path.display())))?;
+        let source = self.db.begin_read().map_err(io)?;
+        let mut counts = SnapshotCounts::default();
+        counts.tables.push(("meta", copy_table(&source, &target, META)?));
+        counts.tables.push(("organisations", copy_table(&source, &target, ORGANISATIONS)?));
+        counts.tables.push(("reporters", copy_table(&source, &target, REPORTERS)?));
+        counts.tables.push(("entries", copy_table(&source, &target, ENTRIES)?));
+        counts.tables.push(("reports", copy_table(&source, &target, REPORTS)?));
+        counts.tables.push(("postings", copy_table(&source, &target, POSTINGS)?));
+        counts.tables.push(("expiry", copy_table(&source, &target, EXPIRY)?));
+        Ok(counts)
+    }
+}
+
+/// Copies one table from a read transaction into `target`, committing
+/// every [`SNAPSHOT_BATCH`] rows; answers the rows copied.
+fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    source: &ReadTransaction,
+    target: &Database,
+    definition: TableDefinition<K, V>,
+) -> Result<u64> {
+    let table = source.open_table(definition).map_err(io)?;
+    let mut rows = 0u64;
+    let mut iter = table.iter().map_err(io)?.peekable();
+    loop {
+        let txn = target.begin_write().map_err(io)?;
+        {
+            let mut out = txn.open_table(definition).map_err(io)?;
+            for _ in 0..SNAPSHOT_BATCH {
+                let Some(item) = iter.next() else { break };
+                let (key, value) = item.map_err(io)?;
+                out.insert(key.value(), value.value()).map_err(io)?;
+                rows += 1;
+            }
+        }
+        txn.commit().map_err(io)?;
+        if iter.peek().is_none() {
+            return Ok(rows);
+        }
+    }
+}
+
+/// The directory, beside the store's file, that snapshots are written to.
+pub const SNAPSHOT_DIR: &str = "backups";
+
 impl Store for Embedded {
     type Reader<'a> = Reader;
     type Writer<'a> = Writer;
+
+    fn snapshot(&self) -> Result<(std::path::PathBuf, Vec<(&'static str, u64)>)> {
+        let dir = self.path.parent().unwrap_or(Path::new(".")).join(SNAPSHOT_DIR);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StoreError::transient(format!("cannot create {}: {e}", dir.display())))?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let path = dir.join(format!("network-{}-{:09}.redb", now.as_secs(), now.subsec_nanos()));
+        let counts = self.snapshot_to(&path)?;
+        Ok((path, counts.tables))
+    }
 
     fn reader(&self) -> Result<Reader> {
         let txn = self.db.begin_read().map_err(io)?;
@@ -551,6 +635,39 @@ mod tests {
         assert_eq!(r.reports(id).unwrap().len(), 1);
         assert_eq!(r.postings(IndexKey::Band(3, 99)).unwrap(), vec![id]);
         assert_eq!(r.stats().unwrap().entries, 1);
+    }
+
+    #[test]
+    fn a_snapshot_is_a_whole_copy_and_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Embedded::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
+        let mut w = store.writer().unwrap();
+        for i in 0..=199u8 {
+            let id = EntryId([i; 16]);
+            w.put_entry(id, &entry()).unwrap();
+            w.put_report(id, ReporterId([7; 16]), &ReportRecord { org: 1, class: Class::Spam, at: 5 }).unwrap();
+            w.add_posting(IndexKey::Band(1, u64::from(i)), id, 4).unwrap();
+        }
+        w.set_meta("network_key", b"k").unwrap();
+        w.commit().unwrap();
+
+        let copy = dir.path().join("copy.redb");
+        let counts = store.snapshot_to(&copy).unwrap();
+        assert!(counts.tables.contains(&("entries", 200)), "{counts:?}");
+        assert!(counts.tables.contains(&("reports", 200)), "{counts:?}");
+        assert!(counts.tables.contains(&("meta", 1)), "{counts:?}");
+        // The original goes on serving and writing; the copy is its own file.
+        let mut w = store.writer().unwrap();
+        w.put_entry(EntryId([255; 16]), &entry()).unwrap();
+        w.commit().unwrap();
+        assert!(store.snapshot_to(&copy).is_err(), "an existing file is never overwritten");
+
+        let restored = Embedded::open(&copy, 1 << 20).unwrap();
+        let r = restored.reader().unwrap();
+        assert_eq!(r.stats().unwrap().entries, 200);
+        assert_eq!(r.entry(EntryId([9; 16])).unwrap(), Some(entry()));
+        assert_eq!(r.postings(IndexKey::Band(1, 9)).unwrap(), vec![EntryId([9; 16])]);
+        assert_eq!(r.meta("network_key").unwrap().as_deref(), Some(&b"k"[..]));
     }
 
     #[test]

@@ -126,6 +126,16 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Writes a consistent copy of the whole store into a new file beside
+    /// it (`backups/` in the node's data directory) while it goes on
+    /// serving, and answers the file and the rows copied per table. A store
+    /// kept elsewhere (Redis) is backed up with its own tools: an error.
+    fn snapshot(&self) -> Result<(std::path::PathBuf, Vec<(&'static str, u64)>)> {
+        Err(StoreError::permanent(
+            "this store is not kept by the node: back it up with its own tools (Redis: BGSAVE and the RDB files)",
+        ))
+    }
+
     /// What the other nodes announced after `cursor` (empty: from now on),
     /// waiting up to `wait` for something; moves the cursor. `None` for a
     /// store no other node shares.
