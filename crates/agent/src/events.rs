@@ -519,6 +519,30 @@ pub fn catalogue_markdown() -> String {
     out
 }
 
+/// Every event worth acting on (warnings and worse), one section each, in
+/// the catalogue's order: the part of `docs/guides/troubleshooting.md` that
+/// maps each to its cause and remedy.
+pub fn troubleshooting_markdown() -> String {
+    let mut out = String::new();
+    for kind in CATALOGUE.iter().filter(|k| k.severity >= Severity::Warning) {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        let _ = write!(
+            out,
+            "### {} `{}` ({})\n\n{}\n\n- **Likely cause:** {}\n- **What to do:** {}\n- **Its occurrences:** `starling events --id {}`\n",
+            kind.id,
+            kind.name,
+            kind.severity.as_str(),
+            kind.text,
+            kind.cause,
+            kind.remedy,
+            kind.id
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

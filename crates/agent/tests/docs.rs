@@ -103,3 +103,15 @@ fn the_event_catalogue_is_the_generated_one() {
         "docs/events.md is out of date: regenerate its table with `starling events catalogue --markdown`"
     );
 }
+
+#[test]
+fn the_troubleshooting_guide_covers_every_warning_and_error() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/guides/troubleshooting.md"))
+            .expect("docs/guides/troubleshooting.md");
+    assert!(
+        text.contains(&starling_agent::events::troubleshooting_markdown()),
+        "docs/guides/troubleshooting.md is out of date: regenerate its per-event part with \
+         `starling events catalogue --troubleshooting`"
+    );
+}

@@ -790,15 +790,20 @@ enum EventsCommand {
         /// As the Markdown table of docs/events.md.
         #[arg(long)]
         markdown: bool,
+        /// As the per-event sections of docs/guides/troubleshooting.md.
+        #[arg(long, conflicts_with = "markdown")]
+        troubleshooting: bool,
     },
 }
 
 /// `starling events`.
 pub(crate) fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
-    if let Some(EventsCommand::Catalogue { markdown }) = args.command {
+    if let Some(EventsCommand::Catalogue { markdown, troubleshooting }) = args.command {
         if markdown {
             write!(out, "{}", catalogue_markdown())?;
+        } else if troubleshooting {
+            write!(out, "{}", starling_agent::events::troubleshooting_markdown())?;
         } else {
             for kind in CATALOGUE {
                 writeln!(out, "{:>4} {:<9} {:<32} {}", kind.id, kind.severity.as_str(), kind.name, kind.text)?;
