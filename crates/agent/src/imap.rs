@@ -1432,33 +1432,62 @@ impl Connected {
             Destination::Trash(name) if name.is_empty() => self.trash.clone().unwrap_or_else(|| "Trash".into()),
             Destination::Spam(name) | Destination::Trash(name) | Destination::Existing(name) => name.clone(),
         };
-        if self.folders.contains(&name) {
-            return Ok(name);
+        if let Some(found) = self.existing(&name) {
+            return Ok(found);
         }
         if !create {
             // The folder list may be stale: look again before refusing.
             self.list_folders().await.map_err(action_lost)?;
-            return if self.folders.contains(&name) { Ok(name) } else { Err(ActionError::FolderMissing(name)) };
+            return self.existing(&name).ok_or(ActionError::FolderMissing(name));
         }
-        let timeout = self.timeout;
-        let session = self.session().map_err(action_lost)?;
-        match timed_action(timeout, session.create(&name)).await {
-            Ok(()) => {
-                self.events.emit(events::FOLDER_CREATED, Some(&self.mailbox), format!("Folder: {name}."));
-                let session = self.session().map_err(action_lost)?;
-                let _ = timed_action(timeout, session.subscribe(&name)).await;
-            }
-            // Someone else created it meanwhile.
-            Err(ActionError::Failed(_)) => {
-                self.list_folders().await.map_err(action_lost)?;
-                if !self.folders.contains(&name) {
-                    return Err(ActionError::Failed(format!("cannot create the folder {name}")));
+        // Where personal folders live below INBOX (Cyrus's default
+        // namespace: `INBOX.Spam`), a top-level name is refused: the same
+        // name below INBOX is the user's folder.
+        let mut names = vec![name.clone()];
+        names.extend(self.below_inbox(&name));
+        let mut refused = None;
+        for candidate in names {
+            let timeout = self.timeout;
+            let session = self.session().map_err(action_lost)?;
+            match timed_action(timeout, session.create(&candidate)).await {
+                Ok(()) => {
+                    self.events.emit(events::FOLDER_CREATED, Some(&self.mailbox), format!("Folder: {candidate}."));
+                    let session = self.session().map_err(action_lost)?;
+                    let _ = timed_action(timeout, session.subscribe(&candidate)).await;
+                    self.folders.insert(candidate.clone());
+                    return Ok(candidate);
                 }
+                // Someone else created it meanwhile, or this name is not
+                // the user's to create.
+                Err(ActionError::Failed(why)) => {
+                    self.list_folders().await.map_err(action_lost)?;
+                    if let Some(found) = self.existing(&name) {
+                        return Ok(found);
+                    }
+                    refused.get_or_insert(why);
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         }
-        self.folders.insert(name.clone());
-        Ok(name)
+        Err(ActionError::Failed(format!("cannot create the folder {name}: {}", refused.unwrap_or_default())))
+    }
+
+    /// `name` as the server lists it: itself, or below INBOX (`INBOX.Spam`
+    /// where personal folders live there).
+    fn existing(&self, name: &str) -> Option<String> {
+        if self.folders.contains(name) {
+            return Some(name.to_owned());
+        }
+        self.below_inbox(name).filter(|below| self.folders.contains(below))
+    }
+
+    /// `INBOX` + the hierarchy separator + `name`, for a name not already
+    /// below INBOX.
+    fn below_inbox(&self, name: &str) -> Option<String> {
+        let delimiter = self.delimiter.as_deref()?;
+        let inbox = format!("INBOX{delimiter}");
+        let already = name.get(..inbox.len()).is_some_and(|start| start.eq_ignore_ascii_case(&inbox));
+        (!already && !name.eq_ignore_ascii_case("INBOX")).then(|| format!("{inbox}{name}"))
     }
 
     async fn command(&mut self, command: String) -> Result<(), ActionError> {

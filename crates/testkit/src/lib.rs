@@ -14,6 +14,8 @@ use anyhow::{Context, bail};
 
 /// A headless Chromium under a private chromedriver, for browser tests.
 pub mod browser;
+/// A private Cyrus IMAP, the second IMAP server the agent is tested against.
+pub mod cyrus;
 /// A private Postfix, for in-line (milter) tests.
 pub mod postfix;
 pub mod redis;
@@ -30,7 +32,7 @@ pub fn free_port() -> u16 {
 
 /// Whether this process runs as root (Dovecot then needs an unprivileged
 /// mail user).
-fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
 }
 
@@ -333,37 +335,7 @@ impl Dovecot {
 
     /// Delivers a message over LMTP, as an MTA would.
     pub fn lmtp_deliver(&self, user: &str, raw: &[u8]) -> anyhow::Result<()> {
-        use std::io::{BufRead, BufReader};
-        let stream = std::net::TcpStream::connect(("127.0.0.1", self.lmtp_port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut reader = BufReader::new(stream.try_clone()?);
-        let mut writer = stream;
-        let mut line = String::new();
-        let mut expect = |reader: &mut BufReader<std::net::TcpStream>, code: &str| -> anyhow::Result<()> {
-            loop {
-                line.clear();
-                reader.read_line(&mut line)?;
-                if !line.starts_with(code) {
-                    bail!("LMTP: expected {code}, got {line:?}");
-                }
-                if line.as_bytes().get(3) != Some(&b'-') {
-                    return Ok(());
-                }
-            }
-        };
-        expect(&mut reader, "220")?;
-        writer.write_all(b"LHLO test\r\n")?;
-        expect(&mut reader, "250")?;
-        writer.write_all(b"MAIL FROM:<sender@example.net>\r\n")?;
-        expect(&mut reader, "250")?;
-        writer.write_all(format!("RCPT TO:<{user}>\r\n").as_bytes())?;
-        expect(&mut reader, "250")?;
-        writer.write_all(b"DATA\r\n")?;
-        expect(&mut reader, "354")?;
-        writer.write_all(&smtp_data(raw))?;
-        expect(&mut reader, "250")?;
-        writer.write_all(b"QUIT\r\n")?;
-        Ok(())
+        lmtp_deliver(self.lmtp_port, user, raw)
     }
 
     /// The messages of a folder: (uid, flags, Message-ID, Subject, raw
@@ -745,6 +717,42 @@ pub fn corpus_messages(group: &str, limit: usize) -> anyhow::Result<Vec<(String,
         .take(limit)
         .map(|p| Ok((p.file_name().unwrap_or_default().to_string_lossy().into_owned(), std::fs::read(&p)?)))
         .collect()
+}
+
+/// Delivers a message to `recipient` over LMTP at a loopback port, as an
+/// MTA would.
+pub fn lmtp_deliver(port: u16, recipient: &str, raw: &[u8]) -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    let mut line = String::new();
+    let mut expect = |reader: &mut BufReader<std::net::TcpStream>, code: &str| -> anyhow::Result<()> {
+        loop {
+            line.clear();
+            reader.read_line(&mut line)?;
+            if !line.starts_with(code) {
+                bail!("LMTP: expected {code}, got {line:?}");
+            }
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Ok(());
+            }
+        }
+    };
+    expect(&mut reader, "220")?;
+    writer.write_all(b"LHLO test\r\n")?;
+    expect(&mut reader, "250")?;
+    writer.write_all(b"MAIL FROM:<sender@example.net>\r\n")?;
+    expect(&mut reader, "250")?;
+    writer.write_all(format!("RCPT TO:<{recipient}>\r\n").as_bytes())?;
+    expect(&mut reader, "250")?;
+    writer.write_all(b"DATA\r\n")?;
+    expect(&mut reader, "354")?;
+    writer.write_all(&smtp_data(raw))?;
+    expect(&mut reader, "250")?;
+    writer.write_all(b"QUIT\r\n")?;
+    Ok(())
 }
 
 /// A message as SMTP and LMTP send it after DATA: CRLF line ends, lines

@@ -17,6 +17,23 @@ pub const WAIT: Duration = Duration::from_secs(30);
 
 /// An agent configuration for `users`, with extra TOML appended.
 pub fn config(dovecot: &Dovecot, node: &Node, state_dir: &Path, users: &[&str], extra: &str) -> AgentConfig {
+    let server = ImapServer { port: dovecot.imap_port, password_file: &dovecot.password_file(), auth: "master-user" };
+    imap_config(&server, node, state_dir, users, extra)
+}
+
+/// How the agent reaches an IMAP server on loopback.
+pub struct ImapServer<'a> {
+    /// Its plain IMAP port.
+    pub port: u16,
+    /// The administrator's password file.
+    pub password_file: &'a Path,
+    /// `master-user` (Dovecot) or `sasl-plain` (Cyrus).
+    pub auth: &'a str,
+}
+
+/// An agent configuration for `users` of any IMAP server, with extra TOML
+/// appended.
+pub fn imap_config(server: &ImapServer, node: &Node, state_dir: &Path, users: &[&str], extra: &str) -> AgentConfig {
     let users = users.iter().map(|u| format!("{u:?}")).collect::<Vec<_>>().join(", ");
     let text = format!(
         r#"
@@ -31,6 +48,7 @@ retry_seconds = 1
 host = "127.0.0.1"
 port = {port}
 security = "plain"
+auth = {auth:?}
 admin_user = "starling"
 password_file = {password:?}
 timeout_seconds = 10
@@ -45,8 +63,9 @@ list = [{users}]
 "#,
         state = state_dir.display().to_string(),
         url = node.url,
-        port = dovecot.imap_port,
-        password = dovecot.password_file().display().to_string(),
+        port = server.port,
+        auth = server.auth,
+        password = server.password_file.display().to_string(),
     );
     AgentConfig::from_toml(&text).unwrap_or_else(|problems| panic!("test configuration: {problems:?}\n{text}"))
 }
