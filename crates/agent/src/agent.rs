@@ -218,6 +218,7 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
         feedback: feedback.clone(),
         live: live.clone(),
         recent: recent.clone(),
+        unrecorded: Default::default(),
     });
     let inline = if config.milter.enabled || options.milter_only {
         let inline = Arc::new(crate::inline::Inline::new(
@@ -1245,6 +1246,15 @@ impl Supervisor {
 
     /// Hands queued messages to their mailbox tasks while the network is up.
     async fn drain_rechecks(&mut self) {
+        // What a failing state database left in place joins the queue once
+        // the database takes writes again.
+        if !self.processor.unrecorded.is_empty() {
+            let max = self.processor.recheck_queue_max;
+            match self.processor.unrecorded.flush(&self.state, max).await {
+                Ok(queued) => tracing::info!(queued, "messages a state-database failure left in place are queued"),
+                Err(e) => tracing::debug!(error = %e, "the state database still refuses writes"),
+            }
+        }
         if self.network.health() != Health::Up {
             return;
         }

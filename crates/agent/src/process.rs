@@ -170,6 +170,76 @@ pub struct Processor {
     pub live: Arc<crate::live::Live>,
     /// What was delivered recently, for retro-filing and implicit ham.
     pub recent: Arc<crate::retro::Index>,
+    /// Messages a state-database failure left where they were.
+    pub unrecorded: Unrecorded,
+}
+
+/// Messages left in place because the state database refused a write (a
+/// full disk, say): held in memory — the database cannot take them — and
+/// moved into the re-check queue as soon as it takes writes again, so they
+/// are checked then rather than at the next rescan. Bounded: beyond
+/// [`Unrecorded::MAX`] the oldest are forgotten (the rescan still finds
+/// them).
+#[derive(Default)]
+pub struct Unrecorded(std::sync::Mutex<std::collections::VecDeque<(String, String, String)>>);
+
+impl Unrecorded {
+    /// Messages held at most.
+    pub const MAX: usize = 100_000;
+
+    fn hold(&self, mailbox: &str, folder: &str, items: &[Item]) {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for item in items {
+            if held.len() == Self::MAX {
+                held.pop_front();
+            }
+            held.push_back((mailbox.to_owned(), folder.to_owned(), item.locator.clone()));
+        }
+    }
+
+    /// How many are held.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Moves what is held into the re-check queue; when the database still
+    /// refuses, keeps it for the next try. Answers how many were queued.
+    pub async fn flush(&self, state: &State, max: u32) -> Result<usize, state::StateError> {
+        let taken: Vec<_> = self.0.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
+        if taken.is_empty() {
+            return Ok(0);
+        }
+        let rows = taken.clone();
+        let result = state
+            .call(move |c| {
+                let mut grouped: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
+                for (mailbox, folder, locator) in rows {
+                    grouped.entry((mailbox, folder)).or_default().push(locator);
+                }
+                for ((mailbox, folder), locators) in grouped {
+                    state::recheck_enqueue(c, &mailbox, &folder, &locators, max)?;
+                }
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(()) => Ok(taken.len()),
+            Err(e) => {
+                let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+                for row in taken.into_iter().rev() {
+                    if held.len() < Self::MAX {
+                        held.push_front(row);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
 }
 
 /// What the agent knows of a message a user may have moved.
@@ -285,6 +355,7 @@ impl Processor {
             // Without knowing what users rescued, filing could undo a
             // rescue: leave everything in place this time.
             self.events.emit(events::STATE_ERROR, Some(&mailbox.name), e.to_string());
+            self.unrecorded.hold(&mailbox.name, folder_name, &items);
             return Outcome { failed: items.len(), ..Outcome::default() };
         }
         self.handle(folder, mailbox, folder_name, &items, evaluations, pass).await
@@ -519,8 +590,10 @@ impl Processor {
                 Ok(ids) => ids,
                 Err(e) => {
                     // Without the record, filing would later look like user
-                    // feedback: leave everything in place this time.
+                    // feedback: leave everything in place this time, and
+                    // look again once the database takes writes.
                     self.events.emit(events::STATE_ERROR, Some(name), e.to_string());
+                    self.unrecorded.hold(name, folder_name, items);
                     outcome.failed = items.len();
                     return outcome;
                 }

@@ -497,3 +497,72 @@ async fn the_local_model_files_unknown_spam_except_where_it_is_switched_off() {
     assert!(wait_until(WAIT, || count(&alice.join(".Spam")) == 2), "a forged known sender is filed");
     finish(stop, task).await;
 }
+
+/// A small file system of its own (tmpfs), unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(at).expect("mount point");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "starling-test", at.to_str().expect("path")])
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mounting a tmpfs needs root (CI runs as root)");
+        SmallDisk(at.to_owned())
+    }
+
+    /// Fills it up; the filler is removed to free the space again.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write as _;
+        let filler = self.0.join("filler");
+        let mut file = std::fs::File::create(&filler).expect("filler");
+        let block = vec![0u8; 64 * 1024];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_the_state_leaves_mail_in_place_and_recovers_when_space_returns() {
+    let setup = setup(&["dora"]);
+    let disk = SmallDisk::mount(&setup.state, "8m");
+    let node = Node::start().await.expect("node");
+    let (spam, ham) = known_spam(&node).await;
+    // (The first line is in `config`'s `[network]` table.)
+    let extra = "retry_seconds = 1\n\n[users]\nsource = \"list\"\nlist = [\"dora\"]\n";
+    let started = jiff::Timestamp::now().as_second() - 1;
+    let (stop, task) = start(config(&setup, &node, extra), &node);
+    let dora = setup.root.join("dora");
+    wait_watching(&setup.state, "dora", started);
+
+    // The state database's disk fills up; mail keeps arriving.
+    let filler = disk.fill();
+    deliver(&dora, "1700000000.M1P1.full", &with_message_id(&spam[0], "full-spam@test"));
+    deliver(&dora, "1700000000.M2P1.full", &with_message_id(&ham[0], "full-ham@test"));
+    // Without a record of the filing, nothing is moved: a later look would
+    // take the agent's own move for a user's report.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(count(&dora), 2, "both messages stay where they were while the disk is full");
+    assert_eq!(count(&dora.join(".Spam")), 0);
+    assert!(!task.is_finished(), "the agent keeps running");
+
+    // Space returns: the held messages are looked at again, the spam filed
+    // once, the ham left; new mail is filed as usual; the database is whole.
+    std::fs::remove_file(filler).expect("free the space");
+    deliver(&dora, "1700000000.M3P1.after", &with_message_id(&spam[1], "after-spam@test"));
+    assert!(wait_until(WAIT, || count(&dora.join(".Spam")) == 2), "filed once the disk has room");
+    assert_eq!(count(&dora), 1, "the ham stays");
+    assert!(find(&dora.join(".Spam"), "full-spam@test").is_some());
+    finish(stop, task).await;
+    let c = state::open(&setup.state.join("state.sqlite3")).expect("state");
+    let verdict: String = c.query_row("PRAGMA integrity_check", [], |row| row.get(0)).expect("check");
+    assert_eq!(verdict, "ok");
+}
