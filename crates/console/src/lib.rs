@@ -207,11 +207,7 @@ pub async fn start(config: &AgentConfig, live: Arc<Live>, stop: CancellationToke
     };
     let addr = listener.local_addr()?;
     let tls = if config.console.tls() {
-        let files = starling_network::config::TlsConfig {
-            certificate: config.console.tls_certificate.clone(),
-            private_key: config.console.tls_private_key.clone(),
-        };
-        match starling_network::node::tls_acceptor(&files) {
+        match starling_listener::tls_acceptor(&config.console.tls_certificate, &config.console.tls_private_key) {
             Ok(acceptor) => Some(acceptor),
             Err(e) => {
                 app.events().emit(events::CONSOLE_FAILED, None, e.to_string());
@@ -245,9 +241,10 @@ pub async fn start(config: &AgentConfig, live: Arc<Live>, stop: CancellationToke
     });
     tokio::spawn(stats::schedule(app.clone(), stop.clone()));
     let service = router(app);
-    // The node's connection loop: header and handshake time-outs against
-    // slow or silent clients, HTTP/1.1 and HTTP/2, TLS when configured.
-    let stopped = tokio::spawn(starling_network::server::serve(listener, service, tls, stop, Duration::from_secs(5)));
+    // The listener the node uses too: header and handshake time-outs
+    // against slow or silent clients, HTTP/1.1 and HTTP/2, TLS when
+    // configured.
+    let stopped = tokio::spawn(starling_listener::serve(listener, service, tls, stop, Duration::from_secs(5)));
     Ok(Running { addr, stopped })
 }
 

@@ -294,28 +294,9 @@ fn ensure_operator_token(data: &Path) -> Result<String, NodeError> {
     Ok(token)
 }
 
-/// A TLS acceptor for a certificate chain and key (PEM files), speaking
-/// HTTP/2 and HTTP/1.1; also used by the agent's console.
+/// A TLS acceptor for the node's certificate chain and key (PEM files).
 pub fn tls_acceptor(tls: &crate::config::TlsConfig) -> Result<tokio_rustls::TlsAcceptor, NodeError> {
-    let read = |path: &Path| std::fs::read(path).map_err(|e| NodeError::Tls(format!("{}: {e}", path.display())));
-    let certs: Vec<_> = rustls_pemfile::certs(&mut read(&tls.certificate)?.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| NodeError::Tls(format!("{}: {e}", tls.certificate.display())))?;
-    if certs.is_empty() {
-        return Err(NodeError::Tls(format!("{}: no certificate found", tls.certificate.display())));
-    }
-    let key = rustls_pemfile::private_key(&mut read(&tls.private_key)?.as_slice())
-        .map_err(|e| NodeError::Tls(format!("{}: {e}", tls.private_key.display())))?
-        .ok_or_else(|| NodeError::Tls(format!("{}: no private key found", tls.private_key.display())))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| NodeError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| NodeError::Tls(format!("certificate and key do not fit: {e}")))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    starling_listener::tls_acceptor(&tls.certificate, &tls.private_key).map_err(|e| NodeError::Tls(e.to_string()))
 }
 
 /// The store behind a running engine (for tools that open a data directory

@@ -17,7 +17,6 @@ use starling_proto::{
 };
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::changes::{ChangeLog, Read};
@@ -823,82 +822,8 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> axum::Router {
         .route("/health", axum::routing::get(|| async { "ok\n" }))
 }
 
-/// Serves `router` on `listener` (TLS when `tls` is given) until `shutdown`
-/// is cancelled, then lets open requests finish (at most `grace`).
-pub async fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    shutdown: CancellationToken,
-    grace: Duration,
-) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let builder = connection_builder();
-            let result = match tls {
-                None => {
-                    // A client that connects and says nothing holds no
-                    // connection for long.
-                    let mut first = [0u8; 1];
-                    let spoke = tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)).await;
-                    if !matches!(spoke, Ok(Ok(n)) if n > 0) {
-                        return tracing::debug!(%peer, "closed a connection that sent nothing");
-                    }
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    watcher.watch(builder.serve_connection(io, service).into_owned()).await
-                }
-                Some(acceptor) => {
-                    let stream = match tokio::time::timeout(FIRST_BYTE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-                    };
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    watcher.watch(builder.serve_connection(io, service).into_owned()).await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!("open connections did not finish within {grace:?}; closing them");
-    }
-}
-
-/// How long a new connection may stay silent.
-const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// HTTP/1 and HTTP/2 on one port, with timeouts against idle or slow peers.
-fn connection_builder() -> hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor> {
-    let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
-    builder
-        .http2()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(60)))
-        .keep_alive_timeout(Duration::from_secs(20))
-        .max_concurrent_streams(256);
-    builder
-}
+/// Serves a router: the listener the node and the console share.
+pub use starling_listener::serve;
 
 /// The local address a listener is bound to.
 pub fn local_addr(listener: &TcpListener) -> std::io::Result<SocketAddr> {

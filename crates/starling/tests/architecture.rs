@@ -60,7 +60,8 @@ fn fingerprint_has_no_runtime_network_or_storage() {
     }
 }
 
-/// One TLS stack (rustls with ring): no OpenSSL and no aws-lc C build.
+/// The model learns from hashed feature ids alone: no runtime, no store,
+/// no protocol, not even the fingerprint engine or a MIME parser.
 #[test]
 fn the_model_is_pure_and_never_sees_the_network() {
     let deps = dependencies_of("starling-model");
@@ -80,6 +81,20 @@ fn the_model_is_pure_and_never_sees_the_network() {
     }
 }
 
+/// The agent and its console run beside a mail server; the network node is
+/// another service. Neither links the node's engine, store or gRPC server:
+/// the console shares only its listener (`starling-listener`).
+#[test]
+fn the_agent_and_the_console_do_not_link_the_network_node() {
+    for package in ["starling-agent", "starling-console"] {
+        let deps = dependencies_of(package);
+        for forbidden in ["starling-network", "redb", "redis"] {
+            assert!(!deps.contains(forbidden), "{package} depends on {forbidden}");
+        }
+    }
+}
+
+/// One TLS stack (rustls with ring): no OpenSSL and no aws-lc C build.
 #[test]
 fn no_openssl_or_aws_lc_anywhere() {
     let deps = dependencies_of("starling");
