@@ -25,6 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -32,7 +33,7 @@ use std::time::Duration;
 
 use async_imap::extensions::idle::IdleResponse;
 use async_imap::types::{Fetch, Flag, NameAttribute, UnsolicitedResponse};
-use futures::TryStreamExt as _;
+use futures::{FutureExt as _, TryStreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
@@ -369,8 +370,13 @@ impl Watcher {
             if stop.is_cancelled() {
                 return;
             }
+            // A response the IMAP parser cannot take may make it panic
+            // (imap-proto 0.17 does on some non-UTF-8 text): that ends this
+            // session like a lost connection, not the mailbox's task.
             let login = tokio::select! {
-                result = self.server.login(&self.account) => result,
+                result = AssertUnwindSafe(self.server.login(&self.account)).catch_unwind() => {
+                    result.unwrap_or_else(|panic| Err(unreadable(panic.as_ref())))
+                }
                 () = stop.cancelled() => return,
             };
             let outcome = match login {
@@ -386,9 +392,15 @@ impl Watcher {
                     backoff = Duration::from_secs(config.reconnect_min_seconds);
                     self.processor.live.connection(&self.live_name(), true, "");
                     let mut connected = Connected::new(session, &self);
-                    let result = connected.run(&mut self, &stop).await;
-                    connected.logout().await;
-                    result
+                    match AssertUnwindSafe(connected.run(&mut self, &stop)).catch_unwind().await {
+                        Ok(result) => {
+                            connected.logout().await;
+                            result
+                        }
+                        // The session's state is unknown: dropped, not
+                        // logged out.
+                        Err(panic) => Err(unreadable(panic.as_ref())),
+                    }
                 }
                 Err(e) => Err(e),
             };
@@ -1726,6 +1738,17 @@ where
     }
 }
 
+/// A session ended by a panic in the IMAP parser: a lost connection, with
+/// what the parser said.
+fn unreadable(panic: &(dyn std::any::Any + Send)) -> SessionError {
+    let said = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("no message");
+    SessionError::Lost(format!("the server sent a response the IMAP parser could not read ({said})"))
+}
+
 fn lost(error: async_imap::error::Error) -> SessionError {
     SessionError::Lost(error.to_string())
 }
@@ -1786,14 +1809,36 @@ fn header_message_id(raw: &[u8]) -> Option<String> {
     crate::facts::Facts::from_message(raw, 0).message_id.filter(|id| !id.trim().is_empty())
 }
 
-/// An IMAP quoted string.
-fn quote(text: &str) -> String {
-    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+/// An IMAP quoted string (RFC 3501 `quoted`). The text may come from a
+/// message (a Message-ID can hold a bare CR, or a folded line break): CR,
+/// LF and NUL, which a quoted string cannot carry, are dropped, so no text
+/// can end the command line and smuggle in another command.
+pub fn quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars().filter(|c| !matches!(c, '\r' | '\n' | '\0')) {
+        if matches!(c, '\\' | '"') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_id_cannot_end_the_command_line() {
+        // Message-IDs as mail-parser reads them from hostile headers.
+        let raw = b"Message-ID: <a\r\n b@c>\r\n\r\nbody";
+        let id = header_message_id(raw).expect("an id");
+        assert!(id.contains('\n'), "the header really carries a line break: {id:?}");
+        assert_eq!(quote(&id), "\"a b@c\"");
+        assert_eq!(quote("x\"\r\nA1 DELETE INBOX\0\\"), "\"x\\\"A1 DELETE INBOX\\\\\"");
+    }
 
     #[test]
     fn uid_sets_are_compact() {

@@ -418,3 +418,39 @@ async fn connects_with_tls_and_with_starttls() {
         agent.stop().await;
     }
 }
+
+/// A server whose greeting makes the IMAP parser panic (imap-proto 0.17 on
+/// non-UTF-8 text right after a response code; found by the `imap` fuzz
+/// target): the session ends like a lost connection, with an event, and the
+/// mailbox's task keeps reconnecting instead of dying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_the_parser_cannot_read_is_a_lost_connection_not_a_dead_task() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("address").port();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = std::io::Write::write_all(&mut stream, b"* OK [CAPABILITY IMAP4rev1]\xe0\x89ready\r\n");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let node = Node::start().await.expect("node");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let password = dir.path().join("password");
+    std::fs::write(&password, "secret").expect("password");
+    let server = common::ImapServer { port, password_file: &password, auth: "master-user" };
+    let agent = Agent::start(common::imap_config(&server, &node, dir.path(), &["victim"], ""), &node.credential);
+    assert!(
+        wait_until(WAIT, || agent.events(200).iter().any(|e| e.text.contains("could not read"))),
+        "mail_store_unreachable says the response could not be read"
+    );
+    assert!(
+        wait_until(WAIT, || connections.load(std::sync::atomic::Ordering::SeqCst) >= 3),
+        "the mailbox's task keeps reconnecting"
+    );
+    assert!(agent.running());
+    agent.stop().await;
+}
