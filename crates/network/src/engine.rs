@@ -452,8 +452,15 @@ impl<S: Store> Engine<S> {
         let entry = match existing {
             Some(mut entry) => {
                 let reports = w.reports(target)?;
-                let known = reports.iter().any(|(r, _)| *r == reporter);
-                if !known && reports.len() >= self.config.store.max_reporters_per_entry {
+                let previous = reports.iter().find(|(r, _)| *r == reporter).map(|(_, record)| record);
+                // The same report again (an agent killed after sending it
+                // and before noting so sends it again): recorded already,
+                // and counted once — neither the reporter's activity nor
+                // the message's age changes.
+                if previous.is_some_and(|p| p.class == report.class && p.org == org.id) {
+                    return Ok(ReportOutcome::Recorded);
+                }
+                if previous.is_none() && reports.len() >= self.config.store.max_reporters_per_entry {
                     return Ok(ReportOutcome::Ignored("the message already has the most reports kept"));
                 }
                 entry.last_seen = now;
@@ -790,6 +797,26 @@ mod own_organisation_tests {
         // ... but a colleague who says it is not spam does.
         report(&engine, 1, 1, Class::Ham, "cid");
         assert_eq!(outcome(Some(1)), (Outcome::Clean, false));
+    }
+
+    /// A report sent again (an agent killed between sending it and noting
+    /// so) is recorded and counted once.
+    #[test]
+    fn a_repeated_report_counts_once() {
+        let (engine, _dir) = engine(TrustConfig::default());
+        report(&engine, 1, 1, Class::Spam, "ann");
+        report(&engine, 1, 1, Class::Spam, "ann");
+        let reporter = ReporterId::new(1, "ann");
+        let r = engine.store().reader().unwrap();
+        assert_eq!(r.reporter(reporter).unwrap().unwrap().reports, 1);
+        let target = EntryId::of(&set(1)).unwrap();
+        assert_eq!(r.reports(target).unwrap().len(), 1);
+        drop(r);
+        // A change of mind is a new report.
+        report(&engine, 1, 1, Class::Ham, "ann");
+        let r = engine.store().reader().unwrap();
+        assert_eq!(r.reporter(reporter).unwrap().unwrap().reports, 2);
+        assert_eq!(r.reports(target).unwrap()[0].1.class, Class::Ham);
     }
 
     #[test]

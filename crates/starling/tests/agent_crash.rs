@@ -9,6 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use starling_network::store::embedded::{Embedded, Table};
+use starling_network::store::{Reads as _, Store as _};
 use starling_proto::v1::{Class, ReportClass};
 use starling_testkit::{Dovecot, DovecotOptions, Node, testdata, wait_until, with_message_id};
 
@@ -334,4 +336,129 @@ fn retro_filing_survives_kills_without_losing_or_doubling_mail() {
         let mut node = node;
         node.stop().await;
     });
+}
+
+/// A message of its own: 80 pseudo-words drawn for it alone, so that no two
+/// of them share a fingerprint (each report is of its own message).
+fn synthetic(index: usize) -> Vec<u8> {
+    const SYLLABLES: [&str; 16] =
+        ["ka", "lo", "mi", "ren", "tu", "vas", "qel", "dor", "pin", "sa", "ber", "nox", "ul", "fi", "gra", "zen"];
+    let mut random = Random((index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let words: Vec<String> =
+        (0..80).map(|_| (0..3).map(|_| SYLLABLES[random.below(16) as usize]).collect::<String>()).collect();
+    format!(
+        "From: sender-{index}@example.net\r\nTo: crash@example.org\r\nSubject: note {index}\r\n\
+         Message-ID: <report-{index}@crash>\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\n\r\n{}\r\n",
+        words.join(" ")
+    )
+    .into_bytes()
+}
+
+/// Users' reports across kills: a user moves messages into the spam folder
+/// while the agent is killed at random moments (between the move and its
+/// report, between sending a report and noting it sent, ...). In the end
+/// every move is reported, and the network records each report once: a
+/// report sent again after a kill changes nothing there.
+#[test]
+fn users_reports_survive_kills_and_count_once() {
+    // Kills as for the filing runs (fewer in the test suite: moves are slow);
+    // about one move in every two or three rounds.
+    let kills = if std::env::var_os("STARLING_CRASH_KILLS").is_some() { kills() } else { 60 };
+    let messages = (kills * 2 / 5).max(24);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let mut node = runtime.block_on(Node::start()).expect("node");
+    let dovecot = Dovecot::start(&["crash"], DovecotOptions::default()).expect("dovecot");
+    dovecot.create_folder("crash", "Spam").expect("folder");
+    let state = tempfile::tempdir().expect("tempdir");
+    std::fs::write(state.path().join("network.credential"), &node.credential).expect("credential");
+    let config = state.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\nmail_store = \"imap\"\n\n[imap]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
+             password_file = {:?}\ntimeout_seconds = 10\nreconnect_min_seconds = 1\nreconnect_max_seconds = 1\n\n\
+             [users]\nsource = \"list\"\nlist = [\"crash\"]\n\n[network]\nurl = {:?}\ncredential_file = \"network.credential\"\n\
+             retry_seconds = 1\n\n[policy]\nmodel = \"off\"\n\n[retro]\nenabled = false\n\n[console]\nenabled = false\n",
+            state.path().display().to_string(),
+            dovecot.imap_port,
+            dovecot.password_file().display().to_string(),
+            node.url
+        ),
+    )
+    .expect("config");
+    for index in 0..messages {
+        dovecot.save("crash", "INBOX", &synthetic(index)).expect("save");
+    }
+    // The agent has looked at them all and left them: nobody reported them.
+    let mut agent = spawn_agent(&config);
+    assert!(wait_until(Duration::from_secs(60), || checked(state.path()) >= messages as i64), "all checked");
+    kill(&mut agent);
+
+    let mut random = Random::new();
+    let mut moved = 0;
+    for _ in 0..kills {
+        let mut agent = spawn_agent(&config);
+        std::thread::sleep(Duration::from_millis(random.below(400)));
+        if moved < messages && random.below(3) != 0 {
+            let id = format!("<report-{moved}@crash>");
+            assert_eq!(dovecot.imap_user("crash", &["move", &id, "INBOX", "Spam"]).unwrap(), 1);
+            moved += 1;
+            std::thread::sleep(Duration::from_millis(random.below(300)));
+        }
+        kill(&mut agent);
+    }
+    // The rest are moved while the agent is down.
+    while moved < messages {
+        let id = format!("<report-{moved}@crash>");
+        assert_eq!(dovecot.imap_user("crash", &["move", &id, "INBOX", "Spam"]).unwrap(), 1);
+        moved += 1;
+    }
+    // A last run sends what is left.
+    let sent = || {
+        starling_agent::state::open(&state.path().join("state.sqlite3"))
+            .and_then(|c| {
+                c.query_row("SELECT count(*) FROM feedback WHERE sent = 'spam' AND desired = sent", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            })
+            .unwrap_or(0)
+    };
+    let agent = spawn_agent(&config);
+    let done = wait_until(Duration::from_secs(120), || sent() == messages as i64);
+    terminate(agent);
+    assert!(done, "every move reported: {} of {messages}", sent());
+
+    // On the wire: how many reports the node received (resent ones too).
+    let metrics =
+        ureq::get(format!("{}/metrics", node.url)).call().expect("metrics").into_body().read_to_string().expect("text");
+    let on_the_wire: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("starling_network_reports_total{") && l.contains("name=\"spam\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the spam report counter");
+    runtime.block_on(node.stop());
+    // In the store: one report per message, and the reporter's count of
+    // reports made is the number of moves — none counted twice.
+    let store = Embedded::open(&node.data.join(starling_network::node::STORE_FILE), 1 << 20).expect("store");
+    let stats = store.reader().expect("reader").stats().expect("stats");
+    let mut reporters = Vec::new();
+    store
+        .export(Table::Reporters, None, &mut |_, value| {
+            reporters.push(postcard::from_bytes::<starling_network::model::Reporter>(value).expect("a reporter"));
+            Ok(true)
+        })
+        .expect("export");
+    eprintln!(
+        "{messages} moves across {kills} kills: {on_the_wire} reports on the wire ({} sent again after a kill), {} recorded",
+        on_the_wire - messages as u64,
+        stats.reports
+    );
+    assert!(on_the_wire >= messages as u64, "no move went unreported");
+    assert_eq!(stats.reports, messages as u64, "one report per message in the store");
+    assert_eq!(
+        reporters.iter().map(|r| u64::from(r.reports)).sum::<u64>(),
+        messages as u64,
+        "each counted once: {reporters:?}"
+    );
 }
