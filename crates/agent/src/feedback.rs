@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use prost::Message as _;
 use starling_proto::v1;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -123,7 +122,7 @@ pub fn decide(
     let filed = observation.filed || previous.is_some_and(|p| p.filed);
     let fingerprints = previous
         .and_then(|p| p.fingerprints.clone())
-        .or_else(|| observation.fingerprints.as_ref().map(|set| set.encode_to_vec()));
+        .or_else(|| observation.fingerprints.as_ref().map(starling_proto::set_to_bytes));
     let sent = previous.map_or(String::new(), |p| p.sent.clone());
     let desired = if feedback_on && fingerprints.is_some() {
         report_for(observation.opinion, filed).to_owned()
@@ -323,7 +322,7 @@ impl Sender {
         let mut reports = Vec::new();
         let mut done = Vec::with_capacity(rows.len());
         for (mailbox, key, row) in &rows {
-            let set = row.fingerprints.as_deref().and_then(|bytes| v1::FingerprintSet::decode(bytes).ok());
+            let set = row.fingerprints.as_deref().and_then(starling_proto::set_from_bytes);
             if let Some(set) = set {
                 let reporter = pseudonym(&self.secret, mailbox);
                 if !row.sent.is_empty() {

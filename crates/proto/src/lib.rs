@@ -154,6 +154,17 @@ pub fn to_wire(fingerprints: &Fingerprints) -> v1::FingerprintSet {
     Submitted::from(fingerprints).to_wire()
 }
 
+/// A fingerprint set as bytes, to keep it (the agent's outbox of users'
+/// reports keeps what it will send): its protobuf encoding.
+pub fn set_to_bytes(set: &v1::FingerprintSet) -> Vec<u8> {
+    prost::Message::encode_to_vec(set)
+}
+
+/// A kept fingerprint set read back; `None` when the bytes are not one.
+pub fn set_from_bytes(bytes: &[u8]) -> Option<v1::FingerprintSet> {
+    <v1::FingerprintSet as prost::Message>::decode(bytes).ok()
+}
+
 /// A key of the network's index: which stored messages have this
 /// fingerprint. `Changes` announces keys in their [`IndexKey::to_bytes`] form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

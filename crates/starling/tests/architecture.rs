@@ -94,6 +94,34 @@ fn the_agent_and_the_console_do_not_link_the_network_node() {
     }
 }
 
+/// The normal dependencies `package` names itself in its manifest.
+fn direct_dependencies(package: &str) -> BTreeSet<String> {
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked", "--no-deps"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    let metadata: Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
+    let found = metadata["packages"].as_array().unwrap().iter().find(|p| p["name"] == package).expect("package");
+    found["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"].is_null())
+        .map(|d| d["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Only `starling-proto` knows the wire encoding: the agent keeps the
+/// fingerprint sets of users' reports through proto's functions, not with
+/// prost itself.
+#[test]
+fn only_proto_encodes_the_wire() {
+    for package in ["starling-agent", "starling-console", "starling-fingerprint", "starling-model"] {
+        assert!(!direct_dependencies(package).contains("prost"), "{package} uses prost directly");
+    }
+}
+
 /// One TLS stack (rustls with ring): no OpenSSL and no aws-lc C build.
 #[test]
 fn no_openssl_or_aws_lc_anywhere() {
