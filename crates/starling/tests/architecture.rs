@@ -122,6 +122,27 @@ fn only_proto_encodes_the_wire() {
     }
 }
 
+/// The protocol and the network node speak the fingerprint vocabulary
+/// only: built on their own (as `cargo tree -p` resolves them) they compile
+/// no MIME parser, charset detector or HTML scanner — `starling-fingerprint`'s
+/// `engine` feature is off for them.
+#[test]
+fn proto_and_network_take_only_the_fingerprint_vocabulary() {
+    for package in ["starling-proto", "starling-network"] {
+        let out = Command::new(env!("CARGO"))
+            .args(["tree", "--locked", "-p", package, "-e", "normal", "--prefix", "none"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("cargo tree runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let tree = String::from_utf8_lossy(&out.stdout);
+        assert!(tree.contains("starling-fingerprint"), "{package} uses the vocabulary");
+        for engine in ["mail-parser", "chardetng", "htmlize", "linkify", "encoding_rs"] {
+            assert!(!tree.lines().any(|l| l.starts_with(&format!("{engine} "))), "{package} compiles {engine}");
+        }
+    }
+}
+
 /// One TLS stack (rustls with ring): no OpenSSL and no aws-lc C build.
 #[test]
 fn no_openssl_or_aws_lc_anywhere() {
