@@ -25,7 +25,7 @@ use crate::events::{self, Events};
 use crate::feedback::Feedback;
 use crate::learning::Learner;
 use crate::network::{self, Health, Network};
-use crate::pipeline::{self, MailboxContext, Pipeline, Whitelists};
+use crate::pipeline::{self, MailboxContext, Pipeline, PolicyCell, Whitelists};
 use crate::policy::{ActionKind, MailboxPolicy};
 use crate::process::{Item, Moved, Pass, Processor};
 use crate::state::{self, Cursor, State};
@@ -128,8 +128,23 @@ struct Running {
     watched: Vec<PathBuf>,
     /// Users' moves are watched (the task must restart when that changes).
     feedback: bool,
-    /// The policy it applies (the task restarts when it changes).
+    /// The policy it applies: changes reach it through `cell`, unless they
+    /// change what is watched (see [`same_watch`]), which restarts it.
     policy: MailboxPolicy,
+    cell: PolicyCell,
+}
+
+/// Whether a task that applies `old` can go on under `new` with the same
+/// sessions and watches: the spam and trash folders stay, and filing into
+/// the spam folder does not begin (the spam-folder task, which creates the
+/// folder only when the agent files there, must then start over to watch
+/// it). Anything else — actions, the tag, marking read, the model's switch
+/// — applies to the next messages in place.
+fn same_watch(old: &MailboxPolicy, new: &MailboxPolicy) -> bool {
+    let files_there = |p: &MailboxPolicy| [p.spam_action, p.phish_action].contains(&ActionKind::SpamFolder);
+    old.spam_folder == new.spam_folder
+        && old.trash_folder == new.trash_folder
+        && (files_there(old) || !files_there(new))
 }
 
 /// Runs the agent until `stop` is cancelled.
@@ -299,6 +314,7 @@ pub async fn run(config: AgentConfig, options: Options, stop: CancellationToken)
         needs_scan: HashMap::new(),
         fs_events,
         schedule,
+        settings_changed: None,
         stop: supervisor_stop,
         learner,
         model_version: u64::MAX,
@@ -387,6 +403,9 @@ struct Supervisor {
     needs_scan: HashMap<String, i64>,
     /// The daily rescan, when on.
     schedule: Option<crate::schedule::Daily>,
+    /// Settings changed and applied to the supervisor, told (event 502)
+    /// once the mailbox tasks have them too.
+    settings_changed: Option<String>,
     stop: CancellationToken,
     /// The organisation's model.
     learner: Arc<Learner>,
@@ -538,6 +557,9 @@ impl Supervisor {
                         }
                         self.reload_whitelists().await;
                         self.reconcile().await;
+                        if let Some(changed) = self.settings_changed.take() {
+                            self.events.emit(events::SETTINGS_CHANGED, None, changed);
+                        }
                         self.dispatch_rescans().await;
                     }
                 }
@@ -855,7 +877,7 @@ impl Supervisor {
         self.processor.recent.set_enabled(config.retro.enabled);
         self.schedule = schedule;
         self.config = config;
-        self.events.emit(events::SETTINGS_CHANGED, None, changed.join(", "));
+        self.settings_changed = Some(changed.join(", "));
         true
     }
 
@@ -998,12 +1020,23 @@ impl Supervisor {
         let Some((wanted, disabled)) = self.wanted().await else { return };
         let names: HashMap<&str, (bool, &MailboxPolicy)> =
             wanted.iter().map(|w| (w.name.as_str(), (w.feedback, &w.policy))).collect();
-        let stopping: Vec<String> = self
-            .running
-            .iter()
-            .filter(|(n, r)| names.get(n.as_str()) != Some(&(r.feedback, &r.policy)))
-            .map(|(n, _)| n.clone())
-            .collect();
+        let mut stopping = Vec::new();
+        for (name, running) in &mut self.running {
+            match names.get(name.as_str()) {
+                Some(&(feedback, policy)) if feedback == running.feedback && *policy == running.policy => {}
+                // A new action, tag or switch: the running tasks take it
+                // for their next messages, without reconnecting.
+                Some(&(feedback, policy)) if feedback == running.feedback && same_watch(&running.policy, policy) => {
+                    running.cell.set(policy.clone());
+                    running.policy = policy.clone();
+                    if let Some(spam) = self.spam_running.get_mut(name) {
+                        spam.cell.set(policy.clone());
+                        spam.policy = policy.clone();
+                    }
+                }
+                _ => stopping.push(name.clone()),
+            }
+        }
         for name in stopping {
             self.stop_task(&name).await;
             if disabled.contains(&name) {
@@ -1027,7 +1060,8 @@ impl Supervisor {
                 feedback,
             });
             let kept = policy.clone();
-            let context = MailboxContext { name: Arc::from(name.as_str()), enabled: true, policy: Arc::new(policy) };
+            let cell = PolicyCell::new(policy);
+            let context = MailboxContext { name: Arc::from(name.as_str()), enabled: true, policy: cell.clone() };
             let (work, receiver) = mpsc::channel(1024);
             let running = match (&self.imap, self.config.mail_store) {
                 (Some(server), MailStoreKind::Imap) => {
@@ -1044,7 +1078,14 @@ impl Supervisor {
                         events: self.events.clone(),
                     };
                     let stop = self.stop.clone();
-                    Running { work, task: tokio::spawn(watcher.run(stop)), watched: Vec::new(), feedback, policy: kept }
+                    Running {
+                        work,
+                        task: tokio::spawn(watcher.run(stop)),
+                        watched: Vec::new(),
+                        feedback,
+                        policy: kept,
+                        cell,
+                    }
                 }
                 _ => {
                     let maildir =
@@ -1063,7 +1104,14 @@ impl Supervisor {
                         recent: Recent::default(),
                     };
                     let stop = self.stop.clone();
-                    Running { work, task: tokio::spawn(worker.run(receiver, stop)), watched, feedback, policy: kept }
+                    Running {
+                        work,
+                        task: tokio::spawn(worker.run(receiver, stop)),
+                        watched,
+                        feedback,
+                        policy: kept,
+                        cell,
+                    }
                 }
             };
             self.running.insert(name, running);
@@ -1082,16 +1130,13 @@ impl Supervisor {
         let policy = &wanted.policy;
         let files_there = [policy.spam_action, policy.phish_action].contains(&ActionKind::SpamFolder);
         let (work, receiver) = mpsc::channel(16);
+        let cell = PolicyCell::new(policy.clone());
         let watcher = imap::Watcher {
             server: server.clone(),
             account: wanted.account.clone(),
             folder: policy.spam_folder.clone(),
             role: imap::Role::Spam { name: policy.spam_folder.clone(), create: files_there },
-            context: MailboxContext {
-                name: Arc::from(wanted.name.as_str()),
-                enabled: true,
-                policy: Arc::new(policy.clone()),
-            },
+            context: MailboxContext { name: Arc::from(wanted.name.as_str()), enabled: true, policy: cell.clone() },
             processor: self.processor.clone(),
             marker: self.marker.clone(),
             first_scan_hours: 0,
@@ -1099,7 +1144,7 @@ impl Supervisor {
             events: self.events.clone(),
         };
         let task = tokio::spawn(watcher.run(self.stop.clone()));
-        let running = Running { work, task, watched: Vec::new(), feedback: true, policy: wanted.policy.clone() };
+        let running = Running { work, task, watched: Vec::new(), feedback: true, policy: wanted.policy.clone(), cell };
         self.spam_running.insert(wanted.name.clone(), running);
     }
 

@@ -246,7 +246,7 @@ catalogue! {
     SETTINGS_CHANGED = 502 "settings_changed" Notice
         text: "Settings were changed; they apply now."
         cause: "An administrator changed settings in the console or with `starling settings set` (the details name them)."
-        remedy: "Nothing to do. Mailbox tasks whose action changed restart on their own.";
+        remedy: "Nothing to do. Running mailbox tasks take a new action for their next messages; only a new spam or trash folder restarts them.";
     SETTINGS_REJECTED = 503 "settings_rejected" Error
         text: "The stored settings are invalid; the previous settings stay in effect."
         cause: "A setting stored in the state database does not fit the configuration file any more (for example after an upgrade or a file change)."

@@ -34,7 +34,7 @@ use crate::config::{AgentConfig, MilterAction, MilterOnError};
 use crate::events::{self, Events};
 use crate::facts::VERDICT_HEADER;
 use crate::live::MilterOutcome;
-use crate::pipeline::{self, MailboxContext, Pipeline};
+use crate::pipeline::{self, MailboxContext, Pipeline, PolicyCell};
 use crate::policy::{Action, ActionKind, Class, MailboxPolicy, Reason};
 use crate::process::{class_name, reason_name};
 use crate::state::{self, Counters, MailboxRow, State};
@@ -185,7 +185,7 @@ impl Inline {
         let context = MailboxContext {
             name: lead.name.clone(),
             enabled: true,
-            policy: Arc::new(MailboxPolicy { model: lead.model, ..settings.policy.clone() }),
+            policy: PolicyCell::new(MailboxPolicy { model: lead.model, ..settings.policy.clone() }),
         };
         let raw: Arc<[u8]> = Arc::from(message.raw.as_slice());
         let evaluated =

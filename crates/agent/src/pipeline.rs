@@ -57,8 +57,32 @@ pub struct MailboxContext {
     pub name: Arc<str>,
     /// Filtering is on.
     pub enabled: bool,
-    /// Its actions.
-    pub policy: Arc<MailboxPolicy>,
+    /// Its actions, as the supervisor last set them.
+    pub policy: PolicyCell,
+}
+
+/// A mailbox's policy, shared by its tasks and the supervisor: a settings
+/// change that only alters what is done to the next messages reaches the
+/// running tasks here, without reconnecting their sessions (at 10,000
+/// mailboxes a restart of every task would be a reconnection storm).
+#[derive(Clone, Debug)]
+pub struct PolicyCell(Arc<std::sync::RwLock<Arc<MailboxPolicy>>>);
+
+impl PolicyCell {
+    /// A cell holding `policy`.
+    pub fn new(policy: MailboxPolicy) -> PolicyCell {
+        PolicyCell(Arc::new(std::sync::RwLock::new(Arc::new(policy))))
+    }
+
+    /// The policy now.
+    pub fn get(&self) -> Arc<MailboxPolicy> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the policy for the next messages.
+    pub fn set(&self, policy: MailboxPolicy) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+    }
 }
 
 /// What the pipeline found for one message.
@@ -213,7 +237,8 @@ impl Pipeline {
         // A mailbox switched off for the model is neither scored nor filed
         // by it (its users' moves into and out of the spam folder still
         // teach it).
-        let learner = self.learner().filter(|_| mailbox.policy.model);
+        let policy = mailbox.policy.get();
+        let learner = self.learner().filter(|_| policy.model);
         let with_model = learner.is_some();
         let local = tokio::task::spawn_blocking(move || {
             let fingerprinter = this.fingerprinter();
@@ -260,7 +285,7 @@ impl Pipeline {
                         (class, reason, confidence)
                     }
                 };
-                let action = policy::decide(class, l.facts.subject.as_deref(), &mailbox.policy);
+                let action = policy::decide(class, l.facts.subject.as_deref(), &policy);
                 Evaluation {
                     class,
                     reason,

@@ -454,3 +454,32 @@ async fn a_response_the_parser_cannot_read_is_a_lost_connection_not_a_dead_task(
     assert!(agent.running());
     agent.stop().await;
 }
+
+/// A new action reaches the running sessions in place: no session logs in
+/// again (at 10,000 mailboxes a settings change must not be a storm of
+/// reconnections).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_action_applies_to_running_sessions_without_reconnecting() {
+    let dovecot = Dovecot::start(&["ivy"], DovecotOptions::default()).expect("dovecot");
+    let node = Node::start().await.expect("node");
+    let spam = common::known_spam(&node, "setting").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = Agent::start(config(&dovecot, &node, dir.path(), &["ivy"], ""), &node.credential);
+    agent.wait_seen("ivy", "INBOX", 0);
+    agent.wait_seen("ivy", "Spam", 0);
+    dovecot.lmtp_deliver("ivy", &spam[0]).expect("lmtp");
+    eventually("filed into the spam folder", &dovecot, || dovecot.messages("ivy", "Spam").unwrap().len() == 1);
+    let logins = || dovecot.log().matches("Login: user=<ivy").count();
+    let before = logins();
+    assert!(before >= 2, "the log shows the sessions' logins:\n{}", dovecot.log());
+
+    state::setting_put(&agent.db(), "policy.spam_action", Some(&serde_json::json!("tag")), "test").expect("setting");
+    assert!(wait_until(WAIT, || !agent.events(502).is_empty()), "the agent took the change");
+    dovecot.lmtp_deliver("ivy", &spam[1]).expect("lmtp");
+    eventually("tagged in place", &dovecot, || {
+        dovecot.messages("ivy", "INBOX").unwrap().iter().any(|m| m.subject.starts_with("[SPAM]"))
+    });
+    assert_eq!(dovecot.messages("ivy", "Spam").unwrap().len(), 1, "the second was not moved");
+    assert_eq!(logins(), before, "no session logged in again:\n{}", dovecot.log());
+    agent.stop().await;
+}
