@@ -1299,6 +1299,7 @@ impl Supervisor {
                 Ok(queued) => tracing::info!(queued, "messages a state-database failure left in place are queued"),
                 Err(e) => tracing::debug!(error = %e, "the state database still refuses writes"),
             }
+            self.processor.live.set_held(self.processor.unrecorded.len() as u64);
         }
         if self.network.health() != Health::Up {
             return;

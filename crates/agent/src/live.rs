@@ -34,6 +34,7 @@ pub struct Live {
     filed: AtomicU64,
     queued: AtomicU64,
     tasks: AtomicU64,
+    held: AtomicU64,
     mail_store: Mutex<String>,
     connections: Mutex<BTreeMap<String, Connection>>,
     network: OnceLock<Network>,
@@ -51,6 +52,7 @@ impl Default for Live {
             filed: AtomicU64::new(0),
             queued: AtomicU64::new(0),
             tasks: AtomicU64::new(0),
+            held: AtomicU64::new(0),
             mail_store: Mutex::new(String::new()),
             connections: Mutex::new(BTreeMap::new()),
             network: OnceLock::new(),
@@ -151,6 +153,9 @@ pub struct Snapshot {
     pub queued: u64,
     /// Mailbox tasks running.
     pub tasks: u64,
+    /// Messages a state-database failure left in place, to be re-checked
+    /// once it takes writes again.
+    pub held: u64,
     /// The mail store (`IMAP host:port`, `Maildir /path`).
     pub mail_store: String,
     /// Connections by mailbox (IMAP).
@@ -180,6 +185,12 @@ impl Live {
     pub fn count(&self, checked: u64, filed: u64) {
         self.checked.fetch_add(checked, Ordering::Relaxed);
         self.filed.fetch_add(filed, Ordering::Relaxed);
+    }
+
+    /// Messages a state-database failure left in place, waiting for it to
+    /// take writes again.
+    pub fn set_held(&self, held: u64) {
+        self.held.store(held, Ordering::Relaxed);
     }
 
     /// Follows the organisation's activation.
@@ -275,6 +286,7 @@ impl Live {
             filed: self.filed.load(Ordering::Relaxed),
             queued: self.queued.load(Ordering::Relaxed),
             tasks: self.tasks.load(Ordering::Relaxed),
+            held: self.held.load(Ordering::Relaxed),
             mail_store: self.mail_store.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             connections: self.connections.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             network: self.network.get().map(network_view),

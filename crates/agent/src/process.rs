@@ -356,6 +356,7 @@ impl Processor {
             // rescue: leave everything in place this time.
             self.events.emit(events::STATE_ERROR, Some(&mailbox.name), e.to_string());
             self.unrecorded.hold(&mailbox.name, folder_name, &items);
+            self.live.set_held(self.unrecorded.len() as u64);
             return Outcome { failed: items.len(), ..Outcome::default() };
         }
         self.handle(folder, mailbox, folder_name, &items, evaluations, pass).await
@@ -594,6 +595,7 @@ impl Processor {
                     // look again once the database takes writes.
                     self.events.emit(events::STATE_ERROR, Some(name), e.to_string());
                     self.unrecorded.hold(name, folder_name, items);
+                    self.live.set_held(self.unrecorded.len() as u64);
                     outcome.failed = items.len();
                     return outcome;
                 }

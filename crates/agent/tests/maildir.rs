@@ -3,6 +3,7 @@
 //! whitelists, and rescans when notifications are lost.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use starling_agent::{AgentConfig, state};
@@ -75,12 +76,21 @@ async fn known_spam(node: &Node) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
 }
 
 fn start(config: AgentConfig, node: &Node) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    start_with_live(config, node, Arc::default())
+}
+
+/// The same, with the live view the test reads.
+fn start_with_live(
+    config: AgentConfig,
+    node: &Node,
+    live: Arc<starling_agent::live::Live>,
+) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
     let stop = CancellationToken::new();
-    let options = starling_agent::Options { credential: Some(node.credential.clone()), ..Default::default() };
+    let options = starling_agent::Options { credential: Some(node.credential.clone()), live, ..Default::default() };
     (stop.clone(), tokio::spawn(starling_agent::run(config, options, stop)))
 }
 
@@ -532,7 +542,8 @@ async fn a_full_disk_under_the_state_leaves_mail_in_place_and_recovers_when_spac
     // (The first line is in `config`'s `[network]` table.)
     let extra = "retry_seconds = 1\n\n[users]\nsource = \"list\"\nlist = [\"dora\"]\n";
     let started = jiff::Timestamp::now().as_second() - 1;
-    let (stop, task) = start(config(&setup, &node, extra), &node);
+    let live = Arc::new(starling_agent::live::Live::default());
+    let (stop, task) = start_with_live(config(&setup, &node, extra), &node, live.clone());
     let dora = setup.root.join("dora");
     wait_watching(&setup.state, "dora", started);
 
@@ -541,8 +552,9 @@ async fn a_full_disk_under_the_state_leaves_mail_in_place_and_recovers_when_spac
     deliver(&dora, "1700000000.M1P1.full", &with_message_id(&spam[0], "full-spam@test"));
     deliver(&dora, "1700000000.M2P1.full", &with_message_id(&ham[0], "full-ham@test"));
     // Without a record of the filing, nothing is moved: a later look would
-    // take the agent's own move for a user's report.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // take the agent's own move for a user's report. The agent holds the
+    // spam (with the ham, when they came in one batch).
+    assert!(wait_until(WAIT, || live.snapshot().held >= 1), "the spam held");
     assert_eq!(count(&dora), 2, "both messages stay where they were while the disk is full");
     assert_eq!(count(&dora.join(".Spam")), 0);
     assert!(!task.is_finished(), "the agent keeps running");

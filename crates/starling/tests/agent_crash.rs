@@ -258,6 +258,30 @@ fn maildir_survives_a_hundred_kills_without_losing_or_doubling_mail() {
     crash_run("maildir");
 }
 
+/// An IMAP agent's configuration for `users` of the test Dovecot and the
+/// node (its credential written beside it), with extra TOML appended.
+fn imap_config(state: &Path, dovecot: &Dovecot, node: &Node, users: &[&str], extra: &str) -> std::path::PathBuf {
+    std::fs::write(state.join("network.credential"), &node.credential).expect("credential");
+    let users = users.iter().map(|u| format!("{u:?}")).collect::<Vec<_>>().join(", ");
+    let config = state.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\nmail_store = \"imap\"\n\n[imap]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
+             password_file = {:?}\ntimeout_seconds = 10\nreconnect_min_seconds = 1\nreconnect_max_seconds = 1\n\n\
+             [users]\nsource = \"list\"\nlist = [{users}]\n\n\
+             [network]\nurl = {:?}\ncredential_file = \"network.credential\"\nretry_seconds = 1\n\n\
+             [console]\nenabled = false\n\n{extra}",
+            state.display().to_string(),
+            dovecot.imap_port,
+            dovecot.password_file().display().to_string(),
+            node.url
+        ),
+    )
+    .expect("config");
+    config
+}
+
 /// Messages the agent checked, all mailboxes and hours together.
 fn checked(state: &Path) -> i64 {
     starling_agent::state::open(&state.join("state.sqlite3"))
@@ -279,23 +303,7 @@ fn retro_filing_survives_kills_without_losing_or_doubling_mail() {
     let node = runtime.block_on(Node::start()).expect("node");
     let dovecot = Dovecot::start(&users, DovecotOptions::default()).expect("dovecot");
     let state = tempfile::tempdir().expect("tempdir");
-    std::fs::write(state.path().join("network.credential"), &node.credential).expect("credential");
-    let config = state.path().join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = {:?}\nmail_store = \"imap\"\n\n[imap]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
-             password_file = {:?}\ntimeout_seconds = 10\nreconnect_min_seconds = 1\nreconnect_max_seconds = 1\n\n\
-             [users]\nsource = \"list\"\nlist = [\"r0\", \"r1\", \"r2\", \"r3\"]\n\n\
-             [network]\nurl = {:?}\ncredential_file = \"network.credential\"\nretry_seconds = 1\n\n\
-             [rescan]\nenabled = false\n[console]\nenabled = false\n",
-            state.path().display().to_string(),
-            dovecot.imap_port,
-            dovecot.password_file().display().to_string(),
-            node.url
-        ),
-    )
-    .expect("config");
+    let config = imap_config(state.path(), &dovecot, &node, &users, "[rescan]\nenabled = false\n");
     let spam = testdata(true);
     let mut random = Random::new();
     let mut delivered = 0i64;
@@ -370,22 +378,13 @@ fn users_reports_survive_kills_and_count_once() {
     let dovecot = Dovecot::start(&["crash"], DovecotOptions::default()).expect("dovecot");
     dovecot.create_folder("crash", "Spam").expect("folder");
     let state = tempfile::tempdir().expect("tempdir");
-    std::fs::write(state.path().join("network.credential"), &node.credential).expect("credential");
-    let config = state.path().join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = {:?}\nmail_store = \"imap\"\n\n[imap]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
-             password_file = {:?}\ntimeout_seconds = 10\nreconnect_min_seconds = 1\nreconnect_max_seconds = 1\n\n\
-             [users]\nsource = \"list\"\nlist = [\"crash\"]\n\n[network]\nurl = {:?}\ncredential_file = \"network.credential\"\n\
-             retry_seconds = 1\n\n[policy]\nmodel = \"off\"\n\n[retro]\nenabled = false\n\n[console]\nenabled = false\n",
-            state.path().display().to_string(),
-            dovecot.imap_port,
-            dovecot.password_file().display().to_string(),
-            node.url
-        ),
-    )
-    .expect("config");
+    let config = imap_config(
+        state.path(),
+        &dovecot,
+        &node,
+        &["crash"],
+        "[policy]\nmodel = \"off\"\n\n[retro]\nenabled = false\n",
+    );
     for index in 0..messages {
         dovecot.save("crash", "INBOX", &synthetic(index)).expect("save");
     }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{ok, serve, starling};
+use common::{ok, serve, spawn_serve, starling};
 use starling_testkit::{free_port, wait_until};
 
 fn failed(out: Output) -> String {
@@ -88,14 +88,7 @@ fn a_backup_taken_while_serving_restores_the_state_and_the_network() {
     // its whitelist, and the embedded network with the organisation's
     // credential.
     std::fs::remove_file(service.dir.path().join("state").join(starling_console::URL_FILE)).expect("old url");
-    service.child = Command::new(env!("CARGO_BIN_EXE_starling"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("STARLING_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts again");
+    service.child = spawn_serve(&config);
     let url = service.dir.path().join("state").join(starling_console::URL_FILE);
     assert!(wait_until(Duration::from_secs(60), || url.exists()), "the console did not start again");
     assert_eq!(users(&config), before);

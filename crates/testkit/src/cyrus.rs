@@ -166,17 +166,7 @@ impl Cyrus {
     /// The same, returning what the client printed (`inventory FOLDER…`
     /// prints the Message-IDs in each folder as JSON).
     pub fn imap_user_output(&self, user: &str, args: &[&str]) -> anyhow::Result<String> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("imap_user.py");
-        let out = Command::new("python3")
-            .arg(&script)
-            .args([self.imap_port.to_string().as_str(), user, password(user).as_str()])
-            .args(args)
-            .output()?;
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        if !out.status.success() {
-            bail!("imap_user {args:?} as {user} failed ({text}): {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(text)
+        crate::imap_user(self.imap_port, user, &password(user), args)
     }
 
     /// The Message-IDs in a user's folder (without angle brackets; empty

@@ -319,18 +319,7 @@ impl Dovecot {
     /// SPAM_FOLDER`, `inventory FOLDER...` and `spam-folder` (JSON or a
     /// folder name; see `imap_user.py`).
     pub fn imap_user_output(&self, user: &str, args: &[&str]) -> anyhow::Result<String> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("imap_user.py");
-        let login = format!("{user}*{MASTER_USER}");
-        let out = Command::new("python3")
-            .arg(&script)
-            .args([self.imap_port.to_string().as_str(), login.as_str(), MASTER_PASSWORD])
-            .args(args)
-            .output()?;
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        if !out.status.success() {
-            bail!("imap_user {args:?} as {user} failed ({text}): {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(text)
+        imap_user(self.imap_port, &format!("{user}*{MASTER_USER}"), MASTER_PASSWORD, args)
     }
 
     /// Delivers a message over LMTP, as an MTA would.
@@ -717,6 +706,19 @@ pub fn corpus_messages(group: &str, limit: usize) -> anyhow::Result<Vec<(String,
         .take(limit)
         .map(|p| Ok((p.file_name().unwrap_or_default().to_string_lossy().into_owned(), std::fs::read(&p)?)))
         .collect()
+}
+
+/// Runs `imap_user.py` (a mail user with Python's imaplib) against a
+/// loopback IMAP port as `login`; answers what it printed.
+pub(crate) fn imap_user(port: u16, login: &str, password: &str, args: &[&str]) -> anyhow::Result<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("imap_user.py");
+    let out =
+        Command::new("python3").arg(&script).args([port.to_string().as_str(), login, password]).args(args).output()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() {
+        bail!("imap_user {args:?} as {login} failed ({text}): {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(text)
 }
 
 /// Delivers a message to `recipient` over LMTP at a loopback port, as an

@@ -56,14 +56,7 @@ pub fn serve_with(console: &str) -> Service {
         ),
     )
     .expect("config");
-    let child = Command::new(env!("CARGO_BIN_EXE_starling"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("STARLING_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts");
+    let child = spawn_serve(&config);
     let service = Service { dir, config, child };
     let url_file = service.dir.path().join("state").join(starling_console::URL_FILE);
     let token_file = service.dir.path().join("state").join(starling_console::CLI_TOKEN_FILE);
@@ -72,4 +65,16 @@ pub fn serve_with(console: &str) -> Service {
         "the console did not start"
     );
     service
+}
+
+/// `starling serve` with a configuration, quietly.
+pub fn spawn_serve(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_starling"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("STARLING_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve starts")
 }
