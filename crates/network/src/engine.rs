@@ -17,6 +17,7 @@ use crate::filter::Filter;
 use crate::model::{
     Class, Entry, EntryId, IndexKey, Organisation, Plan, ReportRecord, Reporter, ReporterId, Timestamp, index_keys,
 };
+use crate::store::prefetch::Prefetched;
 use crate::store::{Reads, Result, Store, Writes};
 use crate::trust::{Outcome, Tally, TrustConfig, Vote};
 
@@ -29,6 +30,21 @@ pub struct EngineConfig {
     pub trust: TrustConfig,
     /// Store bounds.
     pub store: StoreConfig,
+}
+
+/// The entries a message's index keys name, before the match rule.
+struct Found {
+    /// Entries with the same text or attachment digest.
+    exact: HashMap<EntryId, Kind>,
+    /// Fuzzy candidates, the likeliest first.
+    candidates: Vec<EntryId>,
+}
+
+impl Found {
+    /// Every entry named.
+    fn ids(&self) -> impl Iterator<Item = EntryId> + '_ {
+        self.exact.keys().chain(&self.candidates).copied()
+    }
 }
 
 /// An entry that matches a checked message.
@@ -255,10 +271,23 @@ impl<S: Store> Engine<S> {
     /// Verdicts for a batch of messages, from one consistent view, for the
     /// organisation `asker` (its own reports decide for it where the
     /// network as a whole says clean; `None`: the network's view alone).
+    ///
+    /// The store is read level by level for the whole batch — posting
+    /// lists, entries, reports and their reporters — each level in one
+    /// batch read ([`Prefetched`]): one round trip per level on a store
+    /// across the network, instead of one per key.
     pub fn check(&self, sets: &[Submitted], now: Timestamp, asker: Option<u32>) -> Result<Vec<Assessment>> {
         let reader = self.store.reader()?;
+        let reads = Prefetched::new(&reader);
+        let keys: Vec<Vec<IndexKey>> = sets.iter().map(|set| self.present_keys(set, None)).collect();
+        reads.load_postings(keys.iter().flatten().copied())?;
+        let found: Vec<Found> = keys.into_iter().map(|keys| self.found(&reads, keys)).collect::<Result<_>>()?;
+        reads.load_entries(found.iter().flat_map(Found::ids))?;
+        let matched: Vec<Vec<Matched>> =
+            sets.iter().zip(found).map(|(set, found)| self.verify(&reads, set, found)).collect::<Result<_>>()?;
+        reads.load_reports(matched.iter().flatten().map(|m| m.id))?;
         let mut trust_cache = HashMap::new();
-        sets.iter().map(|set| self.assess(&reader, set, now, None, &mut trust_cache, asker)).collect()
+        matched.into_iter().map(|matched| self.assess_matched(&reads, matched, now, &mut trust_cache, asker)).collect()
     }
 
     /// The verdict for one message and everything behind it, as the network
@@ -278,6 +307,18 @@ impl<S: Store> Engine<S> {
         asker: Option<u32>,
     ) -> Result<Assessment> {
         let matched = self.matches(reads, set, pending)?;
+        self.assess_matched(reads, matched, now, trust_cache, asker)
+    }
+
+    /// The assessment of what matched a message, for `asker`.
+    fn assess_matched(
+        &self,
+        reads: &impl Reads,
+        matched: Vec<Matched>,
+        now: Timestamp,
+        trust_cache: &mut HashMap<ReporterId, f64>,
+        asker: Option<u32>,
+    ) -> Result<Assessment> {
         if matched.is_empty() {
             return Ok(Assessment::clean());
         }
@@ -336,8 +377,13 @@ impl<S: Store> Engine<S> {
     /// or by band key and then the match rule. Only keys the in-memory filter
     /// (or, in the writer, the batch's own new keys) may hold are read.
     fn matches(&self, reads: &impl Reads, set: &Submitted, pending: Option<&Pending>) -> Result<Vec<Matched>> {
-        let mut exact: HashMap<EntryId, Kind> = HashMap::new();
-        let mut bands: HashMap<EntryId, u32> = HashMap::new();
+        let found = self.found(reads, self.present_keys(set, pending))?;
+        self.verify(reads, set, found)
+    }
+
+    /// The index keys of a fingerprint set the store may hold: those the
+    /// in-memory filter (or, in the writer, the batch's own new keys) has.
+    fn present_keys(&self, set: &Submitted, pending: Option<&Pending>) -> Vec<IndexKey> {
         let keys = index_keys(set);
         // All filter probes first, in a loop without side effects, so the
         // processor overlaps their cache misses.
@@ -350,7 +396,15 @@ impl<S: Store> Engine<S> {
             }
             None => present,
         };
-        for (key, _) in keys.into_iter().zip(present).filter(|(_, present)| *present) {
+        keys.into_iter().zip(present).filter(|(_, present)| *present).map(|(key, _)| key).collect()
+    }
+
+    /// The entries these keys' posting lists name: exact matches by digest,
+    /// and the fuzzy candidates that share the most bands.
+    fn found(&self, reads: &impl Reads, keys: Vec<IndexKey>) -> Result<Found> {
+        let mut exact: HashMap<EntryId, Kind> = HashMap::new();
+        let mut bands: HashMap<EntryId, u32> = HashMap::new();
+        for key in keys {
             let postings = reads.postings(key)?;
             for id in postings {
                 match key {
@@ -369,6 +423,13 @@ impl<S: Store> Engine<S> {
         // Most shared bands first: the likeliest matches are verified first.
         candidates.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         candidates.truncate(self.config.store.max_candidates);
+        Ok(Found { exact, candidates: candidates.into_iter().map(|(id, _)| id).collect() })
+    }
+
+    /// The found entries that match: every exact one, and the candidates
+    /// that pass the match rule.
+    fn verify(&self, reads: &impl Reads, set: &Submitted, found: Found) -> Result<Vec<Matched>> {
+        let Found { exact, candidates } = found;
         let mut matched = Vec::new();
         for (id, kind) in exact {
             if let Some(entry) = reads.entry(id)? {
@@ -376,7 +437,7 @@ impl<S: Store> Engine<S> {
             }
         }
         if let Some(fuzzy) = &set.fuzzy {
-            for (id, _) in candidates {
+            for id in candidates {
                 let Some(entry) = reads.entry(id)? else { continue };
                 let Some(theirs) = entry.fuzzy() else { continue };
                 let similarity = fuzzy.similarity(&theirs);

@@ -438,3 +438,64 @@ async fn an_embedded_store_migrates_to_the_cluster_resumably_and_verified() {
     assert_eq!(before, after, "the same verdicts after the migration");
     clustered.stop().await;
 }
+
+/// The cluster store's write batch queues its writes and sends them in
+/// pipelines: it still reads its own writes before the commit, single and
+/// batch reads agree, and the counters come out right after the commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_write_batch_reads_its_queued_writes_and_counts_them() {
+    use starling_network::model::{Class as Said, Entry, EntryId, IndexKey, ReportRecord, Reporter, ReporterId};
+    use starling_network::store::redis::{RedisOptions, RedisStore};
+    use starling_network::store::{Reads, Store, Writes};
+
+    let _serial = SERIAL.lock().await;
+    let cluster = RedisCluster::start().expect("a Redis Cluster");
+    let store = RedisStore::open(&RedisOptions::from_url(&cluster.url(), 1_000, 0).expect("url")).expect("open");
+    let entry = Entry {
+        text: None,
+        slots: vec![],
+        shingles: 0,
+        attachments: vec![],
+        urls: vec![],
+        domains: vec![],
+        first_seen: 10,
+        last_seen: 10,
+        credited: Default::default(),
+    };
+    let (id, reporter) = (EntryId([7; 16]), ReporterId([8; 16]));
+    // Keys on different masters, most likely: several bands.
+    let keys: Vec<IndexKey> = (0..8).map(|band| IndexKey::Band(band, 1_000 + u64::from(band))).collect();
+
+    let mut w = store.writer().expect("writer");
+    w.put_entry(id, &entry).expect("entry");
+    assert_eq!(w.entry(id).expect("read"), Some(entry.clone()), "a batch reads its own queued write");
+    for key in &keys {
+        w.add_posting(*key, id, 4).expect("posting");
+        w.add_posting(*key, id, 4).expect("the same posting again");
+    }
+    w.put_report(id, reporter, &ReportRecord { org: 1, class: Said::Spam, at: 10 }).expect("report");
+    w.put_reporter(reporter, &Reporter { org: 1, reports: 1, ..Reporter::default() }).expect("reporter");
+    assert_eq!(w.postings_of(&keys).expect("batch read"), vec![vec![id]; keys.len()]);
+    w.commit().expect("commit");
+
+    let r = store.reader().expect("reader");
+    assert_eq!(r.entries_of(&[id, EntryId([9; 16])]).expect("entries"), vec![Some(entry), None]);
+    assert_eq!(r.reports_of(&[id]).expect("reports")[0].len(), 1);
+    assert_eq!(r.reporters_of(&[reporter]).expect("reporters")[0].map(|u| u.reports), Some(1));
+    let stats = r.stats().expect("stats");
+    assert_eq!((stats.entries, stats.reports, stats.reporters, stats.index_keys), (1, 1, 1, keys.len() as u64));
+    drop(r);
+
+    let mut w = store.writer().expect("writer");
+    assert!(w.delete_report(id, reporter).expect("delete"), "the report was there");
+    for key in &keys {
+        w.remove_posting(*key, id).expect("remove posting");
+    }
+    w.delete_entry(id).expect("delete entry");
+    w.commit().expect("commit");
+    let r = store.reader().expect("reader");
+    assert!(r.postings_of(&keys).expect("postings").iter().all(Vec::is_empty));
+    assert_eq!(r.entry(id).expect("entry"), None);
+    let stats = r.stats().expect("stats");
+    assert_eq!((stats.entries, stats.reports, stats.index_keys), (0, 0, 0));
+}

@@ -16,6 +16,7 @@
 //! (entry before postings, postings removed before the entry).
 
 pub mod embedded;
+pub mod prefetch;
 pub mod redis;
 
 use std::fmt;
@@ -175,6 +176,24 @@ pub trait Reads {
     fn each_index_key(&self, f: &mut dyn FnMut(&[u8])) -> Result<()>;
     /// Maintenance: every reporter, to warm the trust cache at start-up.
     fn each_reporter(&self, f: &mut dyn FnMut(ReporterId, Reporter)) -> Result<()>;
+
+    /// Several posting lists, in the keys' order. A store across the
+    /// network answers them in one round trip (see [`prefetch`]).
+    fn postings_of(&self, keys: &[IndexKey]) -> Result<Vec<Vec<EntryId>>> {
+        keys.iter().map(|key| self.postings(*key)).collect()
+    }
+    /// Several entries, in the ids' order.
+    fn entries_of(&self, ids: &[EntryId]) -> Result<Vec<Option<Entry>>> {
+        ids.iter().map(|id| self.entry(*id)).collect()
+    }
+    /// The reports about several entries, in the ids' order.
+    fn reports_of(&self, ids: &[EntryId]) -> Result<Vec<Vec<(ReporterId, ReportRecord)>>> {
+        ids.iter().map(|id| self.reports(*id)).collect()
+    }
+    /// Several reporters, in the ids' order.
+    fn reporters_of(&self, ids: &[ReporterId]) -> Result<Vec<Option<Reporter>>> {
+        ids.iter().map(|id| self.reporter(*id)).collect()
+    }
 }
 
 /// Writes, applied in order.

@@ -29,14 +29,24 @@
 //! in the metadata), so that most buckets stay small enough for Redis's
 //! compact listpack encoding instead of costing a key each. Appending to a
 //! posting list (deduplicated, trimmed to the newest) is one Lua script on
-//! one bucket.
+//! one bucket (sent with `EVAL`, which a pipeline can carry to a master
+//! that has never seen it).
 //!
-//! Consistency: a read view is not a snapshot (Redis has none); a write
-//! batch applies its operations in order as they are made, so it reads its
-//! own writes and any prefix of it is consistent (the engine orders them for
-//! that), and `commit` only waits for replicas when `store.redis_wait_replicas`
-//! asks it to. Several nodes write at once: reports of the same message land
-//! in different hash fields; the counters of one reporter updated by two
+//! Consistency: a read view is not a snapshot (Redis has none). A write
+//! batch queues its writes and sends them as one cluster pipeline when it
+//! next reads (so it reads its own writes) or commits, and a batch's reads
+//! of one level (posting lists, entries, reports, reporters) go in one
+//! pipeline too: a report costs a handful of round trips instead of about
+//! forty. A pipeline keeps the order of its commands on each master, not
+//! across masters, so a batch cut off by a failure can leave a posting
+//! whose entry was not written (reads skip it); a report is queued only
+//! after its entry and postings were sent (a barrier), so a report that
+//! landed can always be matched, and an unacknowledged report the agent
+//! sends again completes whatever was cut off. `commit`
+//! adds the batch's counter changes and only waits for replicas when
+//! `store.redis_wait_replicas` asks it to. Several nodes write at once:
+//! reports of the same message land in different hash fields; the
+//! counters of one reporter updated by two
 //! nodes in the same instant can lose an increment (trust then grows a
 //! report later).
 //!
@@ -50,7 +60,7 @@ use std::cell::RefCell;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use redis::cluster::{ClusterClient, ClusterConnection};
+use redis::cluster::{ClusterClient, ClusterConnection, ClusterPipeline};
 use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, FromRedisValue, Script, Value};
 use serde::Serialize;
@@ -128,8 +138,6 @@ pub struct RedisStore {
     buckets: u32,
     wait_replicas: u32,
     node: u64,
-    add_posting: Script,
-    remove_posting: Script,
 }
 
 /// Options of the Redis store.
@@ -221,8 +229,6 @@ impl RedisStore {
             buckets: 0,
             wait_replicas: options.wait_replicas,
             node: u64::from_le_bytes(node),
-            add_posting: Script::new(ADD_POSTING),
-            remove_posting: Script::new(REMOVE_POSTING),
         };
         let wanted = options.buckets.to_be_bytes().to_vec();
         let agreed = store.init_meta(BUCKETS_META, &wanted)?;
@@ -362,14 +368,101 @@ impl Drop for Pooled<'_> {
 }
 
 /// Reads and writes over one pooled connection.
+///
+/// Writes are queued and sent as one cluster pipeline when the batch next
+/// reads (so it reads its own writes) or commits: a report's twenty-odd
+/// writes cost one round trip to each master instead of one each. The
+/// counters they change are summed in the session and added at the commit.
 pub struct Session<'a> {
     connection: RefCell<Pooled<'a>>,
     store: &'a RedisStore,
+    queued: RefCell<Queued>,
+    counters: RefCell<Vec<(&'static str, i64)>>,
+}
+
+/// Writes not sent yet, each with what its answer says for the counters.
+#[derive(Default)]
+struct Queued {
+    pipe: ClusterPipeline,
+    effects: Vec<Effect>,
+}
+
+/// What a queued write's answer means for a counter.
+#[derive(Clone, Copy)]
+enum Effect {
+    /// Nothing counted.
+    None,
+    /// `SET … GET`: one more when there was no value before.
+    NewIfNil(&'static str),
+    /// A count of fields added (`HSET`).
+    Add(&'static str),
+    /// A count of fields or keys removed (`HLEN` before a `DEL`, `DEL`).
+    Remove(&'static str),
+    /// `ADD_POSTING`: one more index key when it answers 2.
+    PostingAdded,
+    /// `REMOVE_POSTING`: one index key fewer when it answers -1.
+    PostingRemoved,
+}
+
+impl Effect {
+    /// The counter and the change an answer makes to it.
+    fn delta(self, answer: &Value) -> Option<(&'static str, i64)> {
+        let number = || i64::from_redis_value(answer.clone()).unwrap_or(0);
+        match self {
+            Effect::None => None,
+            Effect::NewIfNil(counter) => matches!(answer, Value::Nil).then_some((counter, 1)),
+            Effect::Add(counter) => Some((counter, number())),
+            Effect::Remove(counter) => Some((counter, -number())),
+            Effect::PostingAdded => (number() == 2).then_some(("index_keys", 1)),
+            Effect::PostingRemoved => (number() == -1).then_some(("index_keys", -1)),
+        }
+    }
 }
 
 impl Session<'_> {
+    /// Runs a command at once, after the queued writes.
     fn query<T: FromRedisValue>(&self, command: &Cmd) -> Result<T> {
+        self.flush()?;
         self.connection.borrow_mut().run(command)
+    }
+
+    /// Queues a write.
+    fn queue(&self, command: Cmd, effect: Effect) {
+        let mut queued = self.queued.borrow_mut();
+        queued.pipe.add_command(command);
+        queued.effects.push(effect);
+    }
+
+    /// Adds to a counter at the commit.
+    fn count(&self, counter: &'static str, by: i64) {
+        if by == 0 {
+            return;
+        }
+        let mut counters = self.counters.borrow_mut();
+        match counters.iter_mut().find(|(name, _)| *name == counter) {
+            Some((_, sum)) => *sum += by,
+            None => counters.push((counter, by)),
+        }
+    }
+
+    /// Sends the queued writes: in order on each master, in one round trip
+    /// to each.
+    fn flush(&self) -> Result<()> {
+        let Queued { pipe, effects } = std::mem::take(&mut *self.queued.borrow_mut());
+        if effects.is_empty() {
+            return Ok(());
+        }
+        let answers: Vec<Value> = {
+            let mut connection = self.connection.borrow_mut();
+            let result = pipe.query(connection.get());
+            result.map_err(|e| connection.failed(e))?
+        };
+        for (effect, answer) in effects.into_iter().zip(&answers) {
+            if let Some((counter, by)) = effect.delta(answer) {
+                self.count(counter, by);
+            }
+        }
+        Ok(())
     }
 
     fn record<T: DeserializeOwned>(&self, what: &str, key: &[u8]) -> Result<Option<T>> {
@@ -377,18 +470,43 @@ impl Session<'_> {
         bytes.map(|b| decode(what, &b)).transpose()
     }
 
-    fn count(&self, field: &str, by: i64) -> Result<()> {
-        if by != 0 {
-            let _: i64 = self.query(redis::cmd("HINCRBY").arg(COUNTERS).arg(field).arg(by))?;
+    /// One command per item in one cluster pipeline: a round trip to each
+    /// master holding some of the keys instead of one per item; the
+    /// answers in the items' order, after the queued writes.
+    fn pipelined<I, T: FromRedisValue>(
+        &self,
+        items: &[I],
+        command: impl Fn(&mut ClusterPipeline, &I),
+    ) -> Result<Vec<T>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(())
+        self.flush()?;
+        let mut pipe = ClusterPipeline::with_capacity(items.len());
+        for item in items {
+            command(&mut pipe, item);
+        }
+        let mut connection = self.connection.borrow_mut();
+        let result = pipe.query(connection.get());
+        result.map_err(|e| connection.failed(e))
     }
 
-    /// Sets a string; answers whether it is new.
-    fn set_new(&self, key: &[u8], value: &[u8]) -> Result<bool> {
-        let old: Option<Vec<u8>> = self.query(redis::cmd("SET").arg(key).arg(value).arg("GET"))?;
-        Ok(old.is_none())
+    /// Queues setting a string, counted in `counter` when it is new.
+    fn set_counted(&self, key: &[u8], value: &[u8], counter: &'static str) {
+        self.queue(redis::cmd("SET").arg(key).arg(value).arg("GET").clone(), Effect::NewIfNil(counter));
     }
+}
+
+/// The reports of one entry from its hash, by reporter.
+fn reports_from(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<(ReporterId, ReportRecord)>> {
+    let mut out = Vec::with_capacity(fields.len());
+    for (reporter, record) in fields {
+        let reporter = <[u8; 16]>::try_from(reporter.as_slice())
+            .map_err(|_| StoreError::permanent("corrupt reporter id in a report"))?;
+        out.push((ReporterId(reporter), decode("report", &record)?));
+    }
+    out.sort_by_key(|(reporter, _)| *reporter);
+    Ok(out)
 }
 
 impl Reads for Session<'_> {
@@ -403,15 +521,7 @@ impl Reads for Session<'_> {
     }
 
     fn reports(&self, id: EntryId) -> Result<Vec<(ReporterId, ReportRecord)>> {
-        let fields: Vec<(Vec<u8>, Vec<u8>)> = self.query(redis::cmd("HGETALL").arg(key(b'r', &id.0)))?;
-        let mut out = Vec::with_capacity(fields.len());
-        for (reporter, record) in fields {
-            let reporter = <[u8; 16]>::try_from(reporter.as_slice())
-                .map_err(|_| StoreError::permanent("corrupt reporter id in a report"))?;
-            out.push((ReporterId(reporter), decode("report", &record)?));
-        }
-        out.sort_by_key(|(reporter, _)| *reporter);
-        Ok(out)
+        reports_from(self.query(redis::cmd("HGETALL").arg(key(b'r', &id.0)))?)
     }
 
     fn reporter(&self, id: ReporterId) -> Result<Option<Reporter>> {
@@ -465,6 +575,35 @@ impl Reads for Session<'_> {
         })
     }
 
+    fn postings_of(&self, keys: &[IndexKey]) -> Result<Vec<Vec<EntryId>>> {
+        let lists: Vec<Option<Vec<u8>>> = self.pipelined(keys, |pipe, index_key| {
+            let field = index_key.to_bytes();
+            pipe.cmd("HGET").arg(self.store.bucket(&field)).arg(field);
+        })?;
+        Ok(lists.into_iter().map(|list| list.map(|l| ids(&l)).unwrap_or_default()).collect())
+    }
+
+    fn entries_of(&self, ids: &[EntryId]) -> Result<Vec<Option<Entry>>> {
+        let records: Vec<Option<Vec<u8>>> = self.pipelined(ids, |pipe, id| {
+            pipe.cmd("GET").arg(key(b'e', &id.0));
+        })?;
+        records.into_iter().map(|bytes| bytes.map(|b| decode("entry", &b)).transpose()).collect()
+    }
+
+    fn reports_of(&self, ids: &[EntryId]) -> Result<Vec<Vec<(ReporterId, ReportRecord)>>> {
+        let all: Vec<Vec<(Vec<u8>, Vec<u8>)>> = self.pipelined(ids, |pipe, id| {
+            pipe.cmd("HGETALL").arg(key(b'r', &id.0));
+        })?;
+        all.into_iter().map(reports_from).collect()
+    }
+
+    fn reporters_of(&self, ids: &[ReporterId]) -> Result<Vec<Option<Reporter>>> {
+        let records: Vec<Option<Vec<u8>>> = self.pipelined(ids, |pipe, id| {
+            pipe.cmd("GET").arg(key(b'u', &id.0));
+        })?;
+        records.into_iter().map(|bytes| bytes.map(|b| decode("reporter", &b)).transpose()).collect()
+    }
+
     fn each_index_key(&self, f: &mut dyn FnMut(&[u8])) -> Result<()> {
         self.store.scan(b'p', &mut |connection, bucket| {
             let fields: Vec<Vec<u8>> = redis::cmd("HKEYS").arg(bucket).query(connection).map_err(redis_error)?;
@@ -487,74 +626,74 @@ impl Reads for Session<'_> {
 
 impl Writes for Session<'_> {
     fn put_entry(&mut self, id: EntryId, entry: &Entry) -> Result<()> {
-        let new = self.set_new(&key(b'e', &id.0), &encode(entry))?;
-        self.count("entries", i64::from(new))
+        self.set_counted(&key(b'e', &id.0), &encode(entry), "entries");
+        Ok(())
     }
 
     fn delete_entry(&mut self, id: EntryId) -> Result<()> {
-        let reports: i64 = self.query(redis::cmd("HLEN").arg(key(b'r', &id.0)))?;
-        let _: i64 = self.query(redis::cmd("DEL").arg(key(b'r', &id.0)))?;
-        self.count("reports", -reports)?;
-        let removed: i64 = self.query(redis::cmd("DEL").arg(key(b'e', &id.0)))?;
-        self.count("entries", -removed)
+        self.queue(redis::cmd("HLEN").arg(key(b'r', &id.0)).clone(), Effect::Remove("reports"));
+        self.queue(redis::cmd("DEL").arg(key(b'r', &id.0)).clone(), Effect::None);
+        self.queue(redis::cmd("DEL").arg(key(b'e', &id.0)).clone(), Effect::Remove("entries"));
+        Ok(())
     }
 
     fn put_report(&mut self, id: EntryId, reporter: ReporterId, report: &ReportRecord) -> Result<()> {
-        let new: i64 = self.query(redis::cmd("HSET").arg(key(b'r', &id.0)).arg(&reporter.0[..]).arg(encode(report)))?;
-        self.count("reports", new)
+        // A barrier: the entry and its postings are on the masters before
+        // the report is, so a report found again (a retry after a failure)
+        // always has everything it needs to be matched.
+        self.flush()?;
+        let command = redis::cmd("HSET").arg(key(b'r', &id.0)).arg(&reporter.0[..]).arg(encode(report)).clone();
+        self.queue(command, Effect::Add("reports"));
+        Ok(())
     }
 
     fn delete_report(&mut self, id: EntryId, reporter: ReporterId) -> Result<bool> {
+        // Its answer is needed now: sent at once, after what is queued.
         let removed: i64 = self.query(redis::cmd("HDEL").arg(key(b'r', &id.0)).arg(&reporter.0[..]))?;
-        self.count("reports", -removed)?;
+        self.count("reports", -removed);
         Ok(removed > 0)
     }
 
     fn add_posting(&mut self, index_key: IndexKey, id: EntryId, max: usize) -> Result<()> {
         let field = index_key.to_bytes();
         let bucket = self.store.bucket(&field);
-        let mut invocation = self.store.add_posting.key(bucket);
-        invocation.arg(field).arg(&id.0[..]).arg(max.max(1));
-        let mut connection = self.connection.borrow_mut();
-        let answer: i64 = invocation.invoke(connection.get()).map_err(|e| connection.failed(e))?;
-        drop(connection);
-        self.count("index_keys", i64::from(answer == 2))
+        // EVAL, not EVALSHA: a pipeline cannot load a script a master does
+        // not have (a replica just promoted); the server caches it by hash.
+        let mut command = redis::cmd("EVAL");
+        command.arg(ADD_POSTING).arg(1).arg(bucket).arg(field).arg(&id.0[..]).arg(max.max(1));
+        self.queue(command, Effect::PostingAdded);
+        Ok(())
     }
 
     fn remove_posting(&mut self, index_key: IndexKey, id: EntryId) -> Result<()> {
         let field = index_key.to_bytes();
         let bucket = self.store.bucket(&field);
-        let mut invocation = self.store.remove_posting.key(bucket);
-        invocation.arg(field).arg(&id.0[..]);
-        let mut connection = self.connection.borrow_mut();
-        let answer: i64 = invocation.invoke(connection.get()).map_err(|e| connection.failed(e))?;
-        drop(connection);
-        self.count("index_keys", -i64::from(answer == -1))
+        let mut command = redis::cmd("EVAL");
+        command.arg(REMOVE_POSTING).arg(1).arg(bucket).arg(field).arg(&id.0[..]);
+        self.queue(command, Effect::PostingRemoved);
+        Ok(())
     }
 
     fn put_reporter(&mut self, id: ReporterId, reporter: &Reporter) -> Result<()> {
-        let new = self.set_new(&key(b'u', &id.0), &encode(reporter))?;
-        self.count("reporters", i64::from(new))
+        self.set_counted(&key(b'u', &id.0), &encode(reporter), "reporters");
+        Ok(())
     }
 
     fn put_organisation(&mut self, organisation: &Organisation) -> Result<()> {
-        let command = redis::cmd("HSET")
-            .arg(ORGANISATIONS)
-            .arg(&organisation.id.to_be_bytes()[..])
-            .arg(encode(organisation))
-            .clone();
-        let _: i64 = self.query(&command)?;
+        let mut command = redis::cmd("HSET");
+        command.arg(ORGANISATIONS).arg(&organisation.id.to_be_bytes()[..]).arg(encode(organisation));
+        self.queue(command, Effect::None);
         Ok(())
     }
 
     fn set_meta(&mut self, name: &str, value: &[u8]) -> Result<()> {
-        let _: i64 = self.query(redis::cmd("HSET").arg(META).arg(name).arg(value))?;
+        self.queue(redis::cmd("HSET").arg(META).arg(name).arg(value).clone(), Effect::None);
         Ok(())
     }
 
     fn schedule_expiry(&mut self, day: u32, id: EntryId) -> Result<()> {
-        let _: i64 = self.query(redis::cmd("SADD").arg(key(b'x', &day.to_be_bytes())).arg(&id.0[..]))?;
-        let _: i64 = self.query(redis::cmd("ZADD").arg(EXPIRY_DAYS).arg(day).arg(&day.to_be_bytes()[..]))?;
+        self.queue(redis::cmd("SADD").arg(key(b'x', &day.to_be_bytes())).arg(&id.0[..]).clone(), Effect::None);
+        self.queue(redis::cmd("ZADD").arg(EXPIRY_DAYS).arg(day).arg(&day.to_be_bytes()[..]).clone(), Effect::None);
         Ok(())
     }
 
@@ -578,6 +717,17 @@ impl Writes for Session<'_> {
     }
 
     fn commit(self) -> Result<()> {
+        self.flush()?;
+        let counters = std::mem::take(&mut *self.counters.borrow_mut());
+        if !counters.is_empty() {
+            let mut pipe = ClusterPipeline::with_capacity(counters.len());
+            for (counter, by) in counters {
+                pipe.cmd("HINCRBY").arg(COUNTERS).arg(counter).arg(by);
+            }
+            let mut connection = self.connection.borrow_mut();
+            let result: redis::RedisResult<Vec<Value>> = pipe.query(connection.get());
+            result.map_err(|e| connection.failed(e))?;
+        }
         if self.store.wait_replicas == 0 {
             return Ok(());
         }
@@ -606,7 +756,12 @@ impl Store for RedisStore {
     type Writer<'a> = Session<'a>;
 
     fn reader(&self) -> Result<Session<'_>> {
-        Ok(Session { connection: RefCell::new(self.connection()?), store: self })
+        Ok(Session {
+            connection: RefCell::new(self.connection()?),
+            store: self,
+            queued: RefCell::default(),
+            counters: RefCell::default(),
+        })
     }
 
     fn writer(&self) -> Result<Session<'_>> {
