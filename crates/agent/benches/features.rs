@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use starling_agent::facts::Facts;
-use starling_agent::{header_tokens::header_tokens, learning};
+use starling_agent::{facts::header_tokens, learning};
 use starling_fingerprint::{Fingerprinter, Key};
 
 /// The development groups only (the hold-out groups are never read):

@@ -26,7 +26,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use starling_agent::header_tokens::header_tokens;
+use starling_agent::facts::header_tokens;
 use starling_agent::learning;
 use starling_fingerprint::{Fingerprinter, Key};
 use starling_model::{Features, Label, Model, ModelConfig};

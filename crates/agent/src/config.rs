@@ -1037,7 +1037,7 @@ impl AgentConfig {
             _ => {}
         }
         for (index, user) in u.list.iter().enumerate() {
-            if let Err(e) = crate::users::check_name(user) {
+            if let Err(e) = check_name(user) {
                 problems.push(format!("users.list[{index}]: {e}"));
             }
         }
@@ -1209,6 +1209,24 @@ fn place(root: &mut toml::Value, path: &[String], value: toml::Value) -> bool {
 
 fn lookup<'v>(root: &'v toml::Value, path: &[String]) -> Option<&'v toml::Value> {
     path.iter().try_fold(root, |node, key| node.get(key))
+}
+
+/// Checks a mailbox (user) name: printable, no path separators, no IMAP
+/// specials that would need quoting.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 255
+        && name != "."
+        && name != ".."
+        && !name.starts_with('.')
+        && name.chars().all(|c| !c.is_control() && !c.is_whitespace() && !matches!(c, '/' | '\\' | '"' | '*' | '%'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a usable mailbox name (no spaces, control characters, / \\ \" * % or leading dot)"
+        ))
+    }
 }
 
 #[cfg(test)]

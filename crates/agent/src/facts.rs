@@ -158,6 +158,13 @@ fn memchr_newline(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&b| b == b'\n')
 }
 
+/// The model's header tokens of a raw message
+/// ([`crate::header_tokens`]); the agent reads them with the message's
+/// other facts ([`Facts::with_header_tokens`]), in the same parse.
+pub fn header_tokens(raw: &[u8]) -> Vec<String> {
+    Facts::with_header_tokens(raw, 0).header_tokens
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,14 +79,6 @@ fn band(n: usize) -> &'static str {
     }
 }
 
-/// The model's header tokens of a raw message (see the module doc); the
-/// agent reads them with the message's other facts
-/// ([`Facts::with_header_tokens`](crate::facts::Facts::with_header_tokens)),
-/// in the same parse.
-pub fn header_tokens(raw: &[u8]) -> Vec<String> {
-    crate::facts::Facts::with_header_tokens(raw, 0).header_tokens
-}
-
 /// The model's header tokens of a parsed header block.
 pub fn of_message(message: &Message<'_>) -> Vec<String> {
     let mut tokens: Vec<String> = Vec::with_capacity(48);
@@ -225,6 +217,7 @@ pub fn of_message(message: &Message<'_>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facts::header_tokens;
 
     const MESSAGE: &[u8] = b"Return-Path: <bounce@lists.example.org>\r\n\
 Received: from mx.lists.example.org (mx.lists.example.org [192.0.2.7])\r\n\tby mail.example.com; Mon, 1 Jan 2024 00:00:00 +0000\r\n\

@@ -40,12 +40,11 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::Work;
 use crate::config::{ImapAuth, ImapConfig, ImapSecurity};
 use crate::events::{self, Events};
 use crate::pipeline::MailboxContext;
 use crate::policy::{Action, Destination};
-use crate::process::{ActionError, Applied, Folder, Item, Moved, Pass, Processor};
+use crate::process::{ActionError, Applied, Folder, Item, Moved, Pass, Processor, Work};
 use crate::state::{self, Cursor};
 use crate::tagging::Marker;
 

@@ -526,7 +526,7 @@ mod tests {
     use super::*;
 
     fn tokens(raw: &str) -> Vec<String> {
-        crate::header_tokens::header_tokens(raw.as_bytes())
+        crate::facts::header_tokens(raw.as_bytes())
     }
 
     #[test]

@@ -50,7 +50,7 @@ fn walk(
         if is_maildir(dir) {
             let get = |name: &str| captured.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
             let user = get("{user}").or_else(|| Some(format!("{}@{}", get("{local}")?, get("{domain}")?)));
-            if let Some(user) = user.filter(|u| crate::users::check_name(u).is_ok()) {
+            if let Some(user) = user.filter(|u| crate::config::check_name(u).is_ok()) {
                 found.push(user);
             }
         }

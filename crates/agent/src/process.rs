@@ -43,6 +43,49 @@ impl Pass {
     }
 }
 
+/// A command for a mailbox task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Work {
+    /// A message arrived (Maildir: its unique name).
+    Arrived(String),
+    /// A message to handle even if it was seen before (Maildir): a file
+    /// written in place was closed, or a message came back from another
+    /// folder.
+    Written(String),
+    /// Users moved a message into another folder (Maildir): the folder, the
+    /// message's unique name, and which way.
+    Moved(String, String, Moved),
+    /// Look for messages the notifications may have missed.
+    Scan,
+    /// Look again at everything delivered since this time (nanoseconds
+    /// since the epoch): notifications were lost from about then on.
+    CatchUp(i64),
+    /// Rescan messages delivered since `since` (Unix seconds); `id` is the
+    /// rescan's row in the state database.
+    Rescan {
+        /// The rescan's id.
+        id: i64,
+        /// Unix seconds.
+        since: i64,
+    },
+    /// Check queued messages again: (folder, locator).
+    Recheck(Vec<(String, String)>),
+    /// Look again at messages delivered and left (their campaign became
+    /// known, or the model became sure): (folder, locator).
+    Retro(Vec<(String, String)>),
+    /// Find out whether these remembered messages are still where they
+    /// were delivered (and read, when `read` is set), and let the model
+    /// learn the ones that are as ham.
+    Settle {
+        /// The remembered rows.
+        rows: Vec<crate::recent::Located>,
+        /// Only read messages count.
+        read: bool,
+    },
+    /// Stop.
+    Stop,
+}
+
 /// Which way a user moved messages, as seen where they arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Moved {

@@ -13,23 +13,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bytes of output read from a user-listing command, at most.
 const MAX_OUTPUT: u64 = 256 << 20;
 
-/// Checks a mailbox (user) name: printable, no path separators, no IMAP
-/// specials that would need quoting.
-pub fn check_name(name: &str) -> Result<(), String> {
-    let valid = !name.is_empty()
-        && name.len() <= 255
-        && name != "."
-        && name != ".."
-        && !name.starts_with('.')
-        && name.chars().all(|c| !c.is_control() && !c.is_whitespace() && !matches!(c, '/' | '\\' | '"' | '*' | '%'));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name:?} is not a usable mailbox name (no spaces, control characters, / \\ \" * % or leading dot)"
-        ))
-    }
-}
+pub use crate::config::check_name;
 
 /// One user from a CSV file: name and, when given, whether enabled.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -433,7 +433,7 @@ async fn per_user_statistics_older_than_kept_are_forgotten_and_totals_stay() {
 /// mailbox but one whose model switch is off (`starling users model off`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_model_files_unknown_spam_except_where_it_is_switched_off() {
-    use starling_agent::header_tokens::header_tokens;
+    use starling_agent::facts::header_tokens;
     use starling_fingerprint::{Fingerprinter, Key};
 
     let setup = setup(&["alice", "bob"]);

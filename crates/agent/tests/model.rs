@@ -4,7 +4,7 @@
 
 use starling_agent::config::LearningConfig;
 use starling_agent::events::Events;
-use starling_agent::header_tokens::header_tokens;
+use starling_agent::facts::header_tokens;
 use starling_agent::learning::{self, Learner, Source};
 use starling_agent::state::State;
 use starling_fingerprint::{Fingerprinter, Key};

@@ -26,65 +26,8 @@ use crate::stats::{self, Period};
 /// The OpenAPI document.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
-/// An error answer.
-#[derive(Debug, Serialize)]
-pub struct ApiError {
-    #[serde(skip)]
-    status: StatusCode,
-    error: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    problems: Vec<String>,
-    /// Seconds to wait, for `Retry-After`.
-    #[serde(skip)]
-    retry_after: Option<u64>,
-}
-
-impl ApiError {
-    /// An error with a status.
-    pub fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
-        ApiError { status, error: error.into(), problems: Vec::new(), retry_after: None }
-    }
-
-    /// 429: try again in `seconds`.
-    pub fn too_many(error: impl Into<String>, seconds: u64) -> ApiError {
-        ApiError { retry_after: Some(seconds), ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, error) }
-    }
-
-    /// Its status.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    /// Its message.
-    pub fn message(&self) -> &str {
-        &self.error
-    }
-
-    fn invalid(error: impl Into<String>, problems: Vec<String>) -> ApiError {
-        ApiError { problems, ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error) }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, Json(&self)).into_response();
-        if let Some(seconds) = self.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
-        }
-        response
-    }
-}
-
-impl From<state::StateError> for ApiError {
-    fn from(e: state::StateError) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-    }
-}
-
-/// An error response.
-pub fn error(status: StatusCode, message: &str) -> Response {
-    ApiError::new(status, message).into_response()
-}
+pub use crate::error::{ApiError, error};
+pub use crate::status::{LiveFigures, MailboxCounts, Status, live_now, status_now};
 
 type Answer<T> = Result<Json<T>, ApiError>;
 
@@ -233,103 +176,8 @@ async fn logout(State(app): State<App>, headers: HeaderMap) -> Result<Response, 
 
 // ---------------------------------------------------------------- status
 
-/// The dashboard's figures.
-#[derive(Serialize)]
-pub struct Status {
-    /// The agent's version.
-    pub version: &'static str,
-    /// The live view.
-    pub live: starling_agent::live::Snapshot,
-    /// Messages checked per second (last ten seconds).
-    pub messages_per_second: f64,
-    /// Mailboxes known, filtered, with feedback.
-    pub mailboxes: MailboxCounts,
-    /// Messages waiting for a re-check (network unavailable).
-    pub recheck_queue: u64,
-    /// Users' reports not yet sent.
-    pub feedback_pending: u64,
-    /// Problems of stored settings that do not apply.
-    pub settings_problems: Vec<String>,
-}
-
-/// Mailbox counts.
-#[derive(Serialize, Default)]
-pub struct MailboxCounts {
-    /// Known.
-    pub total: u64,
-    /// Filtered.
-    pub enabled: u64,
-    /// With feedback on.
-    pub feedback: u64,
-}
-
-/// The dashboard's figures now.
-pub async fn status_now(app: &App) -> Result<Status, ApiError> {
-    let (mailboxes, recheck_queue, feedback_pending) = app
-        .db(|c| {
-            let counts = c.query_row(
-                "SELECT count(*), coalesce(sum(enabled), 0), coalesce(sum(enabled AND feedback), 0) FROM mailboxes",
-                [],
-                |row| {
-                    Ok(MailboxCounts {
-                        total: row.get::<_, i64>(0)? as u64,
-                        enabled: row.get::<_, i64>(1)? as u64,
-                        feedback: row.get::<_, i64>(2)? as u64,
-                    })
-                },
-            )?;
-            Ok((counts, state::recheck_count(c)?, state::feedback_pending(c)?))
-        })
-        .await?;
-    let (_, settings_problems) = app.config().await;
-    Ok(Status {
-        version: env!("CARGO_PKG_VERSION"),
-        live: app.live().snapshot(),
-        messages_per_second: app.rate(),
-        mailboxes,
-        recheck_queue,
-        feedback_pending,
-        settings_problems,
-    })
-}
-
 async fn status(State(app): State<App>) -> Answer<Status> {
     Ok(Json(status_now(&app).await?))
-}
-
-/// The live performance figures.
-#[derive(Serialize)]
-pub struct LiveFigures {
-    /// Messages checked per second (last ten seconds).
-    pub messages_per_second: f64,
-    /// Per ten seconds over the last five minutes.
-    pub history: Vec<f64>,
-    /// Work waiting in the mailbox tasks' queues.
-    pub queue_depth: u64,
-    /// Messages waiting for a re-check.
-    pub recheck_queue: u64,
-    /// The network's latency (last, mean; milliseconds).
-    pub network_latency_ms: (Option<f64>, Option<f64>),
-    /// Messages checked and filed since the start.
-    pub checked: u64,
-    /// Filed since the start.
-    pub filed: u64,
-}
-
-/// The live figures now.
-pub async fn live_now(app: &App) -> Result<LiveFigures, ApiError> {
-    let recheck_queue = app.db(|c| state::recheck_count(c)).await?;
-    let snapshot = app.live().snapshot();
-    let latency = snapshot.network.as_ref().map_or((None, None), |n| (n.latency_ms, n.latency_avg_ms));
-    Ok(LiveFigures {
-        messages_per_second: app.rate(),
-        history: app.rate_history(),
-        queue_depth: snapshot.queued,
-        recheck_queue,
-        network_latency_ms: latency,
-        checked: snapshot.checked,
-        filed: snapshot.filed,
-    })
 }
 
 async fn live(State(app): State<App>) -> Answer<LiveFigures> {
@@ -1372,6 +1220,6 @@ async fn token_remove(State(app): State<App>, Path(id): Path<i64>) -> Answer<ser
 async fn metrics(State(app): State<App>) -> Result<Response, ApiError> {
     let status = status_now(&app).await?;
     let (buckets, _) = stats_for(&app, Period::Day, None).await?;
-    let text = crate::pages::metrics_text(&status, &buckets);
+    let text = crate::status::metrics_text(&status, &buckets);
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
 }

@@ -365,7 +365,7 @@ pub async fn require(AxumState(app): AxumState<App>, mut request: Request, next:
             );
         }
         return if api {
-            crate::api::error(
+            crate::error::error(
                 StatusCode::UNAUTHORIZED,
                 "authentication required: log in, or send `Authorization: Bearer <token>`",
             )
@@ -382,11 +382,11 @@ pub async fn require(AxumState(app): AxumState<App>, mut request: Request, next:
             let (ok, rebuilt) = carries_csrf(request, &expected).await;
             request = rebuilt;
             if !ok {
-                return crate::api::error(StatusCode::FORBIDDEN, "missing or wrong CSRF token (X-CSRF-Token)");
+                return crate::error::error(StatusCode::FORBIDDEN, "missing or wrong CSRF token (X-CSRF-Token)");
             }
         }
         if caller.role != Role::Admin {
-            return crate::api::error(StatusCode::FORBIDDEN, "this account is read-only");
+            return crate::error::error(StatusCode::FORBIDDEN, "this account is read-only");
         }
     }
     request.extensions_mut().insert(caller);

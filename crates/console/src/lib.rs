@@ -16,8 +16,10 @@
 pub mod api;
 pub mod auth;
 pub mod chart;
+pub mod error;
 pub mod pages;
 pub mod stats;
+pub mod status;
 pub mod throttle;
 
 use std::collections::VecDeque;

@@ -93,6 +93,24 @@ mod senders;
 pub use calibration::{CALIBRATION_CONFIDENCE, CALIBRATION_WINDOW, MIN_CALIBRATION_HAM, NEVER_FILE};
 pub use combine::{CLASS_BALANCE_EXPONENT, EVIDENCE_SCALE, MAX_CLUES, MIN_CLUE_STRENGTH, ROBINSON_S, ROBINSON_X};
 pub use features::{Features, MAX_FEATURES, MAX_HEADER_TOKEN_BYTES, MAX_HEADER_TOKENS, MAX_WORDS, OSB_WINDOW};
-pub use model::{EVIDENCE, Label, MAX_TABLE_BITS, MIN_TABLE_BITS, Model, ModelConfig, SATURATION_LIMIT, Score};
+pub use model::{EVIDENCE, MAX_TABLE_BITS, MIN_TABLE_BITS, Model, ModelConfig, SATURATION_LIMIT, Score};
 pub use persist::{FORMAT_VERSION, LoadError};
 pub use senders::MAX_SENDERS;
+
+/// Which class an example belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Label {
+    /// Unwanted mail.
+    Spam,
+    /// Wanted mail.
+    Ham,
+}
+
+impl Label {
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Label::Spam => 0,
+            Label::Ham => 1,
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The model: the hashed count table, classification, prequential learning
 //! and the calibrated filing decision.
 
+use crate::Label;
 use crate::calibration::{self, NEVER_FILE, Window};
 use crate::combine::{self, Clue, MIN_CLUE_STRENGTH, Norm};
 use crate::features::{Features, MAX_FEATURES};
@@ -19,24 +20,6 @@ pub const EVIDENCE: usize = 10;
 /// incremented. The margin below `u16::MAX` is the most increments one
 /// message can make to one bucket, so counters never overflow.
 pub const SATURATION_LIMIT: u16 = u16::MAX - MAX_FEATURES as u16;
-
-/// Which class an example belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Label {
-    /// Unwanted mail.
-    Spam,
-    /// Wanted mail.
-    Ham,
-}
-
-impl Label {
-    pub(crate) fn index(self) -> usize {
-        match self {
-            Label::Spam => 0,
-            Label::Ham => 1,
-        }
-    }
-}
 
 /// How a [`Model`] is sized and when it may file.
 #[derive(Clone, Debug, PartialEq)]

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use crate::model::Label;
+use crate::Label;
 
 /// At most this many senders are held (16 bytes each plus the map's
 /// overhead: about 4.5 MiB at most). A new sender beyond it first drops the senders

@@ -141,7 +141,7 @@ fn run_agent(args: AgentArgs, milter_only: bool) -> anyhow::Result<ExitCode> {
         crate::service::ready(if milter_only { "filtering in line (milter)" } else { "watching mailboxes" });
         crate::service::spawn_watchdog(stop.child_token());
         tokio::select! {
-            () = crate::network_cmd::wait_for_signal() => {
+            () = crate::service::wait_for_signal() => {
                 eprintln!("stopping…");
                 crate::service::stopping();
                 stop.cancel();
@@ -218,7 +218,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         crate::service::ready("watching mailboxes, with the embedded network");
         crate::service::spawn_watchdog(stop.child_token());
         let result = tokio::select! {
-            () = crate::network_cmd::wait_for_signal() => {
+            () = crate::service::wait_for_signal() => {
                 eprintln!("stopping…");
                 crate::service::stopping();
                 stop.cancel();

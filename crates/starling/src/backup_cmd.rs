@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use starling_network::store::embedded::Embedded;
 
 use crate::agent_cmd::ConfigArgs;
-use crate::network_cmd::OperatorArgs;
+use crate::operator::OperatorArgs;
 
 /// The manifest's name in a backup.
 const MANIFEST: &str = "MANIFEST.json";

@@ -11,6 +11,7 @@ mod fingerprint_cmd;
 mod model_cmd;
 mod network_bench;
 mod network_cmd;
+mod operator;
 mod service;
 
 use std::path::PathBuf;

@@ -20,7 +20,7 @@ use starling_proto::client::{self, Credential, Target};
 use starling_proto::v1;
 use tokio::task::JoinSet;
 
-use crate::network_cmd::OperatorArgs;
+use crate::operator::OperatorArgs;
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {

@@ -10,9 +10,9 @@ use clap::{Args, Subcommand};
 use starling_fingerprint::{Fingerprinter, Key};
 use starling_network::NodeConfig;
 use starling_network::config::TlsConfig;
-use starling_proto::client::{self, Credential, Target};
 use starling_proto::v1;
 
+use crate::operator::OperatorArgs;
 use crate::{FingerprintOptions, runtime};
 
 #[derive(Args)]
@@ -81,62 +81,6 @@ struct ServeArgs {
     /// data directory).
     #[arg(long, value_name = "URL")]
     store: Option<String>,
-}
-
-/// How operator tools reach a node.
-#[derive(Args, Clone)]
-pub(crate) struct OperatorArgs {
-    /// The node's address.
-    #[arg(long, default_value = "127.0.0.1:7890", value_name = "ADDR")]
-    pub(crate) network: String,
-    /// The node's data directory (where operator.token is).
-    #[arg(long, default_value = "starling-network", value_name = "DIR")]
-    data: PathBuf,
-    /// File holding the operator token (default: DIR/operator.token).
-    #[arg(long, value_name = "FILE")]
-    operator_token_file: Option<PathBuf>,
-    /// CA certificate (PEM) to trust for an https:// node.
-    #[arg(long, value_name = "FILE")]
-    ca: Option<PathBuf>,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-impl OperatorArgs {
-    /// How to reach the node at `address` with the data directory `data`
-    /// (the embedded node of `starling serve`).
-    pub(crate) fn for_node(address: &str, data: &Path) -> OperatorArgs {
-        OperatorArgs {
-            network: address.to_owned(),
-            data: data.to_owned(),
-            operator_token_file: None,
-            ca: None,
-            json: false,
-        }
-    }
-
-    /// The node's data directory.
-    pub(crate) fn data_dir(&self) -> &Path {
-        &self.data
-    }
-
-    pub(crate) async fn admin(&self) -> anyhow::Result<v1::admin_client::AdminClient<client::Authorised>> {
-        let path = self.operator_token_file.clone().unwrap_or_else(|| self.data.join("operator.token"));
-        let token = std::fs::read_to_string(&path).with_context(|| {
-            format!("cannot read the operator token {} (pass --data DIR or --operator-token-file)", path.display())
-        })?;
-        let credential = Credential::new(&token).map_err(anyhow::Error::msg)?;
-        let mut target = Target::new(&self.network);
-        if let Some(ca) = &self.ca {
-            target.ca_pem = Some(std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?);
-        }
-        let channel = target
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach the node at {} (is it running?)", self.network))?;
-        Ok(client::admin(channel, credential))
-    }
 }
 
 #[derive(Args)]
@@ -328,21 +272,12 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     eprintln!("operator token: {}", data.join(starling_network::node::OPERATOR_TOKEN_FILE).display());
     crate::service::ready(&format!("answering agents on {scheme}://{}", running.addr));
     crate::service::spawn_watchdog(running.shutdown.child_token());
-    wait_for_signal().await;
+    crate::service::wait_for_signal().await;
     eprintln!("stopping…");
     crate::service::stopping();
     running.shutdown.cancel();
     running.stopped.await.ok();
     Ok(ExitCode::SUCCESS)
-}
-
-/// Waits for Ctrl-C or SIGTERM.
-pub(crate) async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-    }
 }
 
 async fn run_org(args: OrgArgs) -> anyhow::Result<ExitCode> {

@@ -117,3 +117,12 @@ pub(crate) fn init_logging(default: &str) {
         builder.init();
     }
 }
+
+/// Waits for Ctrl-C or SIGTERM.
+pub(crate) async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}

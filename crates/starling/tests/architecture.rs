@@ -151,3 +151,155 @@ fn no_openssl_or_aws_lc_anywhere() {
         assert!(!deps.contains(forbidden), "the starling binary depends on {forbidden}");
     }
 }
+
+/// The modules of one crate and the crate's modules each one names
+/// (`crate::name`, `use crate::{a, b::c}`), from its source files; test
+/// modules and comments are left out. A module is a file or folder
+/// directly under `src/` (a folder's files count for it).
+fn module_graph(src: &std::path::Path) -> HashMap<String, BTreeSet<String>> {
+    fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("readable source folder").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let ident =
+        |text: &str| -> String { text.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect() };
+    let mut all = Vec::new();
+    files(src, &mut all);
+    let mut graph: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for path in all {
+        let relative = path.strip_prefix(src).expect("below src");
+        let first = relative.components().next().expect("a file").as_os_str().to_string_lossy();
+        let module = first.trim_end_matches(".rs").to_owned();
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable source");
+        let code: String = text
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap_or_default()
+            .lines()
+            .map(|line| line.split("//").next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let names = graph.entry(module.clone()).or_default();
+        for (at, _) in code.match_indices("crate::") {
+            let rest = &code[at + "crate::".len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                // `use crate::{a, b::{c, d}, e}`: the first name of each item.
+                let mut depth = 0;
+                let mut item_start = true;
+                for (i, c) in group.char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => break,
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => item_start = true,
+                        c if item_start && (c.is_ascii_alphabetic() || c == '_') => {
+                            names.insert(ident(&group[i..]));
+                            item_start = false;
+                        }
+                        _ => {}
+                    }
+                }
+            } else {
+                names.insert(ident(rest));
+            }
+        }
+        names.remove(&module);
+    }
+    graph
+}
+
+/// Strongly connected groups of more than one module (import cycles).
+fn cycles(graph: &HashMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
+    // Tarjan's algorithm over the crate's own modules.
+    struct Walk<'g> {
+        graph: &'g HashMap<String, BTreeSet<String>>,
+        index: HashMap<&'g str, usize>,
+        low: HashMap<&'g str, usize>,
+        stack: Vec<&'g str>,
+        found: Vec<Vec<String>>,
+    }
+    impl<'g> Walk<'g> {
+        fn visit(&mut self, v: &'g str) {
+            let n = self.index.len();
+            self.index.insert(v, n);
+            self.low.insert(v, n);
+            self.stack.push(v);
+            for w in self.graph[v].iter().filter(|w| self.graph.contains_key(w.as_str())) {
+                let w = w.as_str();
+                if !self.index.contains_key(w) {
+                    self.visit(w);
+                    let low = self.low[v].min(self.low[w]);
+                    self.low.insert(v, low);
+                } else if self.stack.contains(&w) {
+                    let low = self.low[v].min(self.index[w]);
+                    self.low.insert(v, low);
+                }
+            }
+            if self.low[v] == self.index[v] {
+                let mut group = Vec::new();
+                while let Some(w) = self.stack.pop() {
+                    group.push(w.to_owned());
+                    if w == v {
+                        break;
+                    }
+                }
+                if group.len() > 1 {
+                    group.sort();
+                    self.found.push(group);
+                }
+            }
+        }
+    }
+    let mut walk = Walk { graph, index: HashMap::new(), low: HashMap::new(), stack: Vec::new(), found: Vec::new() };
+    let mut modules: Vec<&str> = graph.keys().map(String::as_str).collect();
+    modules.sort();
+    for module in modules {
+        if !walk.index.contains_key(module) {
+            walk.visit(module);
+        }
+    }
+    walk.found
+}
+
+/// No crate's modules import each other in a circle: each crate's files
+/// form layers (ARCHITECTURE.md, "Rules"), so a module can be read, tested
+/// and moved with what it imports alone.
+#[test]
+fn no_crate_has_an_import_cycle_between_its_modules() {
+    let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&crates).expect("the crates folder").flatten() {
+        let src = entry.path().join("src");
+        if src.is_dir() {
+            for cycle in cycles(&module_graph(&src)) {
+                found.push(format!("{}: {}", entry.file_name().to_string_lossy(), cycle.join(" ↔ ")));
+            }
+        }
+    }
+    assert!(found.is_empty(), "modules importing each other in a circle:\n{}", found.join("\n"));
+}
+
+/// The cycle finder finds a circle through three modules, and none in a
+/// chain.
+#[test]
+fn the_cycle_finder_sees_circles_and_not_chains() {
+    let graph = |edges: &[(&str, &str)]| {
+        let mut g: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for (a, b) in edges {
+            g.entry((*a).to_owned()).or_default().insert((*b).to_owned());
+            g.entry((*b).to_owned()).or_default();
+        }
+        g
+    };
+    assert_eq!(cycles(&graph(&[("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")])), vec![vec!["a", "b", "c"]]);
+    assert!(cycles(&graph(&[("a", "b"), ("b", "c"), ("a", "c")])).is_empty());
+}
