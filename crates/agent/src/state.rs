@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::events::{Event, EventSink};
 
@@ -528,7 +528,7 @@ pub fn data_version(c: &Connection) -> rusqlite::Result<i64> {
 // ---------------------------------------------------------------- mailboxes
 
 /// A mailbox as stored.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MailboxRow {
     /// User name (or `shared/account/folder`).
     pub name: String,
@@ -720,7 +720,7 @@ pub fn set_cursor(c: &Connection, mailbox: &str, folder: &str, cursor: Cursor) -
 // ---------------------------------------------------------------- whitelist
 
 /// A stored whitelist entry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WhitelistRow {
     /// "" for server-wide, else the mailbox.
     pub scope: String,
@@ -785,7 +785,7 @@ pub fn whitelist(c: &Connection, scope: Option<&str>) -> rusqlite::Result<Vec<Wh
 // ---------------------------------------------------------------- outcomes
 
 /// Counters of one mailbox for one hour.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     /// Messages checked.
     pub checked: u32,
@@ -1204,7 +1204,7 @@ pub fn feedback_pending(c: &Connection) -> rusqlite::Result<u64> {
 // ---------------------------------------------------------------- rescans
 
 /// A rescan: asked for, running or finished.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RescanRow {
     /// Its id.
     pub id: i64,
@@ -1311,7 +1311,7 @@ pub fn insert_event(c: &Connection, event: &Event) -> rusqlite::Result<()> {
 }
 
 /// A stored event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRow {
     /// Row id (increasing).
     pub seq: i64,

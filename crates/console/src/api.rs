@@ -7,6 +7,7 @@
 //! status: 400 bad input, 401 not authenticated, 403 not allowed, 404
 //! unknown, 422 a value the checks refuse.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
@@ -200,7 +201,7 @@ pub struct UsersQuery {
 }
 
 /// A mailbox with its last 30 days' counters.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct UserRow {
     /// The stored row.
     #[serde(flatten)]
@@ -210,7 +211,7 @@ pub struct UserRow {
 }
 
 /// A page of mailboxes.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct UsersPage {
     /// Matching in all.
     pub total: u64,
@@ -259,7 +260,7 @@ fn yes() -> bool {
 }
 
 /// What happened to each name of a request.
-#[derive(Serialize, Default)]
+#[derive(Serialize, Deserialize, Default)]
 pub struct Outcomes {
     /// Name → what happened (`added`, `already known`, `enabled`, …).
     pub done: BTreeMap<String, String>,
@@ -370,7 +371,7 @@ async fn user_actions(
 }
 
 /// What an import did.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Imported {
     /// Rows read.
     pub rows: usize,
@@ -528,7 +529,7 @@ async fn whitelist_remove(State(app): State<App>, Query(q): Query<RemoveEntry>) 
 }
 
 /// What an import would do (or did).
-#[derive(Serialize, Default)]
+#[derive(Serialize, Deserialize, Default)]
 pub struct ImportPreview {
     /// New entries.
     pub add: Vec<(String, String)>,
@@ -891,17 +892,17 @@ pub struct EventsQuery {
 }
 
 /// An event with its catalogue entry.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct EventView {
     /// The stored event.
     #[serde(flatten)]
     pub event: state::EventRow,
     /// Its catalogue name.
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     /// The likely cause.
-    pub cause: &'static str,
+    pub cause: Cow<'static, str>,
     /// What to do.
-    pub remedy: &'static str,
+    pub remedy: Cow<'static, str>,
 }
 
 /// Parses `since`: Unix seconds, or `30m`, `24h`, `7d` back from now.
@@ -955,9 +956,9 @@ pub async fn events_matching(app: &App, q: EventsQuery) -> Result<Vec<EventView>
         .map(|event| {
             let kind = events::by_id(event.id);
             EventView {
-                name: kind.map_or("unknown", |k| k.name),
-                cause: kind.map_or("", |k| k.cause),
-                remedy: kind.map_or("", |k| k.remedy),
+                name: Cow::Borrowed(kind.map_or("unknown", |k| k.name)),
+                cause: Cow::Borrowed(kind.map_or("", |k| k.cause)),
+                remedy: Cow::Borrowed(kind.map_or("", |k| k.remedy)),
                 event,
             }
         })

@@ -934,8 +934,8 @@ struct EventLine {
     severity: String,
     mailbox: String,
     text: String,
-    cause: &'static str,
-    remedy: &'static str,
+    cause: std::borrow::Cow<'static, str>,
+    remedy: std::borrow::Cow<'static, str>,
 }
 
 #[derive(Template)]

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use starling_agent::config::AgentConfig;
 use starling_agent::events;
 use starling_agent::state::{self, Counters};
@@ -326,7 +326,7 @@ pub fn write_report(
 }
 
 /// A report file as listed.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ReportFile {
     /// File name (`.csv`).
     pub name: String,

@@ -21,6 +21,10 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use starling_agent::events::{CATALOGUE, catalogue_markdown};
+use starling_agent::state::{RescanRow, WhitelistRow};
+use starling_console::api::{EventView, ImportPreview, Imported, Outcomes, UsersPage};
+use starling_console::auth::Account;
+use starling_console::stats::ReportFile;
 
 use crate::agent_cmd::ConfigArgs;
 
@@ -183,9 +187,21 @@ impl Api {
     }
 
     pub(crate) fn json(&self, method: &str, path: &str, body: Option<Body>) -> anyhow::Result<Value> {
+        self.typed(method, path, body)
+    }
+
+    /// A request whose answer is one of the API's own types
+    /// (`starling_console::api`): a field the API renamed or dropped is a
+    /// clear error here, and a compile error where the CLI reads it.
+    pub(crate) fn typed<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Body>,
+    ) -> anyhow::Result<T> {
         let text = self.send(method, path, body)?;
         serde_json::from_str(&text)
-            .with_context(|| format!("the service answered {path} with something that is not JSON"))
+            .with_context(|| format!("the service's answer to {path} is not what this CLI reads"))
     }
 }
 
@@ -213,16 +229,11 @@ fn q(text: &str) -> String {
 }
 
 /// Prints per-name outcomes; fails (exit 1) when some were refused.
-fn outcomes(value: &Value, out: &mut impl std::io::Write) -> anyhow::Result<ExitCode> {
-    for (name, done) in value["done"].as_object().into_iter().flatten() {
-        writeln!(out, "{name}: {}", done.as_str().unwrap_or_default())?;
+fn outcomes(value: &Outcomes, out: &mut impl std::io::Write) -> anyhow::Result<ExitCode> {
+    for (name, done) in &value.done {
+        writeln!(out, "{name}: {done}")?;
     }
-    let failed: Vec<String> = value["failed"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(name, why)| format!("{name}: {}", why.as_str().unwrap_or_default()))
-        .collect();
+    let failed: Vec<String> = value.failed.iter().map(|(name, why)| format!("{name}: {why}")).collect();
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
@@ -312,7 +323,7 @@ pub(crate) fn users(args: UsersArgs) -> anyhow::Result<ExitCode> {
     let api = args.api.connect()?;
     let mut out = std::io::stdout().lock();
     let action = |names: Vec<String>, action: &str, hours: Option<u32>| {
-        api.json(
+        api.typed::<Outcomes>(
             "POST",
             "/api/v1/users/actions",
             Some(Body::Json(json!({"names": names, "action": action, "hours": hours}))),
@@ -322,35 +333,35 @@ pub(crate) fn users(args: UsersArgs) -> anyhow::Result<ExitCode> {
         UsersCommand::List { search, json } => {
             let mut offset = 0u64;
             loop {
-                let page =
-                    api.json("GET", &format!("/api/v1/users?search={}&offset={offset}&limit=500", q(&search)), None)?;
-                let users = page["users"].as_array().cloned().unwrap_or_default();
-                for user in &users {
+                let page: UsersPage =
+                    api.typed("GET", &format!("/api/v1/users?search={}&offset={offset}&limit=500", q(&search)), None)?;
+                for user in &page.users {
                     if json {
-                        writeln!(out, "{user}")?;
+                        writeln!(out, "{}", serde_json::to_string(user)?)?;
                     } else {
+                        let mailbox = &user.mailbox;
                         writeln!(
                             out,
                             "{:<40} {:<8} {:<12} {:<9} {:<9} {}",
-                            user["name"].as_str().unwrap_or_default(),
-                            if user["enabled"] == true { "enabled" } else { "disabled" },
-                            if user["feedback"] == true { "feedback" } else { "no feedback" },
-                            if user["model"] == false { "no model" } else { "model" },
-                            user["source"].as_str().unwrap_or_default(),
-                            if user["present"] == true { "" } else { "(no longer listed)" }
+                            mailbox.name,
+                            if mailbox.enabled { "enabled" } else { "disabled" },
+                            if mailbox.feedback { "feedback" } else { "no feedback" },
+                            if mailbox.model { "model" } else { "no model" },
+                            mailbox.source,
+                            if mailbox.present { "" } else { "(no longer listed)" }
                         )?;
                     }
                 }
-                offset += users.len() as u64;
-                if users.is_empty() || offset >= page["total"].as_u64().unwrap_or(0) {
+                offset += page.users.len() as u64;
+                if page.users.is_empty() || offset >= page.total {
                     break;
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         UsersCommand::Add { names, disabled } => {
-            let answer =
-                api.json("POST", "/api/v1/users", Some(Body::Json(json!({"names": names, "enabled": !disabled}))))?;
+            let answer: Outcomes =
+                api.typed("POST", "/api/v1/users", Some(Body::Json(json!({"names": names, "enabled": !disabled}))))?;
             outcomes(&answer, &mut out)
         }
         UsersCommand::Enable { names } => outcomes(&action(names, "enable", None)?, &mut out),
@@ -362,12 +373,8 @@ pub(crate) fn users(args: UsersArgs) -> anyhow::Result<ExitCode> {
         UsersCommand::Rescan { names, hours } => outcomes(&action(names, "rescan", hours)?, &mut out),
         UsersCommand::Import { file } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let answer = api.json("POST", "/api/v1/users/import", Some(Body::Text(text)))?;
-            writeln!(
-                out,
-                "imported {} mailboxes: {} added, {} updated",
-                answer["rows"], answer["added"], answer["updated"]
-            )?;
+            let answer: Imported = api.typed("POST", "/api/v1/users/import", Some(Body::Text(text)))?;
+            writeln!(out, "imported {} mailboxes: {} added, {} updated", answer.rows, answer.added, answer.updated)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -433,18 +440,14 @@ pub(crate) fn whitelist(args: WhitelistArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match args.command {
         WhitelistCommand::List { all, json } => {
-            let rows = api.json("GET", &format!("/api/v1/whitelist?scope={}&all={all}", q(&scope)), None)?;
-            for row in rows.as_array().into_iter().flatten() {
+            let rows: Vec<WhitelistRow> =
+                api.typed("GET", &format!("/api/v1/whitelist?scope={}&all={all}", q(&scope)), None)?;
+            for row in &rows {
                 if json {
-                    writeln!(out, "{row}")?;
+                    writeln!(out, "{}", serde_json::to_string(row)?)?;
                 } else {
-                    let scope = row["scope"].as_str().filter(|s| !s.is_empty()).unwrap_or("(server)");
-                    writeln!(
-                        out,
-                        "{scope:<24} {:<40} {}",
-                        row["entry"].as_str().unwrap_or_default(),
-                        row["comment"].as_str().unwrap_or_default()
-                    )?;
+                    let scope = if row.scope.is_empty() { "(server)" } else { row.scope.as_str() };
+                    writeln!(out, "{scope:<24} {:<40} {}", row.entry, row.comment)?;
                 }
             }
         }
@@ -468,7 +471,7 @@ pub(crate) fn whitelist(args: WhitelistArgs) -> anyhow::Result<ExitCode> {
         WhitelistCommand::Import { file, dry_run } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let path = format!("/api/v1/whitelist/import?scope={}&dry_run={dry_run}", q(&scope));
-            let answer = match api.json("POST", &path, Some(Body::Text(text))) {
+            let answer: ImportPreview = match api.typed("POST", &path, Some(Body::Text(text))) {
                 Ok(answer) => answer,
                 Err(e) => {
                     return Err(fail(
@@ -477,10 +480,9 @@ pub(crate) fn whitelist(args: WhitelistArgs) -> anyhow::Result<ExitCode> {
                     ));
                 }
             };
-            let add = answer["add"].as_array().map_or(0, Vec::len);
-            let update = answer["update"].as_array().map_or(0, Vec::len);
+            let (add, update) = (answer.add.len(), answer.update.len());
             let verb = if dry_run { "would import" } else { "imported" };
-            writeln!(out, "{verb}: {add} new, {update} comments changed, {} already listed", answer["unchanged"])?;
+            writeln!(out, "{verb}: {add} new, {update} comments changed, {} already listed", answer.unchanged)?;
         }
         WhitelistCommand::Export { format } => {
             let text =
@@ -650,17 +652,13 @@ pub(crate) fn accounts(args: AccountsArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match args.command {
         AccountsCommand::List { json } => {
-            let answer = api.json("GET", "/api/v1/accounts", None)?;
-            for account in answer.as_array().into_iter().flatten() {
+            let accounts: Vec<Account> = api.typed("GET", "/api/v1/accounts", None)?;
+            for account in &accounts {
                 if json {
-                    writeln!(out, "{account}")?;
+                    writeln!(out, "{}", serde_json::to_string(account)?)?;
                 } else {
-                    writeln!(
-                        out,
-                        "{:<24} {}",
-                        account["name"].as_str().unwrap_or_default(),
-                        account["role"].as_str().unwrap_or_default()
-                    )?;
+                    let role = serde_json::to_value(account.role)?;
+                    writeln!(out, "{:<24} {}", account.name, role.as_str().unwrap_or_default())?;
                 }
             }
         }
@@ -739,19 +737,20 @@ pub(crate) fn reports(args: ReportsArgs) -> anyhow::Result<ExitCode> {
             write!(out, "{}", api.send("GET", &format!("/api/v1/reports/export?period={period}{mailbox}"), None)?)?;
         }
         ReportsCommand::List { json } => {
-            let files = api.json("GET", "/api/v1/reports", None)?;
-            for f in files.as_array().into_iter().flatten() {
+            let files: Vec<ReportFile> = api.typed("GET", "/api/v1/reports", None)?;
+            for f in &files {
                 if json {
-                    writeln!(out, "{f}")?;
+                    writeln!(out, "{}", serde_json::to_string(f)?)?;
                 } else {
-                    writeln!(out, "{:<40} {:>8} bytes", f["name"].as_str().unwrap_or_default(), f["bytes"])?;
+                    writeln!(out, "{:<40} {:>8} bytes", f.name, f.bytes)?;
                 }
             }
         }
         ReportsCommand::Write { kind } => {
-            let files = api.json("POST", "/api/v1/reports", Some(Body::Json(json!({"kind": kind}))))?;
-            if let Some(newest) = files.as_array().and_then(|f| f.first()) {
-                writeln!(out, "written: {}", newest["name"].as_str().unwrap_or_default())?;
+            let files: Vec<ReportFile> =
+                api.typed("POST", "/api/v1/reports", Some(Body::Json(json!({"kind": kind}))))?;
+            if let Some(newest) = files.first() {
+                writeln!(out, "written: {}", newest.name)?;
             }
         }
     }
@@ -819,20 +818,15 @@ pub(crate) fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
     if let Some(severity) = &args.severity {
         path.push_str(&format!("&severity={}", q(severity)));
     }
-    for event in api.json("GET", &path, None)?.as_array().into_iter().flatten() {
+    let events: Vec<EventView> = api.typed("GET", &path, None)?;
+    for event in &events {
         if args.json {
-            writeln!(out, "{event}")?;
+            writeln!(out, "{}", serde_json::to_string(event)?)?;
         } else {
-            let at = event["at"].as_i64().and_then(|s| jiff::Timestamp::from_second(s).ok()).map(|t| t.to_string());
-            let mailbox = event["mailbox"].as_str().map(|m| format!(" [{m}]")).unwrap_or_default();
-            writeln!(
-                out,
-                "{} {:>4} {:<8}{mailbox} {}",
-                at.unwrap_or_default(),
-                event["id"],
-                event["severity"].as_str().unwrap_or_default(),
-                event["text"].as_str().unwrap_or_default()
-            )?;
+            let row = &event.event;
+            let at = jiff::Timestamp::from_second(row.at).map(|t| t.to_string()).unwrap_or_default();
+            let mailbox = row.mailbox.as_deref().map(|m| format!(" [{m}]")).unwrap_or_default();
+            writeln!(out, "{at} {:>4} {:<8}{mailbox} {}", row.id, row.severity, row.text)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -877,22 +871,14 @@ enum RescanCommand {
     },
 }
 
-fn rescan_line(row: &Value) -> String {
-    let at = row["requested_at"].as_i64().and_then(|s| jiff::Timestamp::from_second(s).ok()).map(|t| t.to_string());
-    let text = |k: &str| row[k].as_str().unwrap_or_default().to_owned();
+fn rescan_line(row: &RescanRow) -> String {
+    let at = jiff::Timestamp::from_second(row.requested_at).map(|t| t.to_string()).unwrap_or_default();
     let mut line = format!(
-        "{:>5} {} {:<30} {:<18} {:<8} {}/{} looked at, {} filed",
-        row["id"],
-        at.unwrap_or_default(),
-        text("mailbox"),
-        text("origin"),
-        text("status"),
-        row["checked"],
-        row["total"],
-        row["filed"]
+        "{:>5} {at} {:<30} {:<18} {:<8} {}/{} looked at, {} filed",
+        row.id, row.mailbox, row.origin, row.status, row.checked, row.total, row.filed
     );
-    if !text("detail").is_empty() {
-        line.push_str(&format!(" ({})", text("detail")));
+    if !row.detail.is_empty() {
+        line.push_str(&format!(" ({})", row.detail));
     }
     line
 }
@@ -903,17 +889,14 @@ pub(crate) fn rescan(args: RescanArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match args.command {
         RescanCommand::Start { names, all, hours, wait } => {
-            let answer = api.json(
+            let answer: Outcomes = api.typed(
                 "POST",
                 "/api/v1/rescans",
                 Some(Body::Json(json!({"names": names, "all": all, "hours": hours}))),
             )?;
-            let ids: Vec<i64> = answer["done"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter_map(|(_, v)| v.as_str()?.split_whitespace().nth(1)?.parse().ok())
-                .collect();
+            // "rescan 12 requested": the rescan's id.
+            let ids: Vec<i64> =
+                answer.done.values().filter_map(|v| v.split_whitespace().nth(1)?.parse().ok()).collect();
             let code = outcomes(&answer, &mut out)?;
             out.flush()?;
             if wait {
@@ -922,11 +905,10 @@ pub(crate) fn rescan(args: RescanArgs) -> anyhow::Result<ExitCode> {
             Ok(code)
         }
         RescanCommand::Status { limit, json } => {
-            for row in
-                api.json("GET", &format!("/api/v1/rescans?limit={limit}"), None)?.as_array().into_iter().flatten()
-            {
+            let rows: Vec<RescanRow> = api.typed("GET", &format!("/api/v1/rescans?limit={limit}"), None)?;
+            for row in &rows {
                 if json {
-                    writeln!(out, "{row}")?;
+                    writeln!(out, "{}", serde_json::to_string(row)?)?;
                 } else {
                     writeln!(out, "{}", rescan_line(row))?;
                 }
@@ -941,17 +923,16 @@ fn wait_for_rescans(api: &Api, ids: &[i64], out: &mut impl std::io::Write) -> an
     let mut shown: std::collections::HashMap<i64, String> = std::collections::HashMap::new();
     let started = std::time::Instant::now();
     loop {
-        let rows = api.json("GET", "/api/v1/rescans?limit=1000", None)?;
+        let rows: Vec<RescanRow> = api.typed("GET", "/api/v1/rescans?limit=1000", None)?;
         let (mut open, mut failed) = (0, 0);
-        for row in rows.as_array().into_iter().flatten() {
-            let Some(id) = row["id"].as_i64().filter(|id| ids.contains(id)) else { continue };
+        for row in rows.iter().filter(|row| ids.contains(&row.id)) {
             let line = rescan_line(row);
-            if shown.get(&id) != Some(&line) {
+            if shown.get(&row.id) != Some(&line) {
                 writeln!(out, "{line}")?;
                 out.flush()?;
-                shown.insert(id, line);
+                shown.insert(row.id, line);
             }
-            match row["status"].as_str().unwrap_or_default() {
+            match row.status.as_str() {
                 "done" => {}
                 "failed" => failed += 1,
                 _ => open += 1,
