@@ -11,7 +11,7 @@
 //! for Maildir it watches the spam folder and the other folders and routes
 //! what users move there to the mailbox's task.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,8 +27,8 @@ use crate::learning::Learner;
 use crate::network::{self, Health, Network};
 use crate::pipeline::{self, MailboxContext, Pipeline, PolicyCell, Whitelists};
 use crate::policy::{ActionKind, MailboxPolicy};
-use crate::process::{Item, Moved, Pass, Processor};
-use crate::state::{self, Cursor, State};
+use crate::process::{Moved, Processor};
+use crate::state::{self, State};
 use crate::tagging::Marker;
 use crate::{imap, maildir, users};
 
@@ -1050,7 +1050,7 @@ impl Supervisor {
                     let maildir =
                         maildir::user_maildir(&self.config.maildir.root, &self.config.maildir.layout, &account);
                     let (watched, complete) = self.watch_maildir(&name, &maildir, &folder, feedback);
-                    let worker = MaildirWorker {
+                    let worker = maildir::MaildirWorker {
                         maildir,
                         folder,
                         context,
@@ -1060,7 +1060,7 @@ impl Supervisor {
                         first_scan_hours: self.config.scan.first_scan_hours,
                         max_bytes: self.config.imap.max_message_bytes,
                         poll: if complete { Duration::from_secs(600) } else { Duration::from_secs(60) },
-                        recent: Recent::default(),
+                        recent: maildir::Recent::default(),
                     };
                     let stop = self.stop.clone();
                     Running {
@@ -1304,341 +1304,4 @@ fn lost_since() -> i64 {
 /// The task name of a shared mailbox.
 pub fn shared_name(shared: &SharedMailbox) -> String {
     format!("shared/{}/{}", shared.account, shared.folder)
-}
-
-/// The unique names handled lately, to ignore repeated notifications.
-#[derive(Default)]
-struct Recent {
-    order: VecDeque<String>,
-    set: HashSet<String>,
-}
-
-impl Recent {
-    const SIZE: usize = 4096;
-
-    /// Forgets a name (its message was not handled after all).
-    fn remove(&mut self, name: &str) {
-        if self.set.remove(name) {
-            self.order.retain(|n| n != name);
-        }
-    }
-
-    fn insert(&mut self, name: String) -> bool {
-        if self.set.contains(&name) {
-            return false;
-        }
-        if self.order.len() == Self::SIZE
-            && let Some(old) = self.order.pop_front()
-        {
-            self.set.remove(&old);
-        }
-        self.order.push_back(name.clone());
-        self.set.insert(name);
-        true
-    }
-}
-
-/// The task of one Maildir folder.
-struct MaildirWorker {
-    maildir: PathBuf,
-    folder: String,
-    context: MailboxContext,
-    processor: Arc<Processor>,
-    marker: Marker,
-    events: Events,
-    first_scan_hours: u32,
-    max_bytes: u64,
-    poll: Duration,
-    recent: Recent,
-}
-
-impl MaildirWorker {
-    async fn run(mut self, mut work: mpsc::Receiver<Work>, stop: CancellationToken) {
-        let name = self.context.name.to_string();
-        let state = self.processor.state.clone();
-        if let Err(e) = maildir::recover(&state, &self.events, &name, &self.maildir).await {
-            self.events.emit(events::STATE_ERROR, Some(&name), e.to_string());
-        }
-        let dir = maildir::folder_dir(&self.maildir, &self.folder);
-        let (key_name, key_folder) = (name.clone(), self.folder.clone());
-        let cursor = state.call(move |c| state::cursor(c, &key_name, &key_folder)).await.ok().flatten();
-        let mut position = match cursor {
-            Some(cursor) => cursor.position,
-            None => {
-                let hours = i64::from(self.first_scan_hours);
-                let now = jiff::Timestamp::now().as_nanosecond() as i64;
-                now - hours * 3_600_000_000_000
-            }
-        };
-        position = self.scan(&dir, position).await;
-        // Watching from here on (the watch was set before the task started).
-        self.save_cursor(position);
-        let mut poll = tokio::time::interval(self.poll);
-        poll.tick().await;
-        let mut later: Option<Work> = None;
-        loop {
-            let next = if let Some(next) = later.take() {
-                next
-            } else {
-                tokio::select! {
-                () = stop.cancelled() => return,
-                _ = poll.tick() => Work::Scan,
-                next = work.recv() => match next {
-                    None => return,
-                    Some(next) => next,
-                },
-                }
-            };
-            match next {
-                Work::Stop => return,
-                Work::Written(name) => {
-                    self.recent.remove(&name);
-                    later = Some(Work::Arrived(name));
-                }
-                Work::Scan => position = self.scan(&dir, position).await,
-                // Messages handled since then moved the position past the
-                // ones whose notifications were lost: go back.
-                Work::CatchUp(since) => position = self.scan(&dir, position.min(since)).await,
-                Work::Rescan { id, since } => self.rescan(&dir, id, since).await,
-                Work::Moved(folder, first, direction) => {
-                    let mut moved = vec![(folder, first, direction)];
-                    while moved.len() < 256 {
-                        match work.try_recv() {
-                            Ok(Work::Moved(folder, name, direction)) => moved.push((folder, name, direction)),
-                            Ok(Work::Stop) => return,
-                            Ok(other) => {
-                                later = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    self.moved(moved).await;
-                }
-                Work::Arrived(first) => {
-                    let mut names = vec![first];
-                    while names.len() < 256 {
-                        match work.try_recv() {
-                            Ok(Work::Arrived(more)) => names.push(more),
-                            Ok(Work::Stop) => return,
-                            Ok(other) => {
-                                later = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    let names: Vec<String> = names.into_iter().filter(|n| self.recent.insert(n.clone())).collect();
-                    if let (Some(newest), _) = self.handle(&dir, names, Pass::Delivery).await {
-                        position = position.max(newest);
-                        self.save_cursor(position);
-                    }
-                }
-                Work::Recheck(locators) => {
-                    let names: Vec<String> =
-                        locators.into_iter().filter(|(f, _)| *f == self.folder).map(|(_, l)| l).collect();
-                    self.handle(&dir, names, Pass::Recheck).await;
-                }
-                Work::Retro(locators) => {
-                    let names: Vec<String> =
-                        locators.into_iter().filter(|(f, _)| *f == self.folder).map(|(_, l)| l).collect();
-                    self.handle(&dir, names, Pass::Retro).await;
-                }
-                Work::Settle { rows, read } => self.settle(&dir, rows, read).await,
-            }
-        }
-    }
-
-    /// Handles what arrived after `position`; returns the new position.
-    async fn scan(&mut self, dir: &Path, position: i64) -> i64 {
-        let dir_owned = dir.to_owned();
-        let listed = tokio::task::spawn_blocking(move || maildir::list_since(&dir_owned, position)).await;
-        let listed = match listed {
-            Ok(Ok(listed)) => listed,
-            Ok(Err(e)) => {
-                self.events.emit(
-                    events::MESSAGE_UNREADABLE,
-                    Some(&self.context.name),
-                    format!("{}: {e}", dir.display()),
-                );
-                return position;
-            }
-            Err(_) => return position,
-        };
-        tracing::debug!(mailbox = %self.context.name, folder = %self.folder, listed = listed.len(), "scanning");
-        let mut newest = position;
-        for chunk in listed.chunks(256) {
-            // Messages handled a moment ago are not handled twice.
-            let names: Vec<String> =
-                chunk.iter().map(|(n, _)| n.clone()).filter(|n| self.recent.insert(n.clone())).collect();
-            self.handle(dir, names, Pass::Delivery).await;
-            newest = newest.max(chunk.last().map_or(position, |(_, at)| *at));
-            self.save_cursor(newest);
-        }
-        newest
-    }
-
-    /// Looks again at the messages delivered since `since` (Unix seconds).
-    async fn rescan(&mut self, dir: &Path, id: i64, since: i64) {
-        let started = std::time::Instant::now();
-        let state = self.processor.state.clone();
-        let name = self.context.name.to_string();
-        let dir_owned = dir.to_owned();
-        let after = since.saturating_mul(1_000_000_000);
-        let listed = match tokio::task::spawn_blocking(move || maildir::list_since(&dir_owned, after)).await {
-            Ok(Ok(listed)) => listed,
-            failed => {
-                let detail = match failed {
-                    Ok(Err(e)) => format!("{}: {e}", dir.display()),
-                    _ => "the listing task failed".to_owned(),
-                };
-                self.events.emit(events::RESCAN_FAILED, Some(&name), &detail);
-                let _ = state.call(move |c| state::rescan_update(c, id, "failed", (0, 0, 0), &detail)).await;
-                return;
-            }
-        };
-        let total = listed.len() as u64;
-        let _ = state.call(move |c| state::rescan_update(c, id, "running", (total, 0, 0), "")).await;
-        self.events.emit(
-            events::RESCAN_STARTED,
-            Some(&name),
-            format!(
-                "{total} message(s) in {} delivered since {}.",
-                self.folder,
-                jiff::Timestamp::from_second(since).unwrap_or_default()
-            ),
-        );
-        let (mut checked, mut filed) = (0u64, 0u64);
-        for chunk in listed.chunks(1024) {
-            let names = chunk.iter().map(|(n, _)| n.clone()).collect();
-            filed += self.handle(dir, names, Pass::Rescan).await.1;
-            checked += chunk.len() as u64;
-            let progress = (total, checked, filed);
-            state.send(move |c| state::rescan_update(c, id, "running", progress, ""));
-        }
-        let _ = state.call(move |c| state::rescan_update(c, id, "done", (total, total, filed), "")).await;
-        self.events.emit(
-            events::RESCAN_FINISHED,
-            Some(&name),
-            format!("{total} message(s) looked at again, {filed} filed, in {:.1} s.", started.elapsed().as_secs_f64()),
-        );
-    }
-
-    /// Messages users moved into other folders: read them where they are
-    /// and tell the processor.
-    async fn moved(&mut self, moved: Vec<(String, String, Moved)>) {
-        let maildir = self.maildir.clone();
-        let max = self.max_bytes;
-        let read = tokio::task::spawn_blocking(move || {
-            let mut into = Vec::new();
-            let mut out = Vec::new();
-            for (folder, name, direction) in moved {
-                let dir = maildir::folder_dir(&maildir, &folder);
-                let Some(path) = maildir::locate(&dir, &name) else { continue };
-                let Ok((bytes, truncated)) = maildir::read_message(&path, max) else { continue };
-                let identity = maildir::identity(&path);
-                let item = Item { locator: name, raw: Arc::from(bytes), truncated, identity };
-                match direction {
-                    Moved::IntoSpam => into.push(item),
-                    Moved::OutOfSpam => out.push(item),
-                }
-            }
-            (into, out)
-        })
-        .await;
-        let Ok((into, out)) = read else { return };
-        let name = self.context.name.to_string();
-        self.processor.moved(&name, into, Moved::IntoSpam).await;
-        self.processor.moved(&name, out, Moved::OutOfSpam).await;
-    }
-
-    /// Reads and processes messages by unique name, in batches; returns the
-    /// newest delivery time seen and how many messages were acted on.
-    async fn handle(&mut self, dir: &Path, names: Vec<String>, pass: Pass) -> (Option<i64>, u64) {
-        if names.is_empty() {
-            return (None, 0);
-        }
-        let recheck = pass == Pass::Recheck;
-        let dir_owned = dir.to_owned();
-        let max = self.max_bytes;
-        let read = tokio::task::spawn_blocking(move || {
-            let mut items = Vec::with_capacity(names.len());
-            let mut missing = Vec::new();
-            let mut incomplete = Vec::new();
-            let mut newest = None;
-            for name in names {
-                let Some(path) = maildir::locate(&dir_owned, &name) else {
-                    missing.push(name);
-                    continue;
-                };
-                match maildir::read_message(&path, max) {
-                    // Created and not written yet (a delivery that writes
-                    // in place instead of renaming from tmp/): it is
-                    // handled when it is closed.
-                    Ok((bytes, _)) if bytes.is_empty() => incomplete.push(name),
-                    Ok((bytes, truncated)) => {
-                        newest = newest.max(maildir::delivered_at(&path));
-                        let identity = maildir::identity(&path);
-                        items.push(Item { locator: name, raw: Arc::from(bytes), truncated, identity });
-                    }
-                    Err(_) => missing.push(name),
-                }
-            }
-            (items, missing, incomplete, newest)
-        })
-        .await;
-        let Ok((items, missing, incomplete, newest)) = read else { return (None, 0) };
-        for name in &incomplete {
-            self.recent.remove(name);
-        }
-        tracing::debug!(mailbox = %self.context.name, read = items.len(), missing = missing.len(), "handling");
-        let name = self.context.name.to_string();
-        if recheck && !missing.is_empty() {
-            let folder = self.folder.clone();
-            let mailbox = name.clone();
-            self.processor.state.send(move |c| state::recheck_done(c, &mailbox, &folder, &missing));
-        }
-        let mut folder = maildir::MaildirFolder {
-            maildir: self.maildir.clone(),
-            folder: self.folder.clone(),
-            mailbox: name,
-            marker: self.marker.clone(),
-            state: self.processor.state.clone(),
-            events: self.events.clone(),
-        };
-        let mut acted = 0;
-        for chunk in items.chunks(64) {
-            acted += self.processor.process(&mut folder, &self.context, &self.folder, chunk.to_vec(), pass).await.acted;
-        }
-        (newest, acted as u64)
-    }
-
-    /// Which remembered messages are still in this folder (and read):
-    /// those are learnt as ham, the others forgotten.
-    async fn settle(&self, dir: &Path, rows: Vec<crate::recent::Located>, read: bool) {
-        let dir = dir.to_owned();
-        let folder = self.folder.clone();
-        let sorted = tokio::task::spawn_blocking(move || {
-            let (mut learn, mut keep, mut gone) = (Vec::new(), Vec::new(), Vec::new());
-            for row in rows.into_iter().filter(|row| row.folder == folder) {
-                match maildir::locate(&dir, &row.locator) {
-                    None => gone.push(row),
-                    Some(path) => {
-                        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                        if !read || crate::retro::maildir_seen(name) { learn.push(row) } else { keep.push(row) }
-                    }
-                }
-            }
-            (learn, keep, gone)
-        })
-        .await;
-        if let Ok((learn, keep, gone)) = sorted {
-            self.processor.settle(&self.context.name, learn, keep, gone).await;
-        }
-    }
-
-    fn save_cursor(&self, position: i64) {
-        let (mailbox, folder) = (self.context.name.to_string(), self.folder.clone());
-        self.processor.state.send(move |c| state::set_cursor(c, &mailbox, &folder, Cursor { validity: 0, position }));
-    }
 }

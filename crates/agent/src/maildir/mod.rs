@@ -12,6 +12,10 @@
 //! journalled, renamed into place, and only then is the original removed; a
 //! restart finishes or undoes a journalled tag ([`recover`]).
 
+mod task;
+
+pub(crate) use task::{MaildirWorker, Recent};
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
