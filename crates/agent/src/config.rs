@@ -836,6 +836,22 @@ impl AgentConfig {
         if self.state_dir.as_os_str().is_empty() {
             problems.push("state_dir: must not be empty".into());
         }
+        self.network_problems(&mut problems);
+        self.maildir_problems(&mut problems);
+        self.schedules_problems(&mut problems);
+        self.console_problems(&mut problems);
+        self.model_problems(&mut problems);
+        self.notify_problems(&mut problems);
+        self.milter_problems(&mut problems);
+        self.retention_problems(&mut problems);
+        self.imap_problems(&mut problems);
+        self.users_problems(&mut problems);
+        self.policy_problems(&mut problems);
+        problems
+    }
+
+    /// The `[network]` section.
+    fn network_problems(&self, problems: &mut Vec<String>) {
         let n = &self.network;
         if n.urls().next().is_none() {
             problems.push("network.url: must name a node".into());
@@ -863,6 +879,10 @@ impl AgentConfig {
         if n.retry_seconds == 0 {
             problems.push("network.retry_seconds: must be at least 1".into());
         }
+    }
+
+    /// The `[maildir]` section, when Maildir is the store.
+    fn maildir_problems(&self, problems: &mut Vec<String>) {
         if self.mail_store == MailStoreKind::Maildir {
             let layout = &self.maildir.layout;
             if !(layout.contains("{user}") || (layout.contains("{domain}") && layout.contains("{local}"))) {
@@ -874,6 +894,10 @@ impl AgentConfig {
                 problems.push(format!("maildir.layout: must be a relative path without '..', got {layout:?}"));
             }
         }
+    }
+
+    /// The rescan and report schedules and the `[reports]` figures.
+    fn schedules_problems(&self, problems: &mut Vec<String>) {
         if let Err(e) = crate::schedule::Daily::parse(&self.rescan.time, &self.rescan.timezone) {
             let key = if matches!(e, crate::schedule::ScheduleError::Time(_)) { "time" } else { "timezone" };
             problems.push(format!("rescan.{key}: {e}"));
@@ -898,6 +922,10 @@ impl AgentConfig {
         if self.reports.currency.chars().count() > 8 || self.reports.currency.chars().any(char::is_control) {
             problems.push("reports.currency: at most 8 characters".into());
         }
+    }
+
+    /// The `[console]` section.
+    fn console_problems(&self, problems: &mut Vec<String>) {
         if self.console.listen.parse::<std::net::SocketAddr>().is_err() {
             problems.push(format!(
                 "console.listen: must be an address and port such as 127.0.0.1:8025, got {:?}",
@@ -910,6 +938,10 @@ impl AgentConfig {
         if self.console.session_hours == 0 || self.console.session_hours > 24 * 30 {
             problems.push(format!("console.session_hours: must be 1..=720, got {}", self.console.session_hours));
         }
+    }
+
+    /// The `[model]` and `[activation]` sections.
+    fn model_problems(&self, problems: &mut Vec<String>) {
         let m = &self.model;
         if !(0.5..1.0).contains(&m.threshold_floor) {
             problems
@@ -932,6 +964,10 @@ impl AgentConfig {
         {
             problems.push("activation.public_key: must be 64 hexadecimal digits (or empty)".into());
         }
+    }
+
+    /// The `[notify]` section.
+    fn notify_problems(&self, problems: &mut Vec<String>) {
         let nt = &self.notify;
         if nt.enabled {
             if nt.smtp_host.is_empty() || nt.smtp_port == 0 {
@@ -951,6 +987,10 @@ impl AgentConfig {
                 }
             }
         }
+    }
+
+    /// The `[milter]` section.
+    fn milter_problems(&self, problems: &mut Vec<String>) {
         let mt = &self.milter;
         if let Err(e) = mt.listen_address() {
             problems.push(format!("milter.listen: {e}"));
@@ -979,12 +1019,20 @@ impl AgentConfig {
         if mt.max_connections == 0 {
             problems.push("milter.max_connections: must be at least 1".into());
         }
+    }
+
+    /// What is remembered: `[retro]` and `rescan.max_age_hours`.
+    fn retention_problems(&self, problems: &mut Vec<String>) {
         if self.retro.max_messages == 0 {
             problems.push("retro.max_messages: must be at least 1".into());
         }
         if self.rescan.max_age_hours == 0 || self.rescan.max_age_hours > 24 * 30 {
             problems.push(format!("rescan.max_age_hours: must be 1..=720, got {}", self.rescan.max_age_hours));
         }
+    }
+
+    /// The `[imap]` section.
+    fn imap_problems(&self, problems: &mut Vec<String>) {
         let i = &self.imap;
         if self.mail_store == MailStoreKind::Imap {
             if i.host.is_empty() {
@@ -1026,6 +1074,10 @@ impl AgentConfig {
         if i.max_message_bytes < 64 << 10 {
             problems.push(format!("imap.max_message_bytes: must be at least 65536, got {}", i.max_message_bytes));
         }
+    }
+
+    /// The `[users]` section.
+    fn users_problems(&self, problems: &mut Vec<String>) {
         let u = &self.users;
         match u.source {
             UserSource::Doveadm if u.doveadm_command.is_empty() => {
@@ -1044,6 +1096,10 @@ impl AgentConfig {
         if u.refresh_minutes == 0 {
             problems.push("users.refresh_minutes: must be at least 1".into());
         }
+    }
+
+    /// The `[policy]`, `[whitelist]` and `[[shared]]` sections.
+    fn policy_problems(&self, problems: &mut Vec<String>) {
         let p = &self.policy;
         let actions = [
             ("policy.spam_action", Some(p.spam_action)),
@@ -1095,7 +1151,6 @@ impl AgentConfig {
                 problems.push(format!("shared[{index}].action: the folder action needs policy.folder"));
             }
         }
-        problems
     }
 }
 
