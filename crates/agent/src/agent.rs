@@ -28,7 +28,7 @@ use crate::network::{self, Health, Network};
 use crate::pipeline::{self, MailboxContext, Pipeline, PolicyCell, Whitelists};
 use crate::policy::{ActionKind, MailboxPolicy};
 use crate::process::{Moved, Processor};
-use crate::state::{self, State};
+use crate::state::{self, RescanStatus, State};
 use crate::tagging::Marker;
 use crate::{imap, maildir, users};
 
@@ -741,12 +741,12 @@ impl Supervisor {
         let _ = self
             .state
             .call(|c| {
-                for status in ["queued", "running"] {
+                for status in [RescanStatus::Queued, RescanStatus::Running] {
                     for row in state::rescans_with_status(c, status)? {
                         state::rescan_update(
                             c,
                             row.id,
-                            "failed",
+                            RescanStatus::Failed,
                             (row.total, row.checked, row.filed),
                             "interrupted: the agent stopped",
                         )?;
@@ -759,20 +759,24 @@ impl Supervisor {
 
     /// Hands rescans asked for to their mailbox tasks.
     async fn dispatch_rescans(&mut self) {
-        let Ok(requested) = self.state.call(|c| state::rescans_with_status(c, "requested")).await else { return };
+        let Ok(requested) = self.state.call(|c| state::rescans_with_status(c, RescanStatus::Requested)).await else {
+            return;
+        };
         for row in requested {
             let (id, mailbox) = (row.id, row.mailbox.clone());
             let status = match self.running.get(&row.mailbox) {
-                None => Some(("failed", "the mailbox is not watched (unknown, disabled, or not listed)")),
+                None => Some((RescanStatus::Failed, "the mailbox is not watched (unknown, disabled, or not listed)")),
                 Some(running) => match running.work.try_send(Work::Rescan { id, since: row.since }) {
-                    Ok(()) => Some(("queued", "")),
+                    Ok(()) => Some((RescanStatus::Queued, "")),
                     // Busy: handed over at the next look.
                     Err(mpsc::error::TrySendError::Full(_)) => None,
-                    Err(mpsc::error::TrySendError::Closed(_)) => Some(("failed", "the mailbox's task stopped")),
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        Some((RescanStatus::Failed, "the mailbox's task stopped"))
+                    }
                 },
             };
             let Some((status, detail)) = status else { continue };
-            if status == "failed" {
+            if status == RescanStatus::Failed {
                 self.events.emit(events::RESCAN_FAILED, Some(&mailbox), detail);
             }
             let _ = self.state.call(move |c| state::rescan_update(c, id, status, (0, 0, 0), detail)).await;

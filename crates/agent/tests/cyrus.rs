@@ -80,7 +80,9 @@ async fn cyrus_files_live_learns_from_moves_and_rescans() {
     assert_eq!(node.verdict(&late).await.unwrap(), Class::Spam, "known now");
     let since = jiff::Timestamp::now().as_second() - 3600;
     let id = state::rescan_request(&agent.db(), "alice", since, "request").expect("rescan");
-    eventually("the rescan", &cyrus, || state::rescan(&agent.db(), id).unwrap().is_some_and(|r| r.status == "done"));
+    eventually("the rescan", &cyrus, || {
+        state::rescan(&agent.db(), id).unwrap().is_some_and(|r| r.status == state::RescanStatus::Done)
+    });
     let row = state::rescan(&agent.db(), id).unwrap().unwrap();
     assert!(has(&cyrus, "alice", SPAM, "<late@spam>"), "the rescan filed what became known: {row:?}");
     assert!(has(&cyrus, "alice", "INBOX", "<ham-0@example.org>"));
@@ -92,7 +94,7 @@ async fn cyrus_files_live_learns_from_moves_and_rescans() {
     // A rescan after the rescue leaves it where alice put it.
     let id = state::rescan_request(&agent.db(), "alice", since, "request").expect("rescan");
     eventually("the second rescan", &cyrus, || {
-        state::rescan(&agent.db(), id).unwrap().is_some_and(|r| r.status == "done")
+        state::rescan(&agent.db(), id).unwrap().is_some_and(|r| r.status == state::RescanStatus::Done)
     });
     assert!(has(&cyrus, "alice", "INBOX", &message_id(known)), "a rescued message is not filed again");
     agent.stop().await;

@@ -209,7 +209,9 @@ async fn a_rescan_files_what_became_spam_after_delivery_but_never_a_rescued_mess
     // The rescan asked for by the administrator (as `starling rescan` does).
     let since = jiff::Timestamp::now().as_second() - 3600;
     let id = state::rescan_request(&agent.db(), "dave", since, "request").unwrap();
-    eventually("rescan done", &dovecot, || state::rescan(&agent.db(), id).unwrap().is_some_and(|r| r.status == "done"));
+    eventually("rescan done", &dovecot, || {
+        state::rescan(&agent.db(), id).unwrap().is_some_and(|r| r.status == state::RescanStatus::Done)
+    });
     let row = state::rescan(&agent.db(), id).unwrap().unwrap();
     assert_eq!((row.total, row.checked, row.filed), (5, 5, 1), "{row:?}");
     assert!(has(&dovecot, "dave", "Spam", "late@spam"), "the rescan filed what became known");
@@ -222,7 +224,7 @@ async fn a_rescan_files_what_became_spam_after_delivery_but_never_a_rescued_mess
     // A rescan of a mailbox the agent does not watch fails clearly.
     let id = state::rescan_request(&agent.db(), "nobody", since, "request").unwrap();
     eventually("rescan refused", &dovecot, || {
-        state::rescan(&agent.db(), id).unwrap().is_some_and(|r| r.status == "failed")
+        state::rescan(&agent.db(), id).unwrap().is_some_and(|r| r.status == state::RescanStatus::Failed)
     });
     assert!(!agent.events(712).is_empty());
     agent.stop().await;

@@ -21,7 +21,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use starling_agent::events::{CATALOGUE, catalogue_markdown};
-use starling_agent::state::{RescanRow, WhitelistRow};
+use starling_agent::state::{RescanRow, RescanStatus, WhitelistRow};
 use starling_console::api::{EventView, ImportPreview, Imported, Outcomes, UsersPage};
 use starling_console::auth::Account;
 use starling_console::stats::ReportFile;
@@ -932,10 +932,10 @@ fn wait_for_rescans(api: &Api, ids: &[i64], out: &mut impl std::io::Write) -> an
                 out.flush()?;
                 shown.insert(row.id, line);
             }
-            match row.status.as_str() {
-                "done" => {}
-                "failed" => failed += 1,
-                _ => open += 1,
+            match row.status {
+                RescanStatus::Done => {}
+                RescanStatus::Failed => failed += 1,
+                RescanStatus::Requested | RescanStatus::Queued | RescanStatus::Running => open += 1,
             }
         }
         if open == 0 {

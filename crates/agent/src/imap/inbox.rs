@@ -76,7 +76,7 @@ impl Connected {
         match result {
             Ok((total, filed)) => {
                 let progress = (total, total, filed);
-                let _ = state.call(move |c| state::rescan_update(c, id, "done", progress, "")).await;
+                let _ = state.call(move |c| state::rescan_update(c, id, state::RescanStatus::Done, progress, "")).await;
                 events.emit(
                     events::RESCAN_FINISHED,
                     Some(&mailbox),
@@ -90,7 +90,9 @@ impl Connected {
             Err(error) => {
                 let detail = error.to_string();
                 let text = detail.clone();
-                let _ = state.call(move |c| state::rescan_update(c, id, "failed", (0, 0, 0), &text)).await;
+                let _ = state
+                    .call(move |c| state::rescan_update(c, id, state::RescanStatus::Failed, (0, 0, 0), &text))
+                    .await;
                 events.emit(events::RESCAN_FAILED, Some(&mailbox), detail);
                 Err(error)
             }
@@ -105,7 +107,10 @@ impl Connected {
     ) -> Result<(u64, u64), SessionError> {
         let uids = self.delivered_since(since).await?;
         let total = uids.len() as u64;
-        let _ = self.state.call(move |c| state::rescan_update(c, id, "running", (total, 0, 0), "")).await;
+        let _ = self
+            .state
+            .call(move |c| state::rescan_update(c, id, state::RescanStatus::Running, (total, 0, 0), ""))
+            .await;
         self.events.emit(
             events::RESCAN_STARTED,
             Some(&self.mailbox),
@@ -121,7 +126,7 @@ impl Connected {
             checked += chunk.len() as u64;
             filed += acted;
             let progress = (total, checked, filed);
-            self.state.send(move |c| state::rescan_update(c, id, "running", progress, ""));
+            self.state.send(move |c| state::rescan_update(c, id, state::RescanStatus::Running, progress, ""));
         }
         Ok((total, filed))
     }

@@ -213,7 +213,7 @@ impl Watcher {
                             let detail = format!("not connected to the mail server: {error}");
                             self.events.emit(events::RESCAN_FAILED, Some(&self.context.name), &detail);
                             self.processor.state.send(move |c| {
-                                state::rescan_update(c, id, "failed", (0, 0, 0), &detail)
+                                state::rescan_update(c, id, state::RescanStatus::Failed, (0, 0, 0), &detail)
                             });
                         }
                         Some(_) => {}

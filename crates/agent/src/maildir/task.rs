@@ -215,12 +215,14 @@ impl MaildirWorker {
                     _ => "the listing task failed".to_owned(),
                 };
                 self.events.emit(events::RESCAN_FAILED, Some(&name), &detail);
-                let _ = state.call(move |c| state::rescan_update(c, id, "failed", (0, 0, 0), &detail)).await;
+                let _ = state
+                    .call(move |c| state::rescan_update(c, id, state::RescanStatus::Failed, (0, 0, 0), &detail))
+                    .await;
                 return;
             }
         };
         let total = listed.len() as u64;
-        let _ = state.call(move |c| state::rescan_update(c, id, "running", (total, 0, 0), "")).await;
+        let _ = state.call(move |c| state::rescan_update(c, id, state::RescanStatus::Running, (total, 0, 0), "")).await;
         self.events.emit(
             events::RESCAN_STARTED,
             Some(&name),
@@ -236,9 +238,11 @@ impl MaildirWorker {
             filed += self.handle(dir, names, Pass::Rescan).await.1;
             checked += chunk.len() as u64;
             let progress = (total, checked, filed);
-            state.send(move |c| state::rescan_update(c, id, "running", progress, ""));
+            state.send(move |c| state::rescan_update(c, id, state::RescanStatus::Running, progress, ""));
         }
-        let _ = state.call(move |c| state::rescan_update(c, id, "done", (total, total, filed), "")).await;
+        let _ = state
+            .call(move |c| state::rescan_update(c, id, state::RescanStatus::Done, (total, total, filed), ""))
+            .await;
         self.events.emit(
             events::RESCAN_FINISHED,
             Some(&name),

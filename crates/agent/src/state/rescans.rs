@@ -1,9 +1,72 @@
 //! Rescans asked for, running and done (`rescans`).
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::now;
+
+/// Where a rescan is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RescanStatus {
+    /// Asked for (by the CLI, the console or the schedule).
+    Requested,
+    /// Handed to its mailbox's task.
+    Queued,
+    /// Being done.
+    Running,
+    /// Finished.
+    Done,
+    /// Given up (see its detail).
+    Failed,
+}
+
+impl RescanStatus {
+    /// Its name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RescanStatus::Requested => "requested",
+            RescanStatus::Queued => "queued",
+            RescanStatus::Running => "running",
+            RescanStatus::Done => "done",
+            RescanStatus::Failed => "failed",
+        }
+    }
+
+    /// Whether it is over.
+    pub fn finished(self) -> bool {
+        matches!(self, RescanStatus::Done | RescanStatus::Failed)
+    }
+}
+
+impl std::fmt::Display for RescanStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ToSql for RescanStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for RescanStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let all = [
+            RescanStatus::Requested,
+            RescanStatus::Queued,
+            RescanStatus::Running,
+            RescanStatus::Done,
+            RescanStatus::Failed,
+        ];
+        let text = value.as_str()?;
+        all.into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown rescan status {text:?}").into()))
+    }
+}
 
 /// A rescan: asked for, running or finished.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,7 +80,7 @@ pub struct RescanRow {
     /// `schedule` or `request` (CLI, console).
     pub origin: String,
     /// `requested`, `running`, `done` or `failed`.
-    pub status: String,
+    pub status: RescanStatus,
     /// When asked for (Unix seconds).
     pub requested_at: i64,
     /// When started.
@@ -64,7 +127,7 @@ fn rescan_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RescanRow> {
 }
 
 /// Rescans with this status, oldest first.
-pub fn rescans_with_status(c: &Connection, status: &str) -> rusqlite::Result<Vec<RescanRow>> {
+pub fn rescans_with_status(c: &Connection, status: RescanStatus) -> rusqlite::Result<Vec<RescanRow>> {
     c.prepare_cached(&format!("SELECT {RESCAN_COLUMNS} FROM rescans WHERE status = ?1 ORDER BY id"))?
         .query_map([status], rescan_row)?
         .collect()
@@ -88,7 +151,7 @@ pub fn rescan(c: &Connection, id: i64) -> rusqlite::Result<Option<RescanRow>> {
 pub fn rescan_update(
     c: &Connection,
     id: i64,
-    status: &str,
+    status: RescanStatus,
     (total, checked, filed): (u64, u64, u64),
     detail: &str,
 ) -> rusqlite::Result<()> {
@@ -101,4 +164,28 @@ pub fn rescan_update(
     )?
     .execute(params![id, status, total as i64, checked as i64, filed as i64, detail, at])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_stored_and_shown_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = crate::state::open(&dir.path().join("s.sqlite3")).unwrap();
+        let id = rescan_request(&c, "alice", 0, "request").unwrap();
+        assert_eq!(rescan(&c, id).unwrap().unwrap().status, RescanStatus::Requested);
+        for status in [RescanStatus::Queued, RescanStatus::Running, RescanStatus::Done, RescanStatus::Failed] {
+            rescan_update(&c, id, status, (1, 1, 0), "").unwrap();
+            let row = rescan(&c, id).unwrap().unwrap();
+            assert_eq!(row.status, status);
+            assert_eq!(row.finished_at.is_some(), status.finished());
+            let stored: String = c.query_row("SELECT status FROM rescans WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+            assert_eq!(stored, status.as_str());
+            assert_eq!(serde_json::to_string(&status).unwrap(), format!("\"{status}\""));
+        }
+        c.execute("UPDATE rescans SET status = 'lost' WHERE id = ?1", [id]).unwrap();
+        assert!(rescan(&c, id).is_err(), "a status this agent does not know is an error, not a guess");
+    }
 }
