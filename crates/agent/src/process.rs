@@ -593,6 +593,42 @@ impl Processor {
         self.learn(mailbox, examples).await;
     }
 
+    /// Counts a failed action and says what happened: the message stays
+    /// where it was. A lost connection stops the batch at that message.
+    fn action_failed(&self, error: &ActionError, failed: &Failed<'_>, outcome: &mut Outcome, counters: &mut Counters) {
+        let name = failed.mailbox;
+        match error {
+            ActionError::Connection(_) => {
+                let at = outcome.stopped_at.map_or(failed.index, |at| at.min(failed.index));
+                outcome.stopped_at = Some(at);
+            }
+            ActionError::Vanished => {}
+            ActionError::FolderMissing(folder) => {
+                counters.errors += 1;
+                outcome.failed += 1;
+                self.events.emit(events::FOLDER_MISSING, Some(name), format!("Folder: {folder}."));
+            }
+            ActionError::TooLarge => {
+                outcome.failed += 1;
+                self.events.emit(events::MESSAGE_TOO_LARGE, Some(name), "");
+            }
+            ActionError::Failed(reason) => {
+                counters.errors += 1;
+                outcome.failed += 1;
+                self.events.emit(
+                    events::ACTION_FAILED,
+                    Some(name),
+                    format!(
+                        "{} of message {} in {}: {reason}",
+                        action_name(failed.action),
+                        failed.item.locator,
+                        failed.folder
+                    ),
+                );
+            }
+        }
+    }
+
     async fn handle<F: Folder>(
         &self,
         folder: &mut F,
@@ -605,7 +641,6 @@ impl Processor {
         let recheck = pass == Pass::Recheck;
         let name: &str = &mailbox.name;
         let mut outcome = Outcome::default();
-        let mut counters = Counters::default();
         let mut deferred = Vec::new();
         let mut rechecked = Vec::new();
 
@@ -649,50 +684,13 @@ impl Processor {
             evaluations.iter().map(|e| if acts(&e.action) { filed_ids.next() } else { None }).collect();
         let mut unfiled = Vec::new();
 
-        // Count, and group the messages to act on: moves and deletions
-        // with the same action are done in one command (one `UID MOVE` of
-        // many UIDs costs the server about what one message does), tags
-        // one by one.
-        let mut groups: Vec<(&Action, Vec<usize>)> = Vec::new();
-        for (index, (item, evaluation)) in items.iter().zip(&evaluations).enumerate() {
-            // The milter counted what it decided in-line.
-            let counted = evaluation.class != Class::Deferred
-                && !matches!(evaluation.reason, Reason::AlreadyTagged | Reason::Rescued | Reason::Inline);
-            if counted && matches!(pass, Pass::Rescan | Pass::Retro) {
-                counters.rescanned += 1;
-            } else if counted {
-                counters.checked += 1;
-                match evaluation.class {
-                    Class::Spam => counters.spam += 1,
-                    Class::Phish => counters.phish += 1,
-                    _ => {}
-                }
-                match evaluation.reason {
-                    Reason::Whitelisted(_) => counters.whitelisted += 1,
-                    Reason::EmptySubjectAndBody | Reason::EmptyBody => counters.empty += 1,
-                    _ => {}
-                }
-            }
-            match &evaluation.action {
-                Action::Leave => {
-                    outcome.done += 1;
-                    if recheck {
-                        rechecked.push(item.locator.clone());
-                    }
-                }
-                Action::Defer => {
-                    deferred.push(item.locator.clone());
-                    outcome.deferred += 1;
-                }
-                action @ (Action::Move { .. } | Action::Delete) => {
-                    match groups.iter_mut().find(|(a, _)| *a == action) {
-                        Some((_, indices)) => indices.push(index),
-                        None => groups.push((action, vec![index])),
-                    }
-                }
-                action @ Action::Tag { .. } => groups.push((action, vec![index])),
-            }
+        let Plan { groups, counted: mut counters, left, deferred: to_defer } = plan(items, &evaluations, pass);
+        outcome.done += left.len();
+        outcome.deferred += to_defer.len();
+        if recheck {
+            rechecked.extend(left.iter().map(|&i| items[i].locator.clone()));
         }
+        deferred.extend(to_defer.iter().map(|&i| items[i].locator.clone()));
 
         let mut destinations = Vec::new();
         let mut filed_here = Vec::new();
@@ -738,35 +736,8 @@ impl Processor {
                     }
                     Err(error) => {
                         unfiled.extend(filed_id[index]);
-                        match &error {
-                            ActionError::Connection(_) => {
-                                let at = outcome.stopped_at.map_or(index, |at| at.min(index));
-                                outcome.stopped_at = Some(at);
-                            }
-                            ActionError::Vanished => {}
-                            ActionError::FolderMissing(folder) => {
-                                counters.errors += 1;
-                                outcome.failed += 1;
-                                self.events.emit(events::FOLDER_MISSING, Some(name), format!("Folder: {folder}."));
-                            }
-                            ActionError::TooLarge => {
-                                outcome.failed += 1;
-                                self.events.emit(events::MESSAGE_TOO_LARGE, Some(name), "");
-                            }
-                            ActionError::Failed(reason) => {
-                                counters.errors += 1;
-                                outcome.failed += 1;
-                                self.events.emit(
-                                    events::ACTION_FAILED,
-                                    Some(name),
-                                    format!(
-                                        "{} of message {} in {folder_name}: {reason}",
-                                        action_name(action),
-                                        item.locator
-                                    ),
-                                );
-                            }
-                        }
+                        let failed = Failed { mailbox: name, folder: folder_name, item, action, index };
+                        self.action_failed(&error, &failed, &mut outcome, &mut counters);
                     }
                 }
             }
@@ -910,6 +881,64 @@ impl Processor {
 pub(crate) const NETWORK_TEACHES: f32 = 0.8;
 
 /// Whether an action changes the mail store.
+/// What a batch's decisions come to before anything is done: the
+/// messages to act on, grouped — moves and deletions with the same action
+/// in one command (one `UID MOVE` of many UIDs costs the server about what
+/// one message does), tags one by one — the ones left and deferred (by
+/// index), and the counters of what was decided.
+struct Plan<'e> {
+    groups: Vec<(&'e Action, Vec<usize>)>,
+    counted: Counters,
+    left: Vec<usize>,
+    deferred: Vec<usize>,
+}
+
+fn plan<'e>(items: &[Item], evaluations: &'e [Evaluation], pass: Pass) -> Plan<'e> {
+    let mut plan = Plan { groups: Vec::new(), counted: Counters::default(), left: Vec::new(), deferred: Vec::new() };
+    let counters = &mut plan.counted;
+    for (index, evaluation) in evaluations.iter().enumerate().take(items.len()) {
+        // The milter counted what it decided in-line.
+        let counted = evaluation.class != Class::Deferred
+            && !matches!(evaluation.reason, Reason::AlreadyTagged | Reason::Rescued | Reason::Inline);
+        if counted && matches!(pass, Pass::Rescan | Pass::Retro) {
+            counters.rescanned += 1;
+        } else if counted {
+            counters.checked += 1;
+            match evaluation.class {
+                Class::Spam => counters.spam += 1,
+                Class::Phish => counters.phish += 1,
+                _ => {}
+            }
+            match evaluation.reason {
+                Reason::Whitelisted(_) => counters.whitelisted += 1,
+                Reason::EmptySubjectAndBody | Reason::EmptyBody => counters.empty += 1,
+                _ => {}
+            }
+        }
+        match &evaluation.action {
+            Action::Leave => plan.left.push(index),
+            Action::Defer => plan.deferred.push(index),
+            action @ (Action::Move { .. } | Action::Delete) => {
+                match plan.groups.iter_mut().find(|(a, _)| *a == action) {
+                    Some((_, indices)) => indices.push(index),
+                    None => plan.groups.push((action, vec![index])),
+                }
+            }
+            action @ Action::Tag { .. } => plan.groups.push((action, vec![index])),
+        }
+    }
+    plan
+}
+
+/// A message whose action failed, for [`Processor::action_failed`].
+struct Failed<'a> {
+    mailbox: &'a str,
+    folder: &'a str,
+    item: &'a Item,
+    action: &'a Action,
+    index: usize,
+}
+
 fn acts(action: &Action) -> bool {
     matches!(action, Action::Move { .. } | Action::Tag { .. } | Action::Delete)
 }
@@ -956,7 +985,53 @@ pub fn action_name(action: &Action) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::same_delivery;
+    use super::*;
+    use crate::policy::Destination;
+
+    fn evaluation(class: Class, reason: Reason, action: Action) -> Evaluation {
+        Evaluation {
+            class,
+            reason,
+            action,
+            confidence: None,
+            facts: crate::facts::Facts::default(),
+            fingerprint: None,
+            wire: None,
+            features: None,
+            model: None,
+        }
+    }
+
+    fn item(locator: &str) -> Item {
+        Item { locator: locator.into(), raw: Arc::from(&b""[..]), truncated: false, identity: None }
+    }
+
+    #[test]
+    fn a_plan_groups_equal_moves_keeps_tags_apart_and_counts_what_was_decided() {
+        let spam = Action::Move { destination: Destination::Spam(String::new()), create: true, mark_read: false };
+        let tag = Action::Tag { prefix: "[SPAM] ".into(), mark_read: false };
+        let evaluations = vec![
+            evaluation(Class::Spam, Reason::Network, spam.clone()),
+            evaluation(Class::Clean, Reason::Network, Action::Leave),
+            evaluation(Class::Spam, Reason::Model, spam.clone()),
+            evaluation(Class::Phish, Reason::Network, tag.clone()),
+            evaluation(Class::Phish, Reason::Network, tag.clone()),
+            evaluation(Class::Deferred, Reason::NotAsked, Action::Defer),
+            evaluation(Class::Clean, Reason::Whitelisted("x.org".into()), Action::Leave),
+            evaluation(Class::Spam, Reason::Inline, spam.clone()),
+        ];
+        let items: Vec<Item> = (0..evaluations.len()).map(|i| item(&i.to_string())).collect();
+        let planned = plan(&items, &evaluations, Pass::Delivery);
+        let groups: Vec<(&Action, Vec<usize>)> = planned.groups;
+        assert_eq!(groups, vec![(&spam, vec![0, 2, 7]), (&tag, vec![3]), (&tag, vec![4])]);
+        assert_eq!((planned.left, planned.deferred), (vec![1, 6], vec![5]));
+        let c = planned.counted;
+        // The deferred one is not counted yet; the in-line one was counted by the milter.
+        assert_eq!((c.checked, c.spam, c.phish, c.whitelisted, c.rescanned), (6, 2, 2, 1, 0));
+
+        let again = plan(&items, &evaluations, Pass::Retro).counted;
+        assert_eq!((again.checked, again.rescanned), (0, 6), "a retro pass counts as a rescan");
+    }
 
     #[test]
     fn a_delivery_is_told_from_another_of_the_same_message_id() {
