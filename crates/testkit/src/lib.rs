@@ -50,7 +50,7 @@ pub struct DovecotOptions {
     pub without_move: bool,
     /// Create a `Junk` folder with the `\Junk` special use for every user.
     pub junk_special_use: bool,
-    /// Connection limits fit for a thousand mailboxes.
+    /// Connection limits fit for ten thousand mailboxes (two sessions each).
     pub many_connections: bool,
     /// TLS: STARTTLS on the IMAP port and implicit TLS on `imaps_port`, with
     /// a self-signed certificate for 127.0.0.1 (`certificate()`).
@@ -165,9 +165,13 @@ impl Dovecot {
             ""
         };
         let limits = if self.options.many_connections {
-            "default_process_limit = 4000\ndefault_client_limit = 8000\nmail_max_userip_connections = 50\n\
-             service imap {\n  process_limit = 4000\n  vsz_limit = 256M\n}\n\
-             service imap-login {\n  service_count = 0\n  process_min_avail = 2\n  client_limit = 4000\n}\n"
+            // Ten thousand mailboxes are 20,000 sessions: an imap process
+            // serves up to 25 of them (IDLE sessions cost it little), so
+            // Dovecot runs hundreds of processes, not thousands.
+            "default_process_limit = 4000\ndefault_client_limit = 30000\nmail_max_userip_connections = 50\n\
+             service imap {\n  process_limit = 4000\n  service_count = 0\n  client_limit = 25\n  vsz_limit = 512M\n}\n\
+             service imap-login {\n  service_count = 0\n  process_min_avail = 2\n  client_limit = 4000\n}\n\
+             service anvil {\n  client_limit = 30000\n}\n"
         } else {
             ""
         };
