@@ -100,7 +100,7 @@ fn the_dashboard_and_the_alerts_name_only_served_metrics() {
     let conditional = [(
         "starling_agent_subscription_days_left",
         "subscription_days_left", // while a trial or subscription has an end
-        include_str!("../../console/src/pages.rs"),
+        include_str!("../../console/src/status.rs"),
     )];
     for (name, registered, source) in conditional {
         assert!(source.contains(&format!("\"{registered}\"")), "{name} is no longer registered");
