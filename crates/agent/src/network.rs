@@ -609,6 +609,9 @@ async fn hello_received(shared: &Shared, hello: &v1::HelloResponse, announced_ve
             "" => String::new(),
             url => format!(" Release notes: {url}"),
         };
+        // Told once per release (above), so a newer one within the event
+        // log's repeat window is not folded into the previous notice.
+        shared.events.reset(events::NEW_VERSION, None);
         shared.events.emit(
             events::NEW_VERSION,
             None,

@@ -2,7 +2,8 @@
 //! Dovecot and a real Postfix that carries the mail to the postmaster: a
 //! trial that ends stops filtering (mail stays put) and a renewal resumes
 //! it; one mail per notice; a code an administrator enters applies its
-//! mailbox limit; forged and foreign codes are refused.
+//! mailbox limit; forged and foreign codes are refused; the network's
+//! update notice is shown and told once per release.
 
 mod common;
 
@@ -139,5 +140,46 @@ async fn a_code_the_administrator_enters_applies_its_mailbox_limit() {
     eventually("ann's spam filed", &dovecot, || holds(&dovecot, "ann", "Spam", &spam[1]));
     assert!(holds(&dovecot, "ben", "INBOX", &spam[0]), "ben's mail is not filtered");
     assert!(connected("ann"));
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_networks_update_notice_is_shown_and_told_once() {
+    let notes = "https://example.org/starling/releases/99.0.0";
+    let mut node = Node::start_announcing("99.0.0", notes).await.expect("node");
+    let dovecot = Dovecot::start(&["ann"], DovecotOptions::default()).expect("dovecot");
+    let spam = known_spam(&node, "update").await;
+    let state_dir = tempfile::tempdir().expect("tempdir");
+    let live = Arc::new(Live::default());
+    let options =
+        starling_agent::Options { credential: Some(node.credential.clone()), live: live.clone(), ..Default::default() };
+    let config = config(&dovecot, &node, state_dir.path(), &["ann"], "[notify]\nenabled = false\n");
+    let agent = Agent::start_with(config, options);
+
+    // The first Hello: an event and the live status (the console's and
+    // `starling status`'s source) name the release and its notes.
+    let network = || live.snapshot().network.expect("a network view");
+    eventually("the notice", &dovecot, || agent.events(events::NEW_VERSION.id).len() == 1);
+    let notice = &agent.events(events::NEW_VERSION.id)[0];
+    assert!(notice.text.contains("99.0.0") && notice.text.contains(notes), "{notice:?}");
+    assert_eq!((network().new_version.as_deref(), network().release_notes_url.as_str()), (Some("99.0.0"), notes));
+
+    // Told once: the agent says Hello again after an outage (a check that
+    // fails marks the network down), and the same release is not told again.
+    node.stop().await;
+    dovecot.lmtp_deliver("ann", &spam[0]).expect("deliver");
+    eventually("the network down", &dovecot, || network().state == "down");
+    node.restart().await.expect("restart");
+    eventually("the network back", &dovecot, || agent.events(events::NETWORK_REACHABLE.id).len() == 1);
+    eventually("the waiting spam filed", &dovecot, || holds(&dovecot, "ann", "Spam", &spam[0]));
+    assert_eq!(agent.events(events::NEW_VERSION.id).len(), 1, "the same release told once");
+
+    // A newer release is told.
+    node.stop().await;
+    dovecot.lmtp_deliver("ann", &spam[1]).expect("deliver");
+    eventually("the network down again", &dovecot, || network().state == "down");
+    node.restart_announcing("99.1.0", "").await.expect("restart");
+    eventually("the newer release told", &dovecot, || agent.events(events::NEW_VERSION.id).len() == 2);
+    assert_eq!(network().new_version.as_deref(), Some("99.1.0"));
     agent.stop().await;
 }

@@ -463,6 +463,8 @@ pub struct Node {
     _dir: Option<tempfile::TempDir>,
     port: u16,
     shared: bool,
+    /// The newest agent release and its release notes the node announces.
+    announce: (String, String),
 }
 
 impl Node {
@@ -478,11 +480,19 @@ impl Node {
         Node::start_with(true).await
     }
 
+    /// Starts a node (as [`Node::start`]) that announces `version` as the
+    /// newest agent release, with its release notes at `notes`.
+    pub async fn start_announcing(version: &str, notes: &str) -> anyhow::Result<Node> {
+        let mut node = Node::start_with(false).await?;
+        node.restart_announcing(version, notes).await?;
+        Ok(node)
+    }
+
     async fn start_with(shared: bool) -> anyhow::Result<Node> {
         let dir = tempfile::Builder::new().prefix("starling-node-").tempdir()?;
         let data = dir.path().join("network");
         let port = free_port();
-        let running = start_node(&data, port, shared).await?;
+        let running = start_node(&data, port, shared, &Default::default()).await?;
         let url = format!("http://{}", running.addr);
         let token = starling_network::node::operator_token(&data)?;
         let channel = starling_proto::client::Target::new(&url).connect().await?;
@@ -496,7 +506,8 @@ impl Node {
             expires_at: 0,
         };
         let credential = admin.create_organisation(request).await?.into_inner().credential;
-        Ok(Node { running: Some(running), data, url, credential, _dir: Some(dir), port, shared })
+        let announce = Default::default();
+        Ok(Node { running: Some(running), data, url, credential, _dir: Some(dir), port, shared, announce })
     }
 
     /// An operator's client of the node.
@@ -550,8 +561,15 @@ impl Node {
     /// Starts it again on the same port with the same data.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.stop().await;
-        self.running = Some(start_node(&self.data, self.port, self.shared).await?);
+        self.running = Some(start_node(&self.data, self.port, self.shared, &self.announce).await?);
         Ok(())
+    }
+
+    /// Restarts it announcing `version` as the newest agent release, with
+    /// its release notes at `notes` (kept for later restarts).
+    pub async fn restart_announcing(&mut self, version: &str, notes: &str) -> anyhow::Result<()> {
+        self.announce = (version.to_owned(), notes.to_owned());
+        self.restart().await
     }
 
     /// Reports messages as one reporter of the organisation would, with
@@ -623,10 +641,17 @@ impl Node {
     }
 }
 
-async fn start_node(data: &Path, port: u16, shared: bool) -> anyhow::Result<starling_network::Running> {
+async fn start_node(
+    data: &Path,
+    port: u16,
+    shared: bool,
+    (latest_agent_version, release_notes_url): &(String, String),
+) -> anyhow::Result<starling_network::Running> {
     let mut config = starling_network::NodeConfig {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         data_dir: data.to_owned(),
+        latest_agent_version: latest_agent_version.clone(),
+        release_notes_url: release_notes_url.clone(),
         ..starling_network::NodeConfig::default()
     };
     if !shared {
