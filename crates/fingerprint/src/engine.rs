@@ -42,6 +42,8 @@ fn has_visible_char(text: &str) -> bool {
 
 struct TextWords {
     hashes: Vec<u64>,
+    /// Character n-gram hashes of the normalised text.
+    grams: Vec<u64>,
     /// The same words under [`MODEL_WORD_SEED`], when asked for.
     model: Vec<u64>,
     /// Some block had a visible character.
@@ -182,8 +184,10 @@ impl Fingerprinter {
         let mut model = Vec::new();
         let seed = self.keys.word_seed;
         let options = normalize::Options { drop_quoted: self.settings.drop_quoted_lines };
+        let mut grams = minhash::Grams::new(self.keys.gram_seed);
         let mut normalizer = Normalizer::new(personal, options, |word: &[u8]| {
             hashes.push(xxh3_64_with_seed(word, seed));
+            grams.word(word);
             if want_model {
                 model.push(xxh3_64_with_seed(word, MODEL_WORD_SEED));
             }
@@ -218,7 +222,8 @@ impl Fingerprinter {
         // The text digest covers the sequence of (keyed, 64-bit) word hashes:
         // one BLAKE3 call instead of one per word.
         let bytes: Vec<u8> = hashes.iter().flat_map(|h| h.to_le_bytes()).collect();
-        TextWords { digest: key::digest(&self.keys.text, &bytes), hashes, model, visible: any_visible, urls }
+        let grams = grams.into_hashes();
+        TextWords { digest: key::digest(&self.keys.text, &bytes), hashes, grams, model, visible: any_visible, urls }
     }
 
     fn text_kinds(
@@ -243,7 +248,7 @@ impl Fingerprinter {
             None
         };
         let fuzzy = if count >= floors.fuzzy_words && distinct >= floors.distinct_words {
-            minhash::signature(&words.hashes, &self.densifier, self.keys.slot_key)
+            minhash::signature(&words.grams, &self.densifier, self.keys.slot_key)
         } else {
             None
         };

@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::ALGORITHM_VERSION;
+use crate::{ALGORITHM_VERSION, DIGEST_VERSION};
 
 /// A network's 32-byte fingerprint key.
 #[derive(Clone, PartialEq, Eq)]
@@ -108,15 +108,18 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
-/// The sub-keys of one [`Key`] for the current algorithm version.
+/// The sub-keys of one [`Key`] for the current algorithm version: each
+/// kind's derived with the version that kind last changed in.
 #[derive(Clone)]
 pub(crate) struct SubKeys {
     pub text: [u8; 32],
     pub url: [u8; 32],
     pub domain: [u8; 32],
     pub attachment: [u8; 32],
-    /// Seeds the per-word hash of the shingles.
+    /// Seeds the per-word hash (of the text digest and the model's words).
     pub word_seed: u64,
+    /// Seeds the hash of the fuzzy signature's character n-grams.
+    pub gram_seed: u64,
     /// Keys the final per-slot PRF of the min-hash signature.
     pub slot_key: (u64, u64),
     /// Seeds the probe sequences of min-hash densification.
@@ -126,18 +129,20 @@ pub(crate) struct SubKeys {
 impl SubKeys {
     pub(crate) fn derive(key: &Key) -> SubKeys {
         let derive =
-            |what: &str| blake3::derive_key(&format!("starling fingerprint v{ALGORITHM_VERSION} {what}"), &key.0);
-        let shingle = derive("shingle");
-        let word =
-            |range: std::ops::Range<usize>| u64::from_le_bytes(shingle[range].try_into().expect("an 8-byte range"));
+            |version: u16, what: &str| blake3::derive_key(&format!("starling fingerprint v{version} {what}"), &key.0);
+        let (digests, fuzzy) = (|what| derive(DIGEST_VERSION, what), |what| derive(ALGORITHM_VERSION, what));
+        let word = |bytes: &[u8; 32], at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let words = digests("shingle");
+        let grams = fuzzy("shingle");
         SubKeys {
-            text: derive("text digest"),
-            url: derive("url digest"),
-            domain: derive("domain digest"),
-            attachment: derive("attachment digest"),
-            word_seed: word(0..8),
-            slot_key: (word(8..16), word(16..24)),
-            densification_seed: derive("minhash densification"),
+            text: digests("text digest"),
+            url: digests("url digest"),
+            domain: digests("domain digest"),
+            attachment: digests("attachment digest"),
+            word_seed: word(&words, 0),
+            gram_seed: word(&grams, 0),
+            slot_key: (word(&grams, 8), word(&grams, 16)),
+            densification_seed: fuzzy("minhash densification"),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! network recognise the same campaign again without ever seeing the mail.
 //! The kinds ([`Kind`]) are
 //! - **text**: a digest of the normalised text (exact match);
-//! - **fuzzy**: a [`MinHash`] signature over word shingles, with index keys
+//! - **fuzzy**: a [`MinHash`] signature over character n-grams, with index keys
 //!   ([`MinHash::band_keys`]) and a [`Similarity`] estimate that survives
 //!   mutations (added words, changed names, numbers and links);
 //! - **url** and **domain**: digests of each link's host and path, and of its
@@ -87,14 +87,22 @@ use serde::{Deserialize, Serialize};
 
 pub use key::{Digest, Key, KeyParseError};
 pub use matching::{Evidence, Match, MatchRule, MemoryIndex, ReportClass};
-pub use minhash::{BANDS, MinHash, ROWS_PER_BAND, SHINGLE_WORDS, SLOTS, Similarity};
+pub use minhash::{BANDS, GRAM_BYTES, MinHash, ROWS_PER_BAND, SLOTS, Similarity};
 
 #[cfg(feature = "engine")]
 pub use engine::{Fingerprinter, MODEL_WORD_SEED};
 
 /// The version of the fingerprint algorithm. Fingerprints of different
-/// versions never match; a network migrates by accepting both for a while.
-pub const ALGORITHM_VERSION: u16 = 1;
+/// versions never match. Version 2 changed the fuzzy signature (character
+/// n-grams instead of word shingles, containment in one direction); the
+/// digests did not change, and keep the values of version 1.
+pub const ALGORITHM_VERSION: u16 = 2;
+
+/// The version the digest kinds (text, url, domain, attachment) last
+/// changed in: their sub-keys are derived with it, so a version that leaves
+/// them alone keeps their values — a network's reports of exact copies and
+/// an agent's records of the messages it filed stay valid across it.
+pub const DIGEST_VERSION: u16 = 1;
 
 /// The kinds of fingerprint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -33,7 +33,7 @@
 
 use std::fmt;
 
-use starling_fingerprint::{ALGORITHM_VERSION, BANDS, Digest, Fingerprints, MinHash, SLOTS, limits};
+use starling_fingerprint::{ALGORITHM_VERSION, BANDS, DIGEST_VERSION, Digest, Fingerprints, MinHash, SLOTS, limits};
 
 pub mod activation;
 
@@ -99,12 +99,17 @@ impl Submitted {
 
     /// Validates a wire set.
     pub fn from_wire(wire: &v1::FingerprintSet) -> Result<Submitted, WireError> {
-        if wire.version != u32::from(ALGORITHM_VERSION) {
+        // Version 1 differs only in its fuzzy signature, which cannot be
+        // compared with this one's: an agent not yet upgraded keeps its
+        // exact digests working, and its signatures are left out.
+        let current = wire.version == u32::from(ALGORITHM_VERSION);
+        if !current && wire.version != u32::from(DIGEST_VERSION) {
             return Err(WireError::Version { got: wire.version });
         }
         let text = if wire.text.is_empty() { None } else { Some(digest("text", &wire.text)?) };
         let fuzzy = match wire.slots.len() {
             0 => None,
+            _ if !current => None,
             SLOTS => {
                 let mut slots = [0u32; SLOTS];
                 slots.copy_from_slice(&wire.slots);
@@ -113,7 +118,7 @@ impl Submitted {
             got => return Err(WireError::Slots { got }),
         };
         Ok(Submitted {
-            version: wire.version,
+            version: u32::from(ALGORITHM_VERSION),
             text,
             fuzzy,
             urls: digests("urls", &wire.urls, limits::MAX_URLS)?,
@@ -326,6 +331,20 @@ mod tests {
         let mut w = wire();
         w.version = 99;
         assert!(Submitted::from_wire(&w).unwrap_err().to_string().contains("version 99"));
+    }
+
+    #[test]
+    fn a_version_1_set_keeps_its_digests_and_loses_its_signature() {
+        let mut w = wire();
+        w.version = u32::from(DIGEST_VERSION);
+        w.slots = (0..64).collect();
+        w.shingles = 70;
+        w.urls = vec![vec![2; 16]];
+        let s = Submitted::from_wire(&w).unwrap();
+        assert!(s.fuzzy.is_none() && s.text.is_some() && s.urls.len() == 1);
+        assert_eq!(s.to_wire().version, u32::from(ALGORITHM_VERSION));
+        w.slots = vec![1; 10];
+        assert!(Submitted::from_wire(&w).is_ok(), "a version 1 signature is not looked at");
     }
 
     #[test]
