@@ -81,41 +81,67 @@ fn band(n: usize) -> &'static str {
 
 /// The model's header tokens of a parsed header block.
 pub fn of_message(message: &Message<'_>) -> Vec<String> {
-    let mut tokens: Vec<String> = Vec::with_capacity(48);
-    let mut push = |kind: &str, value: &str| {
-        if tokens.len() < MAX_TOKENS {
-            let value: String = value.chars().take(MAX_VALUE_CHARS).collect();
-            tokens.push(format!("{kind}:{value}"));
-        }
-    };
+    let mut tokens = Tokens(Vec::with_capacity(48));
+    subject_tokens(&mut tokens, message);
+    sender_tokens(&mut tokens, message);
+    program_tokens(&mut tokens, message);
+    content_tokens(&mut tokens, message);
+    relay_tokens(&mut tokens, message);
+    // Last, so that a message with thousands of headers crowds out nothing
+    // else.
+    header_name_tokens(&mut tokens, message);
+    let Tokens(mut tokens) = tokens;
+    tokens.sort_unstable();
+    tokens.dedup();
+    tokens
+}
 
+/// Tokens as they are found, at most [`MAX_TOKENS`] of them.
+struct Tokens(Vec<String>);
+
+impl Tokens {
+    fn push(&mut self, kind: &str, value: &str) {
+        if self.0.len() < MAX_TOKENS {
+            let value: String = value.chars().take(MAX_VALUE_CHARS).collect();
+            self.0.push(format!("{kind}:{value}"));
+        }
+    }
+}
+
+/// The subject's words and shape.
+fn subject_tokens(tokens: &mut Tokens, message: &Message<'_>) {
     if let Some(subject) = message.subject() {
         for word in subject.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).take(MAX_SUBJECT_WORDS) {
-            push("subject", &word.to_lowercase());
+            tokens.push("subject", &word.to_lowercase());
         }
         let letters: Vec<char> = subject.chars().filter(|c| c.is_alphabetic()).collect();
         if letters.len() >= 8 && letters.iter().all(|c| !c.is_lowercase()) {
-            push("subject-shape", "capitals");
+            tokens.push("subject-shape", "capitals");
         }
         if subject.contains('!') {
-            push("subject-shape", "exclamation");
+            tokens.push("subject-shape", "exclamation");
         }
     }
+}
 
+/// Who sent it: address, domain, display-name words, whether the
+/// organisation's servers found it forged, the reply address, how many
+/// recipients.
+fn sender_tokens(tokens: &mut Tokens, message: &Message<'_>) {
     let from = message.from().and_then(|a| a.first());
     let address = from.and_then(|a| a.address()).map(str::to_ascii_lowercase);
     if let Some(address) = &address {
-        push("from", address);
+        tokens.push("from", address);
         if let Some((_, domain)) = address.rsplit_once('@') {
-            push("from-domain", domain);
+            tokens.push("from-domain", domain);
         }
     }
     if let Some(name) = from.and_then(|a| a.name()) {
         for word in name.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).take(4) {
-            push("from-name", &word.to_lowercase());
+            tokens.push("from-name", &word.to_lowercase());
         }
     } else {
-        push("from-name", "none");
+        tokens.push("from-name", "none");
     }
     // The organisation's own servers' word on the sender (RFC 8601): a
     // failed SPF, DKIM or DMARC check says the From address may be forged,
@@ -126,49 +152,58 @@ pub fn of_message(message: &Message<'_>) -> Vec<String> {
         .take(MAX_HEADERS_READ)
         .any(|(name, value)| name.eq_ignore_ascii_case("authentication-results") && auth_failed(value))
     {
-        push("from-auth", "fail");
+        tokens.push("from-auth", "fail");
     }
     let reply_to = message.reply_to().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_ascii_lowercase);
     if let (Some(reply), Some(address)) = (&reply_to, &address) {
         let domain = |a: &str| a.rsplit_once('@').map(|(_, d)| d.to_owned()).unwrap_or_default();
-        push("reply-to", if domain(reply) == domain(address) { "same-domain" } else { "other-domain" });
+        tokens.push("reply-to", if domain(reply) == domain(address) { "same-domain" } else { "other-domain" });
     }
     let recipients = message.to().map_or(0, |a| a.iter().count()) + message.cc().map_or(0, |a| a.iter().count());
-    push("recipients", band(recipients));
+    tokens.push("recipients", band(recipients));
+}
 
+/// What made it: the Message-ID's domain, the mailer, the priority.
+fn program_tokens(tokens: &mut Tokens, message: &Message<'_>) {
     if let Some(id) = message.message_id() {
         match id.rsplit_once('@') {
-            Some((_, domain)) => push("message-id", &host_domain(domain.trim_end_matches('>'))),
-            None => push("message-id", "no-domain"),
+            Some((_, domain)) => tokens.push("message-id", &host_domain(domain.trim_end_matches('>'))),
+            None => tokens.push("message-id", "no-domain"),
         }
     } else {
-        push("message-id", "none");
+        tokens.push("message-id", "none");
     }
 
     for name in ["X-Mailer", "User-Agent"] {
         if let Some(value) = message.header_raw(name) {
-            push("mailer", &program(value));
+            tokens.push("mailer", &program(value));
         }
     }
     if let Some(priority) = message.header_raw("X-Priority") {
-        push("priority", &program(&priority.replace(|c: char| c.is_ascii_digit(), "#")));
+        tokens.push("priority", &program(&priority.replace(|c: char| c.is_ascii_digit(), "#")));
     }
+}
 
+/// The MIME type, charset and transfer encoding.
+fn content_tokens(tokens: &mut Tokens, message: &Message<'_>) {
     match message.content_type() {
         Some(ct) => {
-            push("content-type", &format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("")).to_lowercase());
+            tokens.push("content-type", &format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("")).to_lowercase());
             if let Some(charset) = ct.attribute("charset") {
-                push("charset", &charset.to_ascii_lowercase());
+                tokens.push("charset", &charset.to_ascii_lowercase());
             }
         }
-        None => push("content-type", "none"),
+        None => tokens.push("content-type", "none"),
     }
     if let HeaderValue::Text(encoding) =
         message.header(HeaderName::ContentTransferEncoding).unwrap_or(&HeaderValue::Empty)
     {
-        push("transfer-encoding", &encoding.to_ascii_lowercase());
+        tokens.push("transfer-encoding", &encoding.to_ascii_lowercase());
     }
+}
 
+/// Where it came from.
+fn relay_tokens(tokens: &mut Tokens, message: &Message<'_>) {
     // Where it came from: the domains and networks of the relays that
     // handed it on (the newest few; the oldest are the sender's to forge).
     for received in message.received_all().take(MAX_RELAYS) {
@@ -177,7 +212,7 @@ pub fn of_message(message: &Message<'_>) -> Vec<String> {
             _ => None,
         });
         if let Some(host) = host {
-            push("relay", &host_domain(host));
+            tokens.push("relay", &host_domain(host));
         }
         let ip = received.from_ip.or(match &received.from {
             Some(Host::IpAddr(ip)) => Some(*ip),
@@ -186,17 +221,19 @@ pub fn of_message(message: &Message<'_>) -> Vec<String> {
         match ip {
             Some(std::net::IpAddr::V4(v4)) => {
                 let [a, b, c, _] = v4.octets();
-                push("relay-net", &format!("{a}.{b}.{c}"));
+                tokens.push("relay-net", &format!("{a}.{b}.{c}"));
             }
             Some(std::net::IpAddr::V6(v6)) => {
                 let s = v6.segments();
-                push("relay-net", &format!("{:x}:{:x}:{:x}", s[0], s[1], s[2]));
+                tokens.push("relay-net", &format!("{:x}:{:x}:{:x}", s[0], s[1], s[2]));
             }
             None => {}
         }
     }
-    // Which headers there are (each name once), in lower case; last, so
-    // that a message with thousands of headers crowds out nothing else.
+}
+
+/// Which headers there are (each name once), in lower case.
+fn header_name_tokens(tokens: &mut Tokens, message: &Message<'_>) {
     let mut names: Vec<String> = message
         .headers()
         .iter()
@@ -206,12 +243,8 @@ pub fn of_message(message: &Message<'_>) -> Vec<String> {
     names.sort_unstable();
     names.dedup();
     for name in &names {
-        push("header", name);
+        tokens.push("header", name);
     }
-
-    tokens.sort_unstable();
-    tokens.dedup();
-    tokens
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ use crate::config::{AgentConfig, MilterAction, MilterOnError};
 use crate::events::{self, Events};
 use crate::facts::VERDICT_HEADER;
 use crate::live::MilterOutcome;
-use crate::pipeline::{self, MailboxContext, Pipeline, PolicyCell};
+use crate::pipeline::{self, Evaluation, MailboxContext, Pipeline, PolicyCell};
 use crate::policy::{Action, ActionKind, Class, MailboxPolicy, Reason};
 use crate::process::{class_name, reason_name};
 use crate::state::{self, Counters, MailboxRow, State};
@@ -161,19 +161,7 @@ impl Inline {
     async fn decide_inner(&self, message: Message) -> (Decision, MilterOutcome) {
         let settings = self.settings();
         let mailboxes = self.mailboxes.read().unwrap_or_else(|e| e.into_inner()).clone();
-        // Every recipient: its mailbox when filtered, `None` when not.
-        let recipients: Vec<Option<Recipient>> = message
-            .recipients
-            .iter()
-            .map(|address| match Inline::recipient(&mailboxes, address) {
-                Some(r) if r.enabled => Some(r),
-                Some(_) => None,
-                None if settings.unknown_recipients => {
-                    Some(Recipient { name: Arc::from(address.to_lowercase()), enabled: true, model: true })
-                }
-                None => None,
-            })
-            .collect();
+        let recipients = Inline::recipients(&settings, &mailboxes, &message);
         let Some(lead) = recipients.iter().flatten().next().cloned() else {
             return (Decision::deliver(), MilterOutcome::NotFiltered);
         };
@@ -182,6 +170,55 @@ impl Inline {
             // nothing can be done in-line for all of them.
             return (Decision::deliver(), MilterOutcome::LeftToAgent);
         }
+        let evaluation = match self.evaluate(&settings, &lead, &message).await {
+            Ok(evaluation) => evaluation,
+            Err(undecided) => return undecided,
+        };
+        let classes = self.classes(&recipients, &lead, &evaluation);
+        let first = classes[0].as_ref().map(|(class, _)| *class);
+        let agreed = classes.iter().all(|c| c.as_ref().map(|(class, _)| *class) == first && c.is_some());
+        let Some(class) = first.filter(|_| agreed) else {
+            // Counted by the post-delivery agent, which decides.
+            return (Decision::deliver(), MilterOutcome::LeftToAgent);
+        };
+        self.count(&mailboxes, &recipients, &classes);
+        self.teach(&lead, &evaluation);
+        let decision = self.marked(&message, class, &evaluation);
+        if class == Class::Clean {
+            return (decision, MilterOutcome::Decided(class));
+        }
+        let decision = self.disposed(&settings, decision, &message, &evaluation, class, &recipients);
+        (decision, MilterOutcome::Decided(class))
+    }
+
+    /// Every recipient: its mailbox when filtered, `None` when not.
+    fn recipients(
+        settings: &Settings,
+        mailboxes: &HashMap<String, Recipient>,
+        message: &Message,
+    ) -> Vec<Option<Recipient>> {
+        message
+            .recipients
+            .iter()
+            .map(|address| match Inline::recipient(mailboxes, address) {
+                Some(r) if r.enabled => Some(r),
+                Some(_) => None,
+                None if settings.unknown_recipients => {
+                    Some(Recipient { name: Arc::from(address.to_lowercase()), enabled: true, model: true })
+                }
+                None => None,
+            })
+            .collect()
+    }
+
+    /// The pipeline's evaluation for the lead recipient, within the time
+    /// allowed; or what to do without one.
+    async fn evaluate(
+        &self,
+        settings: &Settings,
+        lead: &Recipient,
+        message: &Message,
+    ) -> Result<Evaluation, (Decision, MilterOutcome)> {
         let context = MailboxContext {
             name: lead.name.clone(),
             enabled: true,
@@ -192,23 +229,31 @@ impl Inline {
             tokio::time::timeout(settings.timeout, self.pipeline.evaluate(&context, vec![raw], false)).await;
         let evaluation = match evaluated {
             Ok(mut evaluations) if !evaluations.is_empty() => evaluations.swap_remove(0),
-            Ok(_) => return (self.on_error(&settings, "the pipeline returned nothing"), MilterOutcome::Unchecked),
+            Ok(_) => return Err((self.on_error(settings, "the pipeline returned nothing"), MilterOutcome::Unchecked)),
             Err(_) => {
                 self.events.emit(
                     events::MILTER_UNCHECKED,
                     None,
                     format!("No verdict within {} ms.", settings.timeout.as_millis()),
                 );
-                return (Decision::deliver(), MilterOutcome::Unchecked);
+                return Err((Decision::deliver(), MilterOutcome::Unchecked));
             }
         };
         if evaluation.class == Class::Deferred {
             self.events.emit(events::MILTER_UNCHECKED, None, "The network could not be asked.");
-            return (Decision::deliver(), MilterOutcome::Unchecked);
+            return Err((Decision::deliver(), MilterOutcome::Unchecked));
         }
+        Ok(evaluation)
+    }
 
-        // Each recipient's own class (`None`: it needs its own check).
-        let classes: Vec<Option<(Class, Reason)>> = recipients
+    /// Each recipient's own class (`None`: it needs its own check).
+    fn classes(
+        &self,
+        recipients: &[Option<Recipient>],
+        lead: &Recipient,
+        evaluation: &Evaluation,
+    ) -> Vec<Option<(Class, Reason)>> {
+        recipients
             .iter()
             .map(|r| {
                 let r = r.as_ref()?;
@@ -228,16 +273,12 @@ impl Inline {
                 }
                 Some((evaluation.class, evaluation.reason.clone()))
             })
-            .collect();
-        let first = classes[0].as_ref().map(|(class, _)| *class);
-        let agreed = classes.iter().all(|c| c.as_ref().map(|(class, _)| *class) == first && c.is_some());
-        let Some(class) = first.filter(|_| agreed) else {
-            // Counted by the post-delivery agent, which decides.
-            return (Decision::deliver(), MilterOutcome::LeftToAgent);
-        };
-        self.count(&mailboxes, &recipients, &classes);
-        self.teach(&lead, &evaluation);
+            .collect()
+    }
 
+    /// The message delivered with Starling's headers: a sender's own
+    /// headers of those names dropped, the verdict mark and the evidence.
+    fn marked(&self, message: &Message, class: Class, evaluation: &Evaluation) -> Decision {
         let mut decision = Decision::deliver();
         // Headers a sender wrote itself under these names are dropped (last
         // first: the indices stay right).
@@ -267,10 +308,20 @@ impl Inline {
             evidence.push_str(&format!("; model={:.3}", model.probability));
         }
         decision.add_headers.push((EVIDENCE_HEADER.to_owned(), evidence));
-        if class == Class::Clean {
-            return (decision, MilterOutcome::Decided(class));
-        }
+        decision
+    }
 
+    /// What becomes of spam or phishing: `[milter] spam_action`, and under
+    /// `policy` the mailbox policy's action.
+    fn disposed(
+        &self,
+        settings: &Settings,
+        mut decision: Decision,
+        message: &Message,
+        evaluation: &Evaluation,
+        class: Class,
+        recipients: &[Option<Recipient>],
+    ) -> Decision {
         match settings.spam_action {
             MilterAction::Reject => {
                 decision = Decision::deliver();
@@ -316,12 +367,12 @@ impl Inline {
                     }
                     Action::Move { .. } | Action::Defer => {
                         decision.add_headers.push((FLAG_HEADER.to_owned(), "YES".to_owned()));
-                        self.remember_filed(&recipients, &evaluation, class, &settings.policy);
+                        self.remember_filed(recipients, evaluation, class, &settings.policy);
                     }
                 }
             }
         }
-        (decision, MilterOutcome::Decided(class))
+        decision
     }
 
     /// Records spam flagged for filing (a Sieve rule or the post-delivery
