@@ -30,20 +30,11 @@ impl Connected {
         // An EXISTS that came with an earlier command's reply (mail that
         // arrived after the last look) means there is work already.
         let unsolicited = self.session()?.unsolicited_responses.clone();
-        let mut pending = false;
         // Messages leaving the spam folder matter to its task only.
         let watch_expunges = matches!(watcher.role, Role::Spam { .. });
+        let mut pending = false;
         while let Ok(response) = unsolicited.try_recv() {
-            // New mail, or (with CONDSTORE) changed flags to look at.
-            pending |= match response {
-                UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_) => true,
-                UnsolicitedResponse::Other(_) => self.modseq.is_some(),
-                UnsolicitedResponse::Expunge(_) if watch_expunges => {
-                    self.expunged = true;
-                    true
-                }
-                _ => false,
-            };
+            pending |= self.worth_waking(response, watch_expunges);
         }
         if pending {
             return Ok(Wake::Mail);
@@ -89,5 +80,20 @@ impl Connected {
         };
         self.session = Some(session);
         Ok(wake)
+    }
+
+    /// Whether a response that came with an earlier command's reply means
+    /// work: new mail, or (with CONDSTORE) changed flags to look at, or a
+    /// message leaving the spam folder (noted in `expunged`).
+    fn worth_waking(&mut self, response: UnsolicitedResponse, watch_expunges: bool) -> bool {
+        match response {
+            UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_) => true,
+            UnsolicitedResponse::Other(_) => self.modseq.is_some(),
+            UnsolicitedResponse::Expunge(_) if watch_expunges => {
+                self.expunged = true;
+                true
+            }
+            _ => false,
+        }
     }
 }

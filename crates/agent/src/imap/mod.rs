@@ -180,47 +180,60 @@ impl Watcher {
                 Err(error) => error,
             };
             self.processor.live.connection(&self.live_name(), false, &error.to_string());
-            let name: &str = &self.context.name;
-            match &error {
-                SessionError::Auth(_) => self.events.emit(events::AUTHENTICATION_FAILED, Some(name), error.to_string()),
-                SessionError::Limit(_) => self.events.emit(events::MAIL_STORE_LIMIT, Some(name), error.to_string()),
-                SessionError::Timeout => self.events.emit(events::MAIL_STORE_TIMEOUT, Some(name), ""),
-                SessionError::Folder(_) => self.events.emit(events::FOLDER_MISSING, Some(name), error.to_string()),
-                SessionError::Unreachable(_) | SessionError::Lost(_) => {
-                    if !failing {
-                        self.events.emit(
-                            events::MAIL_STORE_UNREACHABLE,
-                            None,
-                            format!("{}:{}: {error}", config.host, config.port()),
-                        )
-                    }
-                }
-                SessionError::Closed => {}
-            }
+            self.tell_lost(&error, failing);
             failing = true;
-            tracing::debug!(mailbox = name, "session ended: {error}; reconnecting in {backoff:?}");
-            // Stop commands are honoured while waiting; re-checks wait for
-            // the connection.
-            let wait = tokio::time::sleep(jitter(backoff));
-            tokio::pin!(wait);
-            loop {
-                tokio::select! {
-                    () = &mut wait => break,
-                    () = stop.cancelled() => return,
-                    work = self.work.recv() => match work {
-                        None | Some(Work::Stop) => return,
-                        Some(Work::Rescan { id, .. }) => {
-                            let detail = format!("not connected to the mail server: {error}");
-                            self.events.emit(events::RESCAN_FAILED, Some(&self.context.name), &detail);
-                            self.processor.state.send(move |c| {
-                                state::rescan_update(c, id, state::RescanStatus::Failed, (0, 0, 0), &detail)
-                            });
-                        }
-                        Some(_) => {}
-                    },
-                }
+            tracing::debug!(mailbox = %self.context.name, "session ended: {error}; reconnecting in {backoff:?}");
+            if !self.wait_to_reconnect(&error, backoff, &stop).await {
+                return;
             }
             backoff = (backoff * 2).min(max);
+        }
+    }
+
+    /// Says why a session ended; an unreachable server once per outage.
+    fn tell_lost(&self, error: &SessionError, failing: bool) {
+        let config = &self.server.config;
+        let name: &str = &self.context.name;
+        match error {
+            SessionError::Auth(_) => self.events.emit(events::AUTHENTICATION_FAILED, Some(name), error.to_string()),
+            SessionError::Limit(_) => self.events.emit(events::MAIL_STORE_LIMIT, Some(name), error.to_string()),
+            SessionError::Timeout => self.events.emit(events::MAIL_STORE_TIMEOUT, Some(name), ""),
+            SessionError::Folder(_) => self.events.emit(events::FOLDER_MISSING, Some(name), error.to_string()),
+            SessionError::Unreachable(_) | SessionError::Lost(_) => {
+                if !failing {
+                    self.events.emit(
+                        events::MAIL_STORE_UNREACHABLE,
+                        None,
+                        format!("{}:{}: {error}", config.host, config.port()),
+                    )
+                }
+            }
+            SessionError::Closed => {}
+        }
+    }
+
+    /// Waits `backoff` (with jitter) before reconnecting: stop commands are
+    /// honoured meanwhile, rescans fail, re-checks wait for the connection.
+    /// False when the task must stop.
+    async fn wait_to_reconnect(&mut self, error: &SessionError, backoff: Duration, stop: &CancellationToken) -> bool {
+        let wait = tokio::time::sleep(jitter(backoff));
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                () = &mut wait => return true,
+                () = stop.cancelled() => return false,
+                work = self.work.recv() => match work {
+                    None | Some(Work::Stop) => return false,
+                    Some(Work::Rescan { id, .. }) => {
+                        let detail = format!("not connected to the mail server: {error}");
+                        self.events.emit(events::RESCAN_FAILED, Some(&self.context.name), &detail);
+                        self.processor.state.send(move |c| {
+                            state::rescan_update(c, id, state::RescanStatus::Failed, (0, 0, 0), &detail)
+                        });
+                    }
+                    Some(_) => {}
+                },
+            }
         }
     }
 }

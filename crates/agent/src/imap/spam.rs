@@ -35,26 +35,7 @@ impl Connected {
         let mut sub_last: HashMap<String, u32> = HashMap::new();
         let mut next_poll = tokio::time::Instant::now();
         loop {
-            let newer = self.uids_after(last).await?;
-            for chunk in newer.chunks(FETCH_BATCH) {
-                // The header first: most arrivals are the agent's own
-                // filings, whose bodies need not be fetched again.
-                let ids = self.message_ids(&uid_set(chunk)).await?;
-                let wanted: Vec<Option<String>> = chunk.iter().map(|uid| ids.get(uid).cloned()).collect();
-                let worth = watcher.processor.worth_a_look(&self.mailbox, wanted, Moved::IntoSpam).await;
-                let fetch: Vec<u32> = chunk.iter().zip(worth).filter(|(_, w)| *w).map(|(uid, _)| *uid).collect();
-                if !fetch.is_empty() {
-                    let items = self.fetch_items(&fetch, &HashMap::new()).await?;
-                    self.meta.clear();
-                    watcher.processor.moved(&self.mailbox, items, Moved::IntoSpam).await;
-                }
-                present.extend(ids);
-                while present.len() > PRESENT_MAX {
-                    present.pop_first();
-                }
-                last = last.max(*chunk.last().unwrap_or(&0));
-                self.save_cursor(last);
-            }
+            last = self.arrivals(watcher, last, &mut present).await?;
             self.keywords(watcher).await?;
             let due = tokio::time::Instant::now() >= next_poll;
             // Looking elsewhere takes a second session: this one stays on
@@ -85,6 +66,38 @@ impl Connected {
                 _ => {}
             }
         }
+    }
+
+    /// Messages that arrived in the spam folder after `last`, looked at as
+    /// users' moves; the new last UID. `present` (UID → Message-ID, the
+    /// newest [`PRESENT_MAX`]) learns them, to tell what later vanished.
+    async fn arrivals(
+        &mut self,
+        watcher: &mut Watcher,
+        mut last: u32,
+        present: &mut std::collections::BTreeMap<u32, String>,
+    ) -> Result<u32, SessionError> {
+        let newer = self.uids_after(last).await?;
+        for chunk in newer.chunks(FETCH_BATCH) {
+            // The header first: most arrivals are the agent's own
+            // filings, whose bodies need not be fetched again.
+            let ids = self.message_ids(&uid_set(chunk)).await?;
+            let wanted: Vec<Option<String>> = chunk.iter().map(|uid| ids.get(uid).cloned()).collect();
+            let worth = watcher.processor.worth_a_look(&self.mailbox, wanted, Moved::IntoSpam).await;
+            let fetch: Vec<u32> = chunk.iter().zip(worth).filter(|(_, w)| *w).map(|(uid, _)| *uid).collect();
+            if !fetch.is_empty() {
+                let items = self.fetch_items(&fetch, &HashMap::new()).await?;
+                self.meta.clear();
+                watcher.processor.moved(&self.mailbox, items, Moved::IntoSpam).await;
+            }
+            present.extend(ids);
+            while present.len() > PRESENT_MAX {
+                present.pop_first();
+            }
+            last = last.max(*chunk.last().unwrap_or(&0));
+            self.save_cursor(last);
+        }
+        Ok(last)
     }
 
     /// The spam folder's name: the server's `\Junk` folder, else `name`

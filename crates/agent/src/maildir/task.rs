@@ -82,17 +82,8 @@ impl MaildirWorker {
             self.events.emit(events::STATE_ERROR, Some(&name), e.to_string());
         }
         let dir = maildir::folder_dir(&self.maildir, &self.folder);
-        let (key_name, key_folder) = (name.clone(), self.folder.clone());
-        let cursor = state.call(move |c| state::cursor(c, &key_name, &key_folder)).await.ok().flatten();
-        let mut position = match cursor {
-            Some(cursor) => cursor.position,
-            None => {
-                let hours = i64::from(self.first_scan_hours);
-                let now = jiff::Timestamp::now().as_nanosecond() as i64;
-                now - hours * 3_600_000_000_000
-            }
-        };
-        position = self.scan(&dir, position).await;
+        let position = self.start_position(&name).await;
+        let mut position = self.scan(&dir, position).await;
         // Watching from here on (the watch was set before the task started).
         self.save_cursor(position);
         let mut poll = tokio::time::interval(self.poll);
@@ -123,33 +114,19 @@ impl MaildirWorker {
                 Work::CatchUp(since) => position = self.scan(&dir, position.min(since)).await,
                 Work::Rescan { id, since } => self.rescan(&dir, id, since).await,
                 Work::Moved(folder, first, direction) => {
-                    let mut moved = vec![(folder, first, direction)];
-                    while moved.len() < 256 {
-                        match work.try_recv() {
-                            Ok(Work::Moved(folder, name, direction)) => moved.push((folder, name, direction)),
-                            Ok(Work::Stop) => return,
-                            Ok(other) => {
-                                later = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
+                    let more = |next| match next {
+                        Work::Moved(folder, name, direction) => Ok((folder, name, direction)),
+                        other => Err(other),
+                    };
+                    let Some(moved) = gather(&mut work, (folder, first, direction), &mut later, more) else { return };
                     self.moved(moved).await;
                 }
                 Work::Arrived(first) => {
-                    let mut names = vec![first];
-                    while names.len() < 256 {
-                        match work.try_recv() {
-                            Ok(Work::Arrived(more)) => names.push(more),
-                            Ok(Work::Stop) => return,
-                            Ok(other) => {
-                                later = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
+                    let more = |next| match next {
+                        Work::Arrived(name) => Ok(name),
+                        other => Err(other),
+                    };
+                    let Some(names) = gather(&mut work, first, &mut later, more) else { return };
                     let names: Vec<String> = names.into_iter().filter(|n| self.recent.insert(n.clone())).collect();
                     if let (Some(newest), _) = self.handle(&dir, names, Pass::Delivery).await {
                         position = position.max(newest);
@@ -167,6 +144,20 @@ impl MaildirWorker {
                     self.handle(&dir, names, Pass::Retro).await;
                 }
                 Work::Settle { rows, read } => self.settle(&dir, rows, read).await,
+            }
+        }
+    }
+
+    /// Where the last run stopped; else `first_scan_hours` back.
+    async fn start_position(&self, name: &str) -> i64 {
+        let (key_name, key_folder) = (name.to_owned(), self.folder.clone());
+        let cursor = self.processor.state.call(move |c| state::cursor(c, &key_name, &key_folder)).await.ok().flatten();
+        match cursor {
+            Some(cursor) => cursor.position,
+            None => {
+                let hours = i64::from(self.first_scan_hours);
+                let now = jiff::Timestamp::now().as_nanosecond() as i64;
+                now - hours * 3_600_000_000_000
             }
         }
     }
@@ -367,4 +358,30 @@ impl MaildirWorker {
         let (mailbox, folder) = (self.context.name.to_string(), self.folder.clone());
         self.processor.state.send(move |c| state::set_cursor(c, &mailbox, &folder, Cursor { validity: 0, position }));
     }
+}
+
+/// More work of the same kind already queued behind `first` (at most 256),
+/// taken together; the first other command waits in `later`. `None` when
+/// the task must stop.
+fn gather<T>(
+    work: &mut mpsc::Receiver<Work>,
+    first: T,
+    later: &mut Option<Work>,
+    same: impl Fn(Work) -> Result<T, Work>,
+) -> Option<Vec<T>> {
+    let mut all = vec![first];
+    while all.len() < 256 {
+        match work.try_recv() {
+            Ok(Work::Stop) => return None,
+            Ok(next) => match same(next) {
+                Ok(item) => all.push(item),
+                Err(other) => {
+                    *later = Some(other);
+                    break;
+                }
+            },
+            Err(_) => break,
+        }
+    }
+    Some(all)
 }
