@@ -112,13 +112,70 @@ fn direct_dependencies(package: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Every package `package` compiles when it is built on its own (`cargo
+/// tree -p`: features resolved for it alone, not unified with the rest of
+/// the workspace as `cargo metadata` does).
+fn built_alone(package: &str) -> BTreeSet<String> {
+    let out = Command::new(env!("CARGO"))
+        .args(["tree", "--locked", "-p", package, "-e", "normal", "--prefix", "none"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split(' ').next()).map(str::to_owned).collect()
+}
+
+/// The workspace's own packages.
+fn workspace_packages() -> Vec<String> {
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked", "--no-deps"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    let metadata: Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
+    metadata["packages"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect()
+}
+
 /// Only `starling-proto` knows the wire encoding: the agent keeps the
-/// fingerprint sets of users' reports through proto's functions, not with
+/// fingerprint sets of users' reports through proto's functions, and the
+/// node speaks gRPC through proto's generated services, neither with
 /// prost itself.
 #[test]
 fn only_proto_encodes_the_wire() {
-    for package in ["starling-agent", "starling-console", "starling-fingerprint", "starling-model"] {
+    let packages = workspace_packages();
+    assert!(packages.len() >= 10, "the workspace is read: {packages:?}");
+    for package in packages.iter().filter(|p| *p != "starling-proto") {
         assert!(!direct_dependencies(package).contains("prost"), "{package} uses prost directly");
+    }
+}
+
+/// The agent is a client beside a mail server: it links neither the
+/// console's web stack (the console links the agent, not the other way)
+/// nor any HTTP server.
+#[test]
+fn the_agent_links_no_console_or_web_server() {
+    let deps = built_alone("starling-agent");
+    for forbidden in ["starling-console", "askama", "axum"] {
+        assert!(!deps.contains(forbidden), "starling-agent depends on {forbidden}");
+    }
+}
+
+/// The network node sees fingerprints and pseudonyms only: it links no
+/// agent, console, mail-store client or the agent's SQLite state.
+#[test]
+fn the_network_links_no_agent_console_or_mail_store() {
+    let deps = built_alone("starling-network");
+    for forbidden in ["starling-agent", "starling-console", "rusqlite", "async-imap", "mail-parser"] {
+        assert!(!deps.contains(forbidden), "starling-network depends on {forbidden}");
+    }
+}
+
+/// The protocol is types and the wire: no storage and no mail parsing.
+#[test]
+fn proto_has_no_storage_or_mail_parsing() {
+    let deps = built_alone("starling-proto");
+    for forbidden in ["redb", "rusqlite", "redis", "mail-parser", "async-imap", "starling-agent", "starling-network"] {
+        assert!(!deps.contains(forbidden), "starling-proto depends on {forbidden}");
     }
 }
 
@@ -129,16 +186,10 @@ fn only_proto_encodes_the_wire() {
 #[test]
 fn proto_and_network_take_only_the_fingerprint_vocabulary() {
     for package in ["starling-proto", "starling-network"] {
-        let out = Command::new(env!("CARGO"))
-            .args(["tree", "--locked", "-p", package, "-e", "normal", "--prefix", "none"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("cargo tree runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let tree = String::from_utf8_lossy(&out.stdout);
-        assert!(tree.contains("starling-fingerprint"), "{package} uses the vocabulary");
+        let deps = built_alone(package);
+        assert!(deps.contains("starling-fingerprint"), "{package} uses the vocabulary");
         for engine in ["mail-parser", "chardetng", "htmlize", "linkify", "encoding_rs"] {
-            assert!(!tree.lines().any(|l| l.starts_with(&format!("{engine} "))), "{package} compiles {engine}");
+            assert!(!deps.contains(engine), "{package} compiles {engine}");
         }
     }
 }
