@@ -403,7 +403,7 @@ impl Inline {
                 fingerprint: evaluation.fingerprint.clone(),
                 class: class_name(class).to_owned(),
                 reason: reason_name(&evaluation.reason).to_owned(),
-                action: "inline".to_owned(),
+                action: state::FiledAction::Inline,
                 folder: folder.clone(),
                 pass: "inline",
                 delivered: None,

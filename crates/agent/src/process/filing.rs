@@ -11,8 +11,8 @@ use super::{ActionError, Folder, Item, Outcome, Pass, Processor, action_name, cl
 use crate::events;
 use crate::learning::Source;
 use crate::pipeline::{Evaluation, MailboxContext};
-use crate::policy::{Action, Class, Reason};
-use crate::state::{self, Counters, Filed};
+use crate::policy::{Action, Class, Destination, Reason};
+use crate::state::{self, Counters, Filed, FiledAction};
 
 /// What applying a batch comes to, gathered as its groups are applied.
 #[derive(Default)]
@@ -92,17 +92,18 @@ impl Processor {
         let filing: Vec<Filed> = evaluations
             .iter()
             .zip(items)
-            .filter(|(e, _)| acts(&e.action))
-            .map(|(e, item)| Filed {
-                mailbox: name.to_owned(),
-                message_id: e.facts.message_id.clone(),
-                fingerprint: e.fingerprint.clone(),
-                class: class_name(e.class).to_owned(),
-                reason: reason_name(&e.reason).to_owned(),
-                action: action_name(&e.action).to_owned(),
-                folder: String::new(),
-                pass: pass.as_str(),
-                delivered: item.identity,
+            .filter_map(|(e, item)| {
+                Some(Filed {
+                    mailbox: name.to_owned(),
+                    message_id: e.facts.message_id.clone(),
+                    fingerprint: e.fingerprint.clone(),
+                    class: class_name(e.class).to_owned(),
+                    reason: reason_name(&e.reason).to_owned(),
+                    action: filed_action(&e.action)?,
+                    folder: String::new(),
+                    pass: pass.as_str(),
+                    delivered: item.identity,
+                })
             })
             .collect();
         let filed_ids = if filing.is_empty() {
@@ -423,9 +424,22 @@ struct Failed<'a> {
     index: usize,
 }
 
+/// What a filing record says was done; `None` for an action that changes
+/// nothing in the mail store.
+fn filed_action(action: &Action) -> Option<FiledAction> {
+    match action {
+        Action::Move { destination: Destination::Spam(_), .. } => Some(FiledAction::SpamFolder),
+        Action::Move { destination: Destination::Existing(_), .. } => Some(FiledAction::Folder),
+        Action::Move { destination: Destination::Trash(_), .. } => Some(FiledAction::Trash),
+        Action::Tag { .. } => Some(FiledAction::Tag),
+        Action::Delete => Some(FiledAction::Delete),
+        Action::Leave | Action::Defer => None,
+    }
+}
+
 /// Whether an action changes the mail store.
 fn acts(action: &Action) -> bool {
-    matches!(action, Action::Move { .. } | Action::Tag { .. } | Action::Delete)
+    filed_action(action).is_some()
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::feedback::{Feedback, Observation, Opinion};
 use crate::learning::Source;
 use crate::pipeline::{Evaluation, MailboxContext, Pipeline};
 use crate::policy::{Action, Class, Reason};
-use crate::state::{self, FeedbackRow, State};
+use crate::state::{self, FeedbackRow, FiledAction, State};
 
 mod filing;
 
@@ -291,7 +291,7 @@ impl Unrecorded {
 /// What the agent knows of a message a user may have moved.
 struct Known {
     /// The agent filed it: (action, destination folder, delivery identity).
-    filed: Option<(String, String, Option<i64>)>,
+    filed: Option<(FiledAction, String, Option<i64>)>,
     /// A user's opinion of it.
     opinion: Option<FeedbackRow>,
 }
@@ -301,21 +301,20 @@ impl Known {
     /// flagged it and it was seen arriving in the spam folder.
     fn moved_by_agent(&self) -> bool {
         self.filed.as_ref().is_some_and(|(action, folder, _)| {
-            !folder.is_empty() && matches!(action.as_str(), "spam-folder" | "folder" | "trash" | "inline-filed")
+            !folder.is_empty() && (action.moved() || *action == FiledAction::InlineFiled)
         })
     }
 
     /// The milter flagged it for filing, and it has not been seen in the
     /// spam folder yet.
     fn flagged_inline_only(&self) -> bool {
-        self.filed.as_ref().is_some_and(|(action, _, _)| action == "inline")
+        self.filed.as_ref().is_some_and(|(action, _, _)| *action == FiledAction::Inline)
     }
 
     /// The milter flagged it for filing before delivery (a Sieve rule or
-    /// this agent files it; action `inline`, `inline-filed` once seen in
-    /// the spam folder).
+    /// this agent files it).
     fn flagged_inline(&self) -> bool {
-        self.filed.as_ref().is_some_and(|(action, _, _)| matches!(action.as_str(), "inline" | "inline-filed"))
+        self.filed.as_ref().is_some_and(|(action, _, _)| action.inline())
     }
 
     /// The agent moved this very message (not another delivery with the
@@ -328,7 +327,11 @@ impl Known {
     /// to Trash collects no feedback).
     fn reportable_filing(&self) -> bool {
         self.filed.as_ref().is_some_and(|(action, folder, _)| {
-            !folder.is_empty() && matches!(action.as_str(), "spam-folder" | "folder" | "inline" | "inline-filed")
+            !folder.is_empty()
+                && matches!(
+                    action,
+                    FiledAction::SpamFolder | FiledAction::Folder | FiledAction::Inline | FiledAction::InlineFiled
+                )
         })
     }
 

@@ -12,10 +12,49 @@
 //! counters and events, never corrupt the file; mail safety never depends on
 //! this database (see the journal).
 
+/// An enum stored as text: its names (`as_str`, `Display`), `ToSql`, and
+/// `FromSql` refusing an unknown name with `what` in the error.
+macro_rules! stored_as_text {
+    ($type:ident, $what:literal, { $($variant:ident => $name:literal),* $(,)? }) => {
+        impl $type {
+            /// Its name, as stored and shown.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($type::$variant => $name,)*
+                }
+            }
+        }
+
+        impl std::fmt::Display for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl rusqlite::types::ToSql for $type {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl rusqlite::types::FromSql for $type {
+            fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                match value.as_str()? {
+                    $($name => Ok($type::$variant),)*
+                    text => Err(rusqlite::types::FromSqlError::Other(format!("unknown {} {text:?}", $what).into())),
+                }
+            }
+        }
+    };
+}
+
+use stored_as_text;
+
 mod connection;
 mod cursors;
 mod events;
 mod feedback;
+mod filed;
 mod journal;
 mod mailboxes;
 mod meta;
@@ -30,6 +69,7 @@ pub use connection::{State, StateError, open};
 pub use cursors::*;
 pub use events::*;
 pub use feedback::*;
+pub use filed::*;
 pub use journal::*;
 pub use mailboxes::*;
 pub use meta::*;
@@ -103,6 +143,75 @@ mod tests {
         record_batch(&mut c, &batch).unwrap();
         let rows = hourly(&c, 0, None).unwrap();
         assert_eq!(rows, [(3600, "alice".to_owned(), Counters { checked: 4, spam: 2, ..Counters::default() })]);
+    }
+
+    #[test]
+    fn every_counter_keeps_its_own_column_in_every_statement() {
+        let (_dir, mut c) = db();
+        // Distinct values: a column out of order in any statement shows.
+        let n = Counters {
+            checked: 1,
+            spam: 2,
+            phish: 3,
+            whitelisted: 4,
+            empty: 5,
+            errors: 6,
+            blocked: 7,
+            unblocked: 8,
+            rescanned: 9,
+            rescan_filed: 10,
+        };
+        assert_eq!(n.values(), (1..=10).collect::<Vec<u32>>(), "the fields are the columns, in order");
+        let batch = BTreeMap::from([((3600, "alice".to_owned()), n)]);
+        record_batch(&mut c, &batch).unwrap();
+        record_batch(&mut c, &batch).unwrap();
+        let mut twice = n;
+        twice.add(&n);
+        assert_eq!(hourly(&c, 0, None).unwrap(), [(3600, "alice".to_owned(), twice)]);
+        assert_eq!(hourly_of(&c, "alice", 0, 7200).unwrap(), [(3600, twice)]);
+        assert_eq!(hourly_totals(&c, 0, 7200).unwrap(), [(3600, twice)]);
+        assert_eq!(mailbox_totals(&c, &["alice".to_owned()], 0).unwrap()["alice"], twice);
+    }
+
+    #[test]
+    fn a_filing_is_found_by_message_id_with_its_typed_action() {
+        let (_dir, mut c) = db();
+        let filed = |id: &str, action| Filed {
+            mailbox: "alice".into(),
+            message_id: Some(id.into()),
+            fingerprint: None,
+            class: "spam".into(),
+            reason: "network".into(),
+            action,
+            folder: String::new(),
+            pass: "delivery",
+            delivered: Some(7),
+        };
+        let all = [
+            FiledAction::SpamFolder,
+            FiledAction::Folder,
+            FiledAction::Trash,
+            FiledAction::Tag,
+            FiledAction::Delete,
+            FiledAction::Inline,
+        ];
+        let rows: Vec<Filed> = all.iter().enumerate().map(|(i, a)| filed(&format!("<{i}@x>"), *a)).collect();
+        let ids = insert_filed(&mut c, &rows).unwrap();
+        set_filed_folders(&mut c, &[(ids[0], "Junk".into())]).unwrap();
+        for (i, action) in all.iter().enumerate() {
+            let found = filed_lookup(&c, "alice", Some(&format!("<{i}@x>")), None).unwrap().unwrap();
+            assert_eq!(found.0, *action);
+        }
+        assert_eq!(
+            filed_lookup(&c, "alice", Some("<0@x>"), None).unwrap(),
+            Some((FiledAction::SpamFolder, "Junk".into(), Some(7)))
+        );
+        filed_inline_arrived(&c, "alice", &["<5@x>".to_owned()]).unwrap();
+        assert_eq!(filed_lookup(&c, "alice", Some("<5@x>"), None).unwrap().unwrap().0, FiledAction::InlineFiled);
+        // A name this version does not know is an error, not a guess.
+        c.execute("UPDATE filed SET action = 'teleported' WHERE message_id = '<1@x>'", []).unwrap();
+        let error = filed_lookup(&c, "alice", Some("<1@x>"), None).unwrap_err();
+        assert!(error.to_string().contains("unknown filed action \"teleported\""), "{error}");
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! Rescans asked for, running and done (`rescans`).
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -22,49 +21,18 @@ pub enum RescanStatus {
     Failed,
 }
 
-impl RescanStatus {
-    /// Its name, as stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RescanStatus::Requested => "requested",
-            RescanStatus::Queued => "queued",
-            RescanStatus::Running => "running",
-            RescanStatus::Done => "done",
-            RescanStatus::Failed => "failed",
-        }
-    }
+super::stored_as_text!(RescanStatus, "rescan status", {
+    Requested => "requested",
+    Queued => "queued",
+    Running => "running",
+    Done => "done",
+    Failed => "failed",
+});
 
+impl RescanStatus {
     /// Whether it is over.
     pub fn finished(self) -> bool {
         matches!(self, RescanStatus::Done | RescanStatus::Failed)
-    }
-}
-
-impl std::fmt::Display for RescanStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl ToSql for RescanStatus {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for RescanStatus {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        let all = [
-            RescanStatus::Requested,
-            RescanStatus::Queued,
-            RescanStatus::Running,
-            RescanStatus::Done,
-            RescanStatus::Failed,
-        ];
-        let text = value.as_str()?;
-        all.into_iter()
-            .find(|s| s.as_str() == text)
-            .ok_or_else(|| FromSqlError::Other(format!("unknown rescan status {text:?}").into()))
     }
 }
 

@@ -1,8 +1,8 @@
-//! Settings changed while running (`settings`), and look-ups of the `filed` table by Message-ID.
+//! Settings changed while running (`settings`).
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use super::now;
 
@@ -29,52 +29,4 @@ pub fn setting_put(c: &Connection, key: &str, value: Option<&serde_json::Value>,
         None => c.execute("DELETE FROM settings WHERE key = ?1", [key])?,
     };
     Ok(())
-}
-
-/// What the agent last filed in a mailbox under this Message-ID (or, for
-/// a message without one, this text fingerprint): (action, destination
-/// folder — "" until the move is done, delivery identity).
-pub fn filed_lookup(
-    c: &Connection,
-    mailbox: &str,
-    message_id: Option<&str>,
-    fingerprint: Option<&[u8]>,
-) -> rusqlite::Result<Option<(String, String, Option<i64>)>> {
-    if let Some(id) = message_id {
-        return c
-            .prepare_cached(
-                "SELECT action, folder, delivered FROM filed WHERE mailbox = ?1 AND message_id = ?2
-                 ORDER BY id DESC LIMIT 1",
-            )?
-            .query_row(params![mailbox, id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-            .optional();
-    }
-    if let Some(fingerprint) = fingerprint {
-        return c
-            .prepare_cached(
-                "SELECT action, folder, delivered FROM filed WHERE mailbox = ?1 AND message_id IS NULL
-                 AND fingerprint = ?2 ORDER BY id DESC LIMIT 1",
-            )?
-            .query_row(params![mailbox, fingerprint], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-            .optional();
-    }
-    Ok(None)
-}
-
-/// Spam the milter flagged (action `inline`) was seen in the spam folder:
-/// its return to the inbox is a rescue from now on (`inline-filed`).
-pub fn filed_inline_arrived(c: &Connection, mailbox: &str, message_ids: &[String]) -> rusqlite::Result<()> {
-    let mut update = c.prepare_cached(
-        "UPDATE filed SET action = 'inline-filed' WHERE mailbox = ?1 AND message_id = ?2 AND action = 'inline'",
-    )?;
-    for id in message_ids {
-        update.execute(params![mailbox, id])?;
-    }
-    Ok(())
-}
-
-/// Forgets filed messages older than `before` (Unix seconds); returns how
-/// many.
-pub fn filed_expire(c: &Connection, before: i64) -> rusqlite::Result<usize> {
-    c.execute("DELETE FROM filed WHERE at < ?1", [before])
 }
