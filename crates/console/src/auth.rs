@@ -64,6 +64,44 @@ pub struct Caller {
     pub csrf: Option<String>,
 }
 
+/// The console's own tables: accounts, their API tokens and browser
+/// sessions. They live in the agent's state database (one file to back
+/// up) but are the console's: it creates them when it opens the
+/// database, and the agent never reads them.
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS admins (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    password TEXT NOT NULL,
+    role TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    last_login INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id INTEGER PRIMARY KEY,
+    admin INTEGER NOT NULL REFERENCES admins (id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    hash BLOB NOT NULL UNIQUE,
+    created INTEGER NOT NULL,
+    last_used INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS sessions (
+    hash BLOB PRIMARY KEY,
+    admin INTEGER NOT NULL REFERENCES admins (id) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    expires INTEGER NOT NULL
+) WITHOUT ROWID;
+"#;
+
+/// Creates the console's tables when they are missing (databases made
+/// before the console owned them already have them, the same).
+pub fn create_tables(c: &Connection) -> rusqlite::Result<()> {
+    c.execute_batch(SCHEMA)
+}
+
 /// A new random secret: 32 bytes, URL-safe base64.
 pub fn random_secret() -> String {
     use base64::Engine as _;
@@ -445,6 +483,27 @@ pub fn urlencode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_console_makes_its_own_tables_and_the_agent_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = starling_agent::state::open(&dir.path().join(starling_agent::state::FILE_NAME)).unwrap();
+        let tables = |c: &Connection| -> Vec<String> {
+            c.prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('admins', 'api_tokens', 'sessions')",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+        };
+        assert!(tables(&c).is_empty(), "the agent's schema has none of the console's tables");
+        create_tables(&c).unwrap();
+        create_tables(&c).unwrap();
+        assert_eq!(tables(&c), ["admins", "api_tokens", "sessions"]);
+        assert!(create_account(&c, "admin", &hash_password("x"), Role::Admin).unwrap());
+    }
 
     #[test]
     fn passwords_hash_with_argon2id_and_verify() {
