@@ -33,8 +33,11 @@ use crate::tagging::Marker;
 use crate::{imap, maildir, users};
 
 mod passes;
+mod stores;
 mod tasks;
 mod watch;
+
+use stores::{ImapStore, MailStore, MaildirStore, TaskKit};
 
 /// The agent's own secret (tag marks, reporter pseudonyms), in `state_dir`.
 pub const SECRET_FILE: &str = "agent.secret";
@@ -366,6 +369,10 @@ impl Supervisor {
             .then(|| crate::schedule::Daily::parse(&config.rescan.time, &config.rescan.timezone))
             .transpose()?;
         let was_filtering = parts.activation.standing().filtering;
+        let store: Box<dyn MailStore> = match parts.imap {
+            Some(server) => Box::new(ImapStore { server }),
+            None => Box::new(MaildirStore::new(&config, fs_events, parts.events.clone())),
+        };
         let supervisor = Supervisor {
             base,
             config,
@@ -376,13 +383,10 @@ impl Supervisor {
             pipeline: parts.pipeline,
             processor: parts.processor,
             marker: parts.marker,
-            imap: parts.imap,
+            store,
             running: HashMap::new(),
             spam_running: HashMap::new(),
-            watcher: None,
-            watch_routes: HashMap::new(),
             needs_scan: HashMap::new(),
-            fs_events,
             schedule,
             settings_changed: None,
             stop: supervisor_stop,
@@ -441,14 +445,12 @@ struct Supervisor {
     pipeline: Arc<Pipeline>,
     processor: Arc<Processor>,
     marker: Marker,
-    imap: Option<Arc<imap::Server>>,
+    /// The mail store the tasks work on (IMAP or Maildir).
+    store: Box<dyn MailStore>,
     running: HashMap<String, Running>,
-    /// IMAP: the spam-folder task of each mailbox with feedback on.
+    /// The task of each mailbox that sees users' moves, when the store
+    /// has one of its own (IMAP: a session on the spam folder).
     spam_running: HashMap<String, Running>,
-    watcher: Option<notify::RecommendedWatcher>,
-    /// Watched `new`/`cur` directory → where its notifications go.
-    watch_routes: HashMap<PathBuf, Route>,
-    fs_events: mpsc::Sender<notify::Result<notify::Event>>,
     /// Mailboxes whose notifications were lost (their task had no room, or
     /// the kernel's queue overflowed), with the time from which to look
     /// again: they get a rescan as soon as there is room.
@@ -558,7 +560,7 @@ impl Supervisor {
         mut retro_keys: mpsc::UnboundedReceiver<Vec<u64>>,
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
-        self.start_watcher()?;
+        self.store.start_watching()?;
         let mut data_version = self.state.call(|c| state::data_version(c)).await?;
         self.reload_whitelists().await;
         self.abandon_stale_rescans().await;
@@ -630,18 +632,6 @@ impl Supervisor {
                 }
             }
         }
-    }
-
-    /// Maildir: the file-system watcher whose notifications `route` takes.
-    fn start_watcher(&mut self) -> notify::Result<()> {
-        if self.config.mail_store == MailStoreKind::Maildir {
-            let sender = self.fs_events.clone();
-            let watcher = notify::recommended_watcher(move |event| {
-                let _ = sender.blocking_send(event);
-            })?;
-            self.watcher = Some(watcher);
-        }
-        Ok(())
     }
 
     /// Reads the user source and brings the tasks in step; how long until

@@ -179,12 +179,7 @@ impl Supervisor {
         self.live.forget(name);
         for running in [self.running.remove(name), self.spam_running.remove(name)].into_iter().flatten() {
             let _ = running.work.send(Work::Stop).await;
-            for dir in running.watched {
-                if let Some(watcher) = &mut self.watcher {
-                    let _ = watcher.unwatch(&dir);
-                }
-                self.watch_routes.remove(&dir);
-            }
+            self.store.unwatch(&running.watched);
         }
     }
 
@@ -199,7 +194,7 @@ impl Supervisor {
         }
         for wanted in wanted {
             if self.running.get(&wanted.name).is_some_and(|r| !r.task.is_finished()) {
-                if wanted.feedback && self.imap.is_some() && !self.spam_running.contains_key(&wanted.name) {
+                if wanted.feedback && self.store.feedback_tasks() && !self.spam_running.contains_key(&wanted.name) {
                     self.start_spam_task(&wanted);
                 }
                 continue;
@@ -239,90 +234,41 @@ impl Supervisor {
     /// Starts a mailbox's task (IMAP or Maildir), and its spam-folder task
     /// when its users' moves are watched over IMAP.
     fn start_task(&mut self, wanted: Wanted) {
-        let Wanted { name, account, folder, policy, feedback } = wanted;
-        let spam_task = feedback.then(|| Wanted {
-            name: name.clone(),
-            account: account.clone(),
-            folder: folder.clone(),
-            policy: policy.clone(),
-            feedback,
-        });
-        let kept = policy.clone();
-        let cell = PolicyCell::new(policy);
-        let context = MailboxContext { name: Arc::from(name.as_str()), enabled: true, policy: cell.clone() };
+        let cell = PolicyCell::new(wanted.policy.clone());
+        let context = MailboxContext { name: Arc::from(wanted.name.as_str()), enabled: true, policy: cell.clone() };
         let (work, receiver) = mpsc::channel(1024);
-        let running = match (&self.imap, self.config.mail_store) {
-            (Some(server), MailStoreKind::Imap) => {
-                let watcher = imap::Watcher {
-                    server: server.clone(),
-                    account,
-                    folder,
-                    role: imap::Role::Filter,
-                    context,
-                    processor: self.processor.clone(),
-                    marker: self.marker.clone(),
-                    first_scan_hours: self.config.scan.first_scan_hours,
-                    work: receiver,
-                    events: self.events.clone(),
-                };
-                let stop = self.stop.clone();
-                Running {
-                    work,
-                    task: tokio::spawn(watcher.run(stop)),
-                    watched: Vec::new(),
-                    feedback,
-                    policy: kept,
-                    cell,
-                }
-            }
-            _ => {
-                let maildir = maildir::user_maildir(&self.config.maildir.root, &self.config.maildir.layout, &account);
-                let (watched, complete) = self.watch_maildir(&name, &maildir, &folder, feedback);
-                let worker = maildir::MaildirWorker {
-                    maildir,
-                    folder,
-                    context,
-                    processor: self.processor.clone(),
-                    marker: self.marker.clone(),
-                    events: self.events.clone(),
-                    first_scan_hours: self.config.scan.first_scan_hours,
-                    max_bytes: self.config.imap.max_message_bytes,
-                    poll: if complete { Duration::from_secs(600) } else { Duration::from_secs(60) },
-                    recent: maildir::Recent::default(),
-                };
-                let stop = self.stop.clone();
-                Running { work, task: tokio::spawn(worker.run(receiver, stop)), watched, feedback, policy: kept, cell }
-            }
-        };
-        self.running.insert(name, running);
-        if let Some(spam_task) = spam_task
-            && self.imap.is_some()
-        {
-            self.start_spam_task(&spam_task);
+        let kit = self.kit();
+        let (task, watched) = self.store.start_filter(&kit, &wanted, context, receiver);
+        let running =
+            Running { work, task, watched, feedback: wanted.feedback, policy: wanted.policy.clone(), cell };
+        self.running.insert(wanted.name.clone(), running);
+        if wanted.feedback {
+            self.start_spam_task(&wanted);
         }
     }
 
-    /// Starts the spam-folder task of an IMAP mailbox.
+    /// Starts the task that sees a mailbox's users' moves, when the store
+    /// has one of its own (IMAP: a session on the spam folder).
     pub(super) fn start_spam_task(&mut self, wanted: &Wanted) {
-        let Some(server) = &self.imap else { return };
-        let policy = &wanted.policy;
-        let files_there = [policy.spam_action, policy.phish_action].contains(&ActionKind::SpamFolder);
+        let cell = PolicyCell::new(wanted.policy.clone());
+        let context = MailboxContext { name: Arc::from(wanted.name.as_str()), enabled: true, policy: cell.clone() };
         let (work, receiver) = mpsc::channel(16);
-        let cell = PolicyCell::new(policy.clone());
-        let watcher = imap::Watcher {
-            server: server.clone(),
-            account: wanted.account.clone(),
-            folder: policy.spam_folder.clone(),
-            role: imap::Role::Spam { name: policy.spam_folder.clone(), create: files_there },
-            context: MailboxContext { name: Arc::from(wanted.name.as_str()), enabled: true, policy: cell.clone() },
-            processor: self.processor.clone(),
-            marker: self.marker.clone(),
-            first_scan_hours: 0,
-            work: receiver,
-            events: self.events.clone(),
-        };
-        let task = tokio::spawn(watcher.run(self.stop.clone()));
+        let kit = self.kit();
+        let Some(task) = self.store.start_feedback(&kit, wanted, context, receiver) else { return };
         let running = Running { work, task, watched: Vec::new(), feedback: true, policy: wanted.policy.clone(), cell };
         self.spam_running.insert(wanted.name.clone(), running);
+    }
+
+    /// What a mailbox task is given.
+    fn kit(&self) -> TaskKit {
+        TaskKit {
+            processor: self.processor.clone(),
+            marker: self.marker.clone(),
+            events: self.events.clone(),
+            stop: self.stop.clone(),
+            first_scan_hours: self.config.scan.first_scan_hours,
+            spam_folder: self.config.policy.spam_folder.clone(),
+            trash_folder: self.config.policy.trash_folder.clone(),
+        }
     }
 }

@@ -1,72 +1,9 @@
-//! Maildir notifications: which directories are watched and which
-//! mailbox task each notification goes to.
+//! Maildir notifications: which mailbox task each one goes to (the
+//! watches themselves are the Maildir store's, `stores.rs`).
 
 use super::*;
 
 impl Supervisor {
-    /// Watches a Maildir's filtered folder and, with feedback, its other
-    /// folders (not Trash); returns the watched directories, and whether
-    /// the filtered folder's watch is complete.
-    pub(super) fn watch_maildir(
-        &mut self,
-        mailbox: &str,
-        maildir: &Path,
-        folder: &str,
-        feedback: bool,
-    ) -> (Vec<PathBuf>, bool) {
-        let mut watched = Vec::new();
-        let dir = maildir::folder_dir(maildir, folder);
-        let complete = self.watch(mailbox, folder, &dir, None, &mut watched);
-        if feedback {
-            let spam = self.config.policy.spam_folder.clone();
-            let spam = if spam.is_empty() { "Spam".to_owned() } else { spam };
-            let trash = self.config.policy.trash_folder.clone();
-            let trash = if trash.is_empty() { "Trash".to_owned() } else { trash };
-            let in_tree = |name: &str, root: &str| name == root || name.starts_with(&format!("{root}."));
-            for other in maildir::folders(maildir) {
-                if in_tree(&other, &trash) || other == folder {
-                    continue;
-                }
-                let kind = if in_tree(&other, &spam) { RouteKind::Spam } else { RouteKind::Other };
-                self.watch(mailbox, &other, &maildir::folder_dir(maildir, &other), Some(kind), &mut watched);
-            }
-        }
-        (watched, complete)
-    }
-
-    /// Watches a Maildir folder's `new` and `cur`; false when it failed.
-    pub(super) fn watch(
-        &mut self,
-        mailbox: &str,
-        folder: &str,
-        dir: &Path,
-        kind: Option<RouteKind>,
-        watched: &mut Vec<PathBuf>,
-    ) -> bool {
-        let Some(watcher) = &mut self.watcher else { return false };
-        let mut ok = true;
-        for sub in ["new", "cur"] {
-            let path = dir.join(sub);
-            if !path.is_dir() {
-                ok = false;
-                continue;
-            }
-            match watcher.watch(&path, notify::RecursiveMode::NonRecursive) {
-                Ok(()) => {
-                    let kind = kind.unwrap_or(RouteKind::Filtered(sub == "new"));
-                    let route = Route { mailbox: mailbox.to_owned(), folder: folder.to_owned(), kind };
-                    self.watch_routes.insert(path.clone(), route);
-                    watched.push(path);
-                }
-                Err(e) => {
-                    ok = false;
-                    self.events.emit(events::WATCH_FAILED, Some(mailbox), format!("{}: {e}", path.display()));
-                }
-            }
-        }
-        ok
-    }
-
     /// Routes a file system notification to its mailbox task.
     pub(super) async fn route(&mut self, event: notify::Result<notify::Event>) {
         let event = match event {
@@ -95,7 +32,7 @@ impl Supervisor {
             EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
                 if let Some(path) = event.paths.last()
                     && let (Some(dir), Some(file)) = (path.parent(), path.file_name().and_then(|f| f.to_str()))
-                    && let Some(Route { mailbox, kind: RouteKind::Filtered(true), .. }) = self.watch_routes.get(dir)
+                    && let Some(Route { mailbox, kind: RouteKind::Filtered(true), .. }) = self.store.route_of(dir)
                     && let Some(running) = self.running.get(mailbox)
                     && running.work.try_send(Work::Written(maildir::unique_of(file).to_owned())).is_err()
                 {
@@ -109,7 +46,7 @@ impl Supervisor {
         };
         let Some(path) = arrived else { return };
         let (Some(dir), Some(file)) = (path.parent(), path.file_name().and_then(|f| f.to_str())) else { return };
-        let Some(route) = self.watch_routes.get(dir) else { return };
+        let Some(route) = self.store.route_of(dir) else { return };
         if file.starts_with('.') {
             return;
         }
@@ -117,7 +54,7 @@ impl Supervisor {
         // new/ to cur/, or changing its flags: nothing arrived.
         let within = from
             .and_then(|f| f.parent())
-            .and_then(|d| self.watch_routes.get(d))
+            .and_then(|d| self.store.route_of(d))
             .is_some_and(|r| r.mailbox == route.mailbox && r.folder == route.folder);
         let unique = maildir::unique_of(file).to_owned();
         let work = match route.kind {
