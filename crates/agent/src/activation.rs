@@ -109,7 +109,7 @@ impl NetworkSays {
 }
 
 /// Where the organisation stands.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// Nothing known yet (no code, the network not reached): filtering goes
@@ -128,9 +128,23 @@ pub enum Phase {
     Disabled,
 }
 
+impl Phase {
+    /// Its name, as shown and serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Unknown => "unknown",
+            Phase::Active => "active",
+            Phase::Ending => "ending",
+            Phase::Expired => "expired",
+            Phase::Revoked => "revoked",
+            Phase::Disabled => "disabled",
+        }
+    }
+}
+
 /// The organisation's standing, as the console and `starling status` show
 /// it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Standing {
     /// Where it stands.
     pub state: Phase,
@@ -645,6 +659,14 @@ mod tests {
 
     const DAY: i64 = 86_400;
     const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn a_phase_is_shown_by_its_serialised_name() {
+        for phase in [Phase::Unknown, Phase::Active, Phase::Ending, Phase::Expired, Phase::Revoked, Phase::Disabled] {
+            assert_eq!(serde_json::to_value(phase).unwrap(), phase.as_str());
+            assert_eq!(serde_json::from_value::<Phase>(phase.as_str().into()).unwrap(), phase);
+        }
+    }
 
     fn code(serial: u64, expires_at: i64) -> Claims {
         Claims {

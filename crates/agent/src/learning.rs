@@ -133,7 +133,7 @@ impl Opinion {
 }
 
 /// The model's figures for the console and `starling model status`.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Status {
     /// Spam examples learnt.
     pub spam: u64,

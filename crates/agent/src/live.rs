@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::network::{Health, Network};
 
 /// A mailbox task's connection to the mail server.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connection {
     /// Connected (logged in and watching).
     pub connected: bool,
@@ -66,7 +66,7 @@ impl Default for Live {
 
 /// The in-line filter (milter) as the dashboard and `/metrics` show it,
 /// since the agent started.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct MilterView {
     /// Where it listens.
     pub listen: String,
@@ -103,10 +103,10 @@ pub enum MilterOutcome {
 }
 
 /// The local model and retro-filing as the dashboard shows them.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LearningView {
     /// `policy.model` at start: `off`, `suggest` or `file`.
-    pub mode: &'static str,
+    pub mode: String,
     /// The model's figures.
     #[serde(flatten)]
     pub model: crate::learning::Status,
@@ -119,10 +119,10 @@ pub struct LearningView {
 }
 
 /// The network as the dashboard shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NetworkView {
     /// `unknown`, `up`, `down` or `rejected`.
-    pub state: &'static str,
+    pub state: String,
     /// Why it is down or rejected.
     pub detail: String,
     /// The latency of the last request (milliseconds).
@@ -141,7 +141,7 @@ pub struct NetworkView {
 }
 
 /// Everything at one moment.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Snapshot {
     /// When the agent started (Unix seconds).
     pub started: i64,
@@ -171,7 +171,7 @@ pub struct Snapshot {
 }
 
 /// The organisation's trial or subscription, as the agent enforces it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActivationView {
     /// The standing.
     #[serde(flatten)]
@@ -291,7 +291,7 @@ impl Live {
             connections: self.connections.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             network: self.network.get().map(network_view),
             learning: self.learning.get().map(|(learner, index, mode)| LearningView {
-                mode,
+                mode: (*mode).to_owned(),
                 model: learner.status(),
                 filed_after_delivery: index.filed(),
                 filed_by_model: index.filed_by_model(),
@@ -316,7 +316,7 @@ fn network_view(network: &Network) -> NetworkView {
     let info = network.info();
     let (latency_ms, latency_avg_ms) = network.latency();
     NetworkView {
-        state,
+        state: state.to_owned(),
         detail,
         latency_ms,
         latency_avg_ms,

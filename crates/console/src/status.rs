@@ -2,7 +2,7 @@
 //! `/api/v1/live` and `/metrics` show — read from the live view and the
 //! state database.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use starling_agent::state;
 
 use crate::App;
@@ -10,10 +10,10 @@ use crate::error::ApiError;
 use crate::stats;
 
 /// The dashboard's figures.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Status {
     /// The agent's version.
-    pub version: &'static str,
+    pub version: String,
     /// The live view.
     pub live: starling_agent::live::Snapshot,
     /// Messages checked per second (last ten seconds).
@@ -29,7 +29,7 @@ pub struct Status {
 }
 
 /// Mailbox counts.
-#[derive(Serialize, Default)]
+#[derive(Serialize, Deserialize, Default)]
 pub struct MailboxCounts {
     /// Known.
     pub total: u64,
@@ -59,7 +59,7 @@ pub async fn status_now(app: &App) -> Result<Status, ApiError> {
         .await?;
     let (_, settings_problems) = app.config().await;
     Ok(Status {
-        version: env!("CARGO_PKG_VERSION"),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
         live: app.live().snapshot(),
         messages_per_second: app.rate(),
         mailboxes,

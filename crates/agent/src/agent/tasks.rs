@@ -239,8 +239,7 @@ impl Supervisor {
         let (work, receiver) = mpsc::channel(1024);
         let kit = self.kit();
         let (task, watched) = self.store.start_filter(&kit, &wanted, context, receiver);
-        let running =
-            Running { work, task, watched, feedback: wanted.feedback, policy: wanted.policy.clone(), cell };
+        let running = Running { work, task, watched, feedback: wanted.feedback, policy: wanted.policy.clone(), cell };
         self.running.insert(wanted.name.clone(), running);
         if wanted.feedback {
             self.start_spam_task(&wanted);

@@ -171,7 +171,7 @@ pub(super) async fn model_retrain_status(State(app): State<App>, Path(id): Path<
 }
 
 /// The organisation's trial or subscription.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct ActivationStatus {
     /// As the running agent enforces it (`null` before it started).
     pub activation: Option<starling_agent::live::ActivationView>,
@@ -198,21 +198,35 @@ pub struct CodeInput {
     pub code: String,
 }
 
-pub(super) async fn activation_enter(
-    State(app): State<App>,
-    Json(input): Json<CodeInput>,
-) -> Answer<serde_json::Value> {
+pub(super) async fn activation_enter(State(app): State<App>, Json(input): Json<CodeInput>) -> Answer<Installed> {
     let config = app.base().activation.clone();
     let claims = app
         .db(move |c| Ok(starling_agent::activation::enter_code(c, &config, &input.code)))
         .await?
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
-    Ok(Json(serde_json::json!({
-        "installed": true,
-        "organisation": claims.organisation,
-        "plan": claims.plan.as_str(),
-        "expires_at": claims.expires_at,
-        "max_mailboxes": claims.max_mailboxes,
-        "serial": claims.serial,
-    })))
+    Ok(Json(Installed {
+        installed: true,
+        organisation: claims.organisation,
+        plan: claims.plan.as_str().to_owned(),
+        expires_at: claims.expires_at,
+        max_mailboxes: claims.max_mailboxes,
+        serial: claims.serial,
+    }))
+}
+
+/// A code installed (`POST /api/v1/activation`).
+#[derive(Serialize, Deserialize)]
+pub struct Installed {
+    /// Always true (a refused code is an error answer).
+    pub installed: bool,
+    /// The organisation it names.
+    pub organisation: String,
+    /// `trial` or `subscription`.
+    pub plan: String,
+    /// When it ends (Unix seconds; 0: never).
+    pub expires_at: i64,
+    /// Mailboxes it allows (0: any number).
+    pub max_mailboxes: u32,
+    /// Its serial number.
+    pub serial: u64,
 }

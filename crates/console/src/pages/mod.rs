@@ -318,7 +318,7 @@ async fn dashboard(State(app): State<App>, Extension(caller): Extension<Caller>,
     let network = status.live.network.clone();
     let (network_state, network_state_text, network_detail) = match &network {
         None => ("unknown", "Not started", String::new()),
-        Some(n) => match n.state {
+        Some(n) => match n.state.as_str() {
             "up" => ("up", "Reachable", format!("Node version {}.", n.node_version)),
             "down" => {
                 ("down", "Unreachable", format!("{} Mail stays put and is re-checked when it is back.", n.detail))

@@ -20,9 +20,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
+use starling_agent::activation::Phase;
 use starling_agent::events::{CATALOGUE, catalogue_markdown};
+use starling_agent::live::{ActivationView, NetworkView};
 use starling_agent::state::{RescanRow, RescanStatus, WhitelistRow};
-use starling_console::api::{EventView, ImportPreview, Imported, Outcomes, UsersPage};
+use starling_console::api::{EventView, ImportPreview, Imported, Installed, Outcomes, Status, UsersPage};
 use starling_console::auth::Account;
 use starling_console::stats::ReportFile;
 
@@ -272,24 +274,20 @@ fn outcomes(value: &Outcomes, out: &mut impl std::io::Write) -> anyhow::Result<E
 // ---------------------------------------------------------------- status
 
 /// The subscription lines of `starling status`.
-fn write_activation(out: &mut impl std::io::Write, activation: &Value) -> anyhow::Result<()> {
-    let filtering = activation["filtering"] == true;
-    let state = activation["state"].as_str().unwrap_or("unknown");
-    let detail = activation["detail"].as_str().unwrap_or_default();
-    let limit = match activation["max_mailboxes"].as_u64() {
-        None | Some(0) => String::new(),
-        Some(n) => format!("; up to {n} mailboxes"),
+fn write_activation(out: &mut impl std::io::Write, activation: &ActivationView) -> anyhow::Result<()> {
+    let standing = &activation.standing;
+    let limit = match standing.max_mailboxes {
+        0 => String::new(),
+        n => format!("; up to {n} mailboxes"),
     };
-    let verb = if filtering { "" } else { " — FILTERING STOPPED, mail is delivered untouched" };
-    writeln!(out, "plan:      {state}: {detail}{limit}{verb}")?;
-    let over: Vec<&str> =
-        activation["over_limit"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-    if !over.is_empty() {
-        writeln!(out, "           not filtered, beyond the plan's limit: {}", over.join(", "))?;
+    let verb = if standing.filtering { "" } else { " — FILTERING STOPPED, mail is delivered untouched" };
+    writeln!(out, "plan:      {}: {}{limit}{verb}", standing.state.as_str(), standing.detail)?;
+    if !activation.over_limit.is_empty() {
+        writeln!(out, "           not filtered, beyond the plan's limit: {}", activation.over_limit.join(", "))?;
     }
-    let url = activation["purchase_url"].as_str().unwrap_or_default();
-    if !url.is_empty() && (!filtering || state == "ending") {
-        writeln!(out, "           buy or renew at {url}; then `starling activate CODE`")?;
+    let ending = standing.state == Phase::Ending;
+    if !standing.purchase_url.is_empty() && (!standing.filtering || ending) {
+        writeln!(out, "           buy or renew at {}; then `starling activate CODE`", standing.purchase_url)?;
     }
     Ok(())
 }
@@ -308,23 +306,23 @@ pub(crate) struct ActivateArgs {
 /// `starling activate CODE`: installs a code in the running service.
 pub(crate) fn activate(args: ActivateArgs) -> anyhow::Result<ExitCode> {
     let api = args.api.connect()?;
-    let installed = api.json("POST", "/api/v1/activation", Some(Body::Json(json!({ "code": args.code }))))?;
+    let body = Some(Body::Json(json!({ "code": args.code })));
+    let installed: Installed = api.typed("POST", "/api/v1/activation", body)?;
     if args.json {
-        println!("{installed}");
+        println!("{}", serde_json::to_string(&installed)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let expires = match installed["expires_at"].as_i64() {
-        None | Some(0) => "no expiry".to_owned(),
-        Some(at) => format!("until {}", crate::network_cmd::time(at)),
+    let expires = match installed.expires_at {
+        0 => "no expiry".to_owned(),
+        at => format!("until {}", crate::network_cmd::time(at)),
     };
-    let limit = match installed["max_mailboxes"].as_u64() {
-        None | Some(0) => "any number of mailboxes".to_owned(),
-        Some(n) => format!("up to {n} mailboxes"),
+    let limit = match installed.max_mailboxes {
+        0 => "any number of mailboxes".to_owned(),
+        n => format!("up to {n} mailboxes"),
     };
     println!(
         "installed: a {} for {}, {expires}, {limit}; the service takes it within seconds",
-        installed["plan"].as_str().unwrap_or_default(),
-        installed["organisation"].as_str().unwrap_or_default()
+        installed.plan, installed.organisation
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -341,71 +339,66 @@ pub(crate) struct StatusArgs {
 /// `starling status`.
 pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let api = args.api.connect()?;
-    let status = api.json("GET", "/api/v1/status", None)?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        writeln!(out, "{status}")?;
+        writeln!(out, "{}", api.json("GET", "/api/v1/status", None)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let live = &status["live"];
-    let network = &live["network"];
-    writeln!(out, "service:   running, version {}", status["version"].as_str().unwrap_or_default())?;
-    writeln!(out, "mail:      {}", live["mail_store"].as_str().unwrap_or_default())?;
-    let connections = live["connections"].as_object().cloned().unwrap_or_default();
-    let failing: Vec<String> = connections
+    let status: Status = api.typed("GET", "/api/v1/status", None)?;
+    let live = &status.live;
+    writeln!(out, "service:   running, version {}", status.version)?;
+    writeln!(out, "mail:      {}", live.mail_store)?;
+    let failing: Vec<String> = live
+        .connections
         .iter()
-        .filter(|(_, c)| c["connected"] != true)
-        .map(|(n, c)| format!("{n} ({})", c["error"].as_str().unwrap_or_default()))
+        .filter(|(_, c)| !c.connected)
+        .map(|(name, c)| format!("{name} ({})", c.error))
         .collect();
-    if !connections.is_empty() {
-        writeln!(
-            out,
-            "           {} connected, {} not: {}",
-            connections.len() - failing.len(),
-            failing.len(),
-            failing.join(", ")
-        )?;
+    if !live.connections.is_empty() {
+        let connected = live.connections.len() - failing.len();
+        writeln!(out, "           {connected} connected, {} not: {}", failing.len(), failing.join(", "))?;
     }
-    writeln!(
-        out,
-        "network:   {}{} (latency {} ms)",
-        network["state"].as_str().unwrap_or("unknown"),
-        network["detail"].as_str().filter(|d| !d.is_empty()).map(|d| format!(": {d}")).unwrap_or_default(),
-        network["latency_avg_ms"].as_f64().map_or_else(|| "?".into(), |ms| format!("{ms:.1}"))
-    )?;
-    if let Some(version) = network["new_version"].as_str() {
-        let notes = network["release_notes_url"].as_str().filter(|u| !u.is_empty());
-        let notes = notes.map(|u| format!(" (release notes: {u})")).unwrap_or_default();
-        writeln!(out, "           a new version is available: {version}{notes}")?;
+    if let Some(network) = &live.network {
+        write_network(&mut out, network)?;
     }
-    let activation = &live["activation"];
-    if activation.is_object() {
+    if let Some(activation) = &live.activation {
         write_activation(&mut out, activation)?;
     }
-    let m = &status["mailboxes"];
-    writeln!(out, "mailboxes: {} known, {} filtered, {} with feedback", m["total"], m["enabled"], m["feedback"])?;
+    let m = &status.mailboxes;
+    writeln!(out, "mailboxes: {} known, {} filtered, {} with feedback", m.total, m.enabled, m.feedback)?;
     writeln!(
         out,
         "activity:  {:.1} messages/s; {} checked since start; {} queued, {} to re-check, {} reports to send",
-        status["messages_per_second"].as_f64().unwrap_or_default(),
-        live["checked"],
-        live["queued"],
-        status["recheck_queue"],
-        status["feedback_pending"]
+        status.messages_per_second, live.checked, live.queued, status.recheck_queue, status.feedback_pending
     )?;
-    let milter = &live["milter"];
-    if milter.is_object() {
+    if let Some(milter) = &live.milter {
         writeln!(
             out,
             "milter:    on {}, {} mailboxes; {} decided in-line ({} spam), {} left to the agent, {} unchecked; {:.1} ms to decide",
-            milter["listen"].as_str().unwrap_or_default(),
-            milter["mailboxes"],
-            milter["decided"],
-            milter["spam"],
-            milter["left_to_agent"],
-            milter["unchecked"],
-            milter["decision_ms"].as_f64().unwrap_or_default()
+            milter.listen,
+            milter.mailboxes,
+            milter.decided,
+            milter.spam,
+            milter.left_to_agent,
+            milter.unchecked,
+            milter.decision_ms
         )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The network lines of `starling status`.
+fn write_network(out: &mut impl std::io::Write, network: &NetworkView) -> anyhow::Result<()> {
+    let detail = if network.detail.is_empty() { String::new() } else { format!(": {}", network.detail) };
+    let latency = network.latency_avg_ms.map_or_else(|| "?".into(), |ms| format!("{ms:.1}"));
+    writeln!(out, "network:   {}{detail} (latency {latency} ms)", network.state)?;
+    if let Some(version) = &network.new_version {
+        let notes = if network.release_notes_url.is_empty() {
+            String::new()
+        } else {
+            format!(" (release notes: {})", network.release_notes_url)
+        };
+        writeln!(out, "           a new version is available: {version}{notes}")?;
+    }
+    Ok(())
 }
