@@ -1,7 +1,6 @@
 //! What was done: hourly counters (`hourly`, `hourly_total`).
 
 use std::collections::BTreeMap;
-
 use std::sync::LazyLock;
 
 use rusqlite::types::Value;
@@ -76,9 +75,10 @@ fn columns(mut f: impl FnMut(&str) -> String) -> String {
     Counters::COLUMNS.iter().map(|c| f(c)).collect::<Vec<_>>().join(", ")
 }
 
-/// Adds counters to a row keyed by `keys` (parameters `?1..`), the
-/// counters following as parameters.
-fn upsert_sql(table: &str, keys: &[&str]) -> String {
+/// Adds counters to the row of `table` whose primary key, `primary`, is
+/// made of `keys` (parameters `?1..`), the counters following as
+/// parameters.
+fn upsert_sql(table: &str, keys: &[&str], primary: &str) -> String {
     let first = keys.len() + 1;
     let placeholders = (1..first + Counters::COLUMNS.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
     let mut at = first;
@@ -87,10 +87,9 @@ fn upsert_sql(table: &str, keys: &[&str]) -> String {
         format!("{c} = {c} + ?{}", at - 1)
     });
     format!(
-        "INSERT INTO {table} ({}, {}) VALUES ({placeholders}) ON CONFLICT ({}) DO UPDATE SET {updates}",
+        "INSERT INTO {table} ({}, {}) VALUES ({placeholders}) ON CONFLICT ({primary}) DO UPDATE SET {updates}",
         keys.join(", "),
         columns(str::to_owned),
-        if keys.len() == 1 { keys[0].to_owned() } else { "mailbox, hour".to_owned() },
     )
 }
 
@@ -100,8 +99,8 @@ fn with_counters(mut keys: Vec<Value>, counters: &Counters) -> Vec<Value> {
     keys
 }
 
-static UPSERT_HOURLY: LazyLock<String> = LazyLock::new(|| upsert_sql("hourly", &["hour", "mailbox"]));
-static UPSERT_TOTAL: LazyLock<String> = LazyLock::new(|| upsert_sql("hourly_total", &["hour"]));
+static UPSERT_HOURLY: LazyLock<String> = LazyLock::new(|| upsert_sql("hourly", &["hour", "mailbox"], "mailbox, hour"));
+static UPSERT_TOTAL: LazyLock<String> = LazyLock::new(|| upsert_sql("hourly_total", &["hour"], "hour"));
 static SELECT_COLUMNS: LazyLock<String> = LazyLock::new(|| columns(str::to_owned));
 static SUM_COLUMNS: LazyLock<String> = LazyLock::new(|| columns(|c| format!("sum({c})")));
 
