@@ -63,8 +63,8 @@ impl Processor {
             let batch: Vec<&Item> = indices.iter().map(|&i| &items[i]).collect();
             let results = folder.apply_batch(&batch, action).await;
             for (&index, result) in indices.iter().zip(results) {
-                let failed = Failed { mailbox: name, folder: folder_name, item: &items[index], action, index };
-                self.applied(&mut run, result, &failed, &evaluations[index], filed_id[index], pass);
+                let target = Target { mailbox: name, folder: folder_name, item: &items[index], action, index };
+                self.applied(&mut run, result, &target, &evaluations[index], filed_id[index], pass);
             }
         }
         if !run.destinations.is_empty() {
@@ -128,7 +128,7 @@ impl Processor {
         &self,
         run: &mut Applying,
         result: Result<super::Applied, ActionError>,
-        failed: &Failed<'_>,
+        target: &Target<'_>,
         evaluation: &Evaluation,
         filed_id: Option<i64>,
         pass: Pass,
@@ -137,10 +137,10 @@ impl Processor {
             Ok(applied) => applied,
             Err(error) => {
                 run.unfiled.extend(filed_id);
-                return self.action_failed(&error, failed, &mut run.outcome, &mut run.counters);
+                return self.action_failed(&error, target, &mut run.outcome, &mut run.counters);
             }
         };
-        let item = failed.item;
+        let item = target.item;
         run.outcome.done += 1;
         run.outcome.acted += 1;
         if matches!(pass, Pass::Rescan | Pass::Retro) {
@@ -159,12 +159,12 @@ impl Processor {
             run.destinations.push((id, applied.folder));
         }
         tracing::info!(
-            mailbox = failed.mailbox,
-            folder = failed.folder,
+            mailbox = target.mailbox,
+            folder = target.folder,
             message = %item.locator,
             class = class_name(evaluation.class),
             reason = reason_name(&evaluation.reason),
-            action = action_name(failed.action),
+            action = action_name(target.action),
             model = evaluation.model.as_ref().map(|m| m.explain()).unwrap_or_default(),
             "filed"
         );
@@ -212,7 +212,7 @@ impl Processor {
 
     /// Counts a failed action and says what happened: the message stays
     /// where it was. A lost connection stops the batch at that message.
-    fn action_failed(&self, error: &ActionError, failed: &Failed<'_>, outcome: &mut Outcome, counters: &mut Counters) {
+    fn action_failed(&self, error: &ActionError, failed: &Target<'_>, outcome: &mut Outcome, counters: &mut Counters) {
         let name = failed.mailbox;
         match error {
             ActionError::Connection(_) => {
@@ -415,8 +415,8 @@ fn plan<'e>(items: &[Item], evaluations: &'e [Evaluation], pass: Pass) -> Plan<'
     plan
 }
 
-/// A message whose action failed, for [`Processor::action_failed`].
-struct Failed<'a> {
+/// A message an action is applied to, where, and its place in the batch.
+struct Target<'a> {
     mailbox: &'a str,
     folder: &'a str,
     item: &'a Item,
