@@ -193,7 +193,7 @@ pub fn classify(observed: &Observed, rules: Rules, verdict: Verdict, min_confide
 /// file and is sure — unless users vouched for it on the network. The
 /// model never overrules a whitelist, an empty-message rule, a rescue, a
 /// deferral or the network's own spam verdict; a rescued message never
-/// gets here (see `process.rs`).
+/// gets here (see `process/`).
 pub fn with_model(decided: (Class, Reason), model_files: bool, model_sure: bool, vouched: bool) -> (Class, Reason) {
     let undecided =
         decided.0 == Class::Clean && matches!(decided.1, Reason::Network | Reason::LowConfidence | Reason::NotAsked);
