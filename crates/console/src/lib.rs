@@ -67,7 +67,7 @@ impl App {
     /// view.
     pub fn new(base: AgentConfig, live: Arc<Live>) -> anyhow::Result<App> {
         let state = State::open(&base.state_dir)?;
-        auth::create_tables(&state::open(&base.state_dir.join(state::FILE_NAME))?)?;
+        state.call_blocking(|c| auth::create_tables(c))?;
         let events = Events::new(Some(Box::new(state.clone())));
         Ok(App {
             inner: Arc::new(Inner {

@@ -94,15 +94,22 @@ fn the_agent_and_the_console_do_not_link_the_network_node() {
     }
 }
 
-/// The normal dependencies `package` names itself in its manifest.
-fn direct_dependencies(package: &str) -> BTreeSet<String> {
+/// The workspace's own packages, as `cargo metadata --no-deps` lists them.
+fn workspace_metadata() -> Vec<Value> {
     let out = Command::new(env!("CARGO"))
         .args(["metadata", "--format-version", "1", "--locked", "--no-deps"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let metadata: Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
-    let found = metadata["packages"].as_array().unwrap().iter().find(|p| p["name"] == package).expect("package");
+    metadata["packages"].as_array().unwrap().clone()
+}
+
+/// The normal dependencies `package` names itself in its manifest.
+fn direct_dependencies(package: &str) -> BTreeSet<String> {
+    let packages = workspace_metadata();
+    let found = packages.iter().find(|p| p["name"] == package).expect("package");
     found["dependencies"]
         .as_array()
         .unwrap()
@@ -125,24 +132,13 @@ fn built_alone(package: &str) -> BTreeSet<String> {
     String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split(' ').next()).map(str::to_owned).collect()
 }
 
-/// The workspace's own packages.
-fn workspace_packages() -> Vec<String> {
-    let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--locked", "--no-deps"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo metadata runs");
-    let metadata: Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
-    metadata["packages"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect()
-}
-
 /// Only `starling-proto` knows the wire encoding: the agent keeps the
 /// fingerprint sets of users' reports through proto's functions, and the
 /// node speaks gRPC through proto's generated services, neither with
 /// prost itself.
 #[test]
 fn only_proto_encodes_the_wire() {
-    let packages = workspace_packages();
+    let packages: Vec<String> = workspace_metadata().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
     assert!(packages.len() >= 10, "the workspace is read: {packages:?}");
     for package in packages.iter().filter(|p| *p != "starling-proto") {
         assert!(!direct_dependencies(package).contains("prost"), "{package} uses prost directly");
