@@ -14,11 +14,11 @@ use std::path::PathBuf;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use starling_agent::facts::Facts;
 use starling_agent::{facts::header_tokens, learning};
-use starling_fingerprint::{Fingerprinter, Key};
+use starling_fingerprint::{Fingerprinter, Key, ModelText};
 
 /// The development groups only (the hold-out groups are never read):
 /// (raw message, its normalised words).
-fn corpus() -> Vec<(Vec<u8>, Vec<u64>)> {
+fn corpus() -> Vec<(Vec<u8>, ModelText)> {
     let dir = PathBuf::from(std::env::var_os("STARLING_CORPUS").unwrap_or_else(|| "target/corpus".into()));
     let dir = if dir.is_absolute() { dir } else { PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(dir) };
     let fingerprinter = Fingerprinter::new(&Key::DEVELOPMENT);
@@ -29,8 +29,8 @@ fn corpus() -> Vec<(Vec<u8>, Vec<u64>)> {
         paths.sort();
         for path in paths {
             let Ok(raw) = std::fs::read(&path) else { continue };
-            let (_, words) = fingerprinter.fingerprint_with_words(&raw);
-            out.push((raw, words));
+            let (_, text) = fingerprinter.fingerprint_with_words(&raw);
+            out.push((raw, text));
         }
     }
     out

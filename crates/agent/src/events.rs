@@ -288,7 +288,7 @@ catalogue! {
 
     RETRO_FILED = 720 "filed_after_delivery" Info
         text: "Messages already delivered were filed: their campaign became known, or the local model became sure of them."
-        cause: "A user here or elsewhere on the network reported a copy, or the model learnt enough from this organisation's users (the detail says which, with the model's probability and strongest feature ids)."
+        cause: "A user here or elsewhere on the network reported a copy, or the model learnt enough from this organisation's users (the detail says which, with the model's scores, thresholds and strongest feature ids)."
         remedy: "Nothing to do. A user who disagrees moves the message back, which is reported and never filed again.";
     RETRO_RESET = 721 "network_changes_missed" Notice
         text: "Some campaigns that became known on the network may have been missed for retro-filing."

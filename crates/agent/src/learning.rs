@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use starling_model::{Features, Label, Model, ModelConfig, Score};
+use starling_fingerprint::ModelText;
+use starling_model::{Features, Label, Linear, MAX_FIT_EXAMPLES, Model, ModelConfig, Score};
 
 use crate::config::LearningConfig;
 use crate::events::{self, Events};
@@ -75,33 +76,42 @@ fn label_of(name: &str) -> Label {
     if name == "spam" { Label::Spam } else { Label::Ham }
 }
 
-/// The model's features of a message: its normalised words (from the
-/// fingerprint engine) and its header tokens ([`crate::header_tokens`],
-/// read with the message's facts); and its sender, a hash of the From
+/// The model's features of a message: its normalised words and the domains
+/// it links to (from the fingerprint engine, as `link:` tokens), its header
+/// tokens ([`crate::header_tokens`], read with the message's facts); and
+/// its sender, a hash of the From
 /// address, unless the organisation's servers found that address forged
 /// (a failed SPF, DKIM or DMARC check): the model never files a known
 /// sender's mail by itself, so a forged one must not count as known.
-pub fn features(words: &[u64], header_tokens: &[String]) -> Features {
-    let headers: Vec<&str> = header_tokens.iter().map(String::as_str).collect();
+pub fn features(text: &ModelText, header_tokens: &[String]) -> Features {
+    let links: Vec<String> = text.link_domains.iter().map(|domain| format!("link:{domain}")).collect();
+    let headers: Vec<&str> = header_tokens.iter().chain(&links).map(String::as_str).collect();
     let forged = headers.contains(&"from-auth:fail");
     let sender = headers
         .iter()
         .find_map(|t| t.strip_prefix("from:"))
         .filter(|_| !forged)
         .map(|address| xxhash_rust::xxh3::xxh3_64_with_seed(address.as_bytes(), SENDER_SEED));
-    Features::extract(words, &headers).with_sender(sender)
+    Features::extract(&text.words, &headers).with_sender(sender)
 }
 
 /// The seed of the sender's hash.
 const SENDER_SEED: u64 = 0x7365_6e64_6572_2121; // "sender!!"
 
-/// What the model says of a message.
+/// What the model says of a message: its two classifiers' scores and
+/// thresholds (the counting classifier's, `probability`, and the linear
+/// one's, `linear`; see `starling_model::Linear`).
 #[derive(Clone, Debug)]
 pub struct Opinion {
-    /// Its probability of spam.
+    /// The counting classifier's probability of spam.
     pub probability: f32,
-    /// The threshold it files at now.
+    /// The probability it files at now.
     pub threshold: f32,
+    /// The linear classifier's score, as a probability.
+    pub linear: f32,
+    /// The score it files above now (above 1: not yet fitted and
+    /// calibrated).
+    pub linear_threshold: f32,
     /// It has learnt enough of both classes to file.
     pub ready: bool,
     /// The sender is one the organisation corresponds with: the model
@@ -113,9 +123,12 @@ pub struct Opinion {
 }
 
 impl Opinion {
-    /// Whether the model would file it.
+    /// Whether the model would file it: it has learnt enough, the sender
+    /// is not known, and either classifier is sure.
     pub fn sure(&self) -> bool {
-        self.ready && !self.known_sender && self.probability >= self.threshold
+        self.ready
+            && !self.known_sender
+            && (self.probability >= self.threshold || self.linear > self.linear_threshold)
     }
 
     /// The explanation kept with a filing: probability, threshold and the
@@ -123,9 +136,11 @@ impl Opinion {
     pub fn explain(&self) -> String {
         let top: Vec<String> = self.evidence.iter().take(5).map(|(id, p)| format!("{id:08x}={p:.2}")).collect();
         format!(
-            "model p={:.4} (threshold {:.4}{}); strongest features {}",
+            "model p={:.4} (threshold {:.4}), linear {:.4} (threshold {:.4}{}); strongest features {}",
             self.probability,
             self.threshold,
+            self.linear,
+            self.linear_threshold,
             if self.known_sender { "; a known sender: not filed by the model" } else { "" },
             top.join(" ")
         )
@@ -142,8 +157,15 @@ pub struct Status {
     /// Enough of both to file, and enough ham scores for a threshold (a
     /// model without one has a threshold above 1).
     pub ready: bool,
-    /// The current threshold.
+    /// The counting classifier's threshold.
     pub threshold: f32,
+    /// The linear classifier's threshold (above 1 until it is fitted on
+    /// enough ham).
+    #[serde(default)]
+    pub linear_threshold: f32,
+    /// Examples the linear classifier was last fitted on.
+    #[serde(default)]
+    pub linear_examples: u64,
     /// Memory the model takes.
     pub memory_bytes: usize,
     /// Senders the organisation corresponds with: the model never files
@@ -153,6 +175,10 @@ pub struct Status {
 
 struct Inner {
     model: Model,
+    /// The linear classifier, fitted on the examples as they were at
+    /// `fitted` (a [`Learner::version`]).
+    linear: Arc<Linear>,
+    fitted: Option<u64>,
     /// The last `model_log` row the model has applied.
     applied: i64,
     dirty: bool,
@@ -224,7 +250,13 @@ impl Learner {
             }
         }
         let learner = Learner {
-            inner: Mutex::new(Inner { model: Model::new(model_config.clone()), applied: 0, dirty: false }),
+            inner: Mutex::new(Inner {
+                model: Model::new(model_config.clone()),
+                linear: Arc::new(Linear::empty()),
+                fitted: None,
+                applied: 0,
+                dirty: false,
+            }),
             model_config,
             config: config.clone(),
             dir: dir.to_owned(),
@@ -246,6 +278,7 @@ impl Learner {
             }
             None => learner.rebuild().await?,
         }
+        learner.refit().await;
         Ok(learner)
     }
 
@@ -257,7 +290,48 @@ impl Learner {
     pub fn opinion(&self, features: &Features) -> Opinion {
         let inner = self.lock();
         let Score { probability, evidence, known_sender } = inner.model.classify(features);
-        Opinion { probability, threshold: inner.model.threshold(), ready: inner.model.ready(), known_sender, evidence }
+        let linear = Linear::probability(inner.linear.decision(features));
+        // The linear classifier's strongest features when it is the one
+        // that is sure.
+        let linear_sure = linear > inner.linear.threshold() && probability < inner.model.threshold();
+        Opinion {
+            probability,
+            threshold: inner.model.threshold(),
+            linear,
+            linear_threshold: inner.linear.threshold(),
+            ready: inner.model.ready(),
+            known_sender,
+            evidence: if linear_sure { inner.linear.evidence(features, starling_model::EVIDENCE) } else { evidence },
+        }
+    }
+
+    /// Fits the linear classifier again on the newest stored examples, if
+    /// anything was learnt or forgotten since its last fit (on a blocking
+    /// thread: a fit takes up to a few seconds). The agent calls it once
+    /// the model has settled, before its retro pass, and at start.
+    pub async fn refit(&self) {
+        let version = self.version();
+        if self.lock().fitted == Some(version) {
+            return;
+        }
+        let examples = match self.state.call(|c| newest_examples(c, MAX_FIT_EXAMPLES)).await {
+            Ok(examples) => examples,
+            Err(e) => {
+                self.events.emit(events::STATE_ERROR, None, format!("the model was not fitted: {e}"));
+                return;
+            }
+        };
+        let fitted = tokio::task::spawn_blocking(move || {
+            let examples: Vec<(Features, Label)> =
+                examples.into_iter().filter_map(|(label, bytes)| Some((Features::from_bytes(&bytes)?, label))).collect();
+            Linear::fit(&examples)
+        })
+        .await;
+        if let Ok(linear) = fitted {
+            let mut inner = self.lock();
+            inner.linear = Arc::new(linear);
+            inner.fitted = Some(version);
+        }
     }
 
     /// Changes since start (for the retro pass).
@@ -268,7 +342,8 @@ impl Learner {
     /// Whether the model may file: enough of both classes, and enough ham
     /// scores for a threshold (a model without one has a threshold above 1).
     pub fn ready(&self) -> bool {
-        ready(&self.lock().model)
+        let inner = self.lock();
+        ready(&inner.model, &inner.linear)
     }
 
     /// The model's figures (counting the known senders walks them all: for
@@ -276,12 +351,15 @@ impl Learner {
     pub fn status(&self) -> Status {
         let inner = self.lock();
         let (spam, ham) = inner.model.examples();
+        let [fitted_spam, fitted_ham] = inner.linear.fitted();
         Status {
             spam,
             ham,
-            ready: ready(&inner.model),
+            ready: ready(&inner.model, &inner.linear),
             threshold: inner.model.threshold(),
-            memory_bytes: inner.model.memory_bytes(),
+            linear_threshold: inner.linear.threshold(),
+            linear_examples: (fitted_spam + fitted_ham) as u64,
+            memory_bytes: inner.model.memory_bytes() + inner.linear.memory_bytes(),
             known_senders: inner.model.known_senders(),
         }
     }
@@ -382,8 +460,8 @@ impl Learner {
     }
 }
 
-fn ready(model: &Model) -> bool {
-    model.ready() && model.threshold() <= 1.0
+fn ready(model: &Model, linear: &Linear) -> bool {
+    model.ready() && (model.threshold() <= 1.0 || linear.threshold() <= 1.0)
 }
 
 fn apply(model: &mut Model, features: &[u8], label: Label, learn: bool) {
@@ -405,6 +483,16 @@ fn log_after(c: &Connection, after: i64) -> rusqlite::Result<Vec<LogRow>> {
 
 fn last_log(c: &Connection) -> rusqlite::Result<i64> {
     c.query_row("SELECT coalesce(max(id), 0) FROM model_log", [], |r| r.get(0))
+}
+
+/// The newest `limit` examples, oldest first.
+fn newest_examples(c: &Connection, limit: usize) -> rusqlite::Result<Vec<(Label, Vec<u8>)>> {
+    c.prepare(
+        "SELECT label, features FROM \
+         (SELECT id, label, features FROM model_examples ORDER BY id DESC LIMIT ?1) ORDER BY id",
+    )?
+    .query_map([limit as i64], |r| Ok((label_of(&r.get::<_, String>(0)?), r.get(1)?)))?
+    .collect()
 }
 
 fn all_examples(c: &Connection) -> rusqlite::Result<Vec<(Label, Vec<u8>)>> {
@@ -529,18 +617,56 @@ mod tests {
         crate::facts::header_tokens(raw.as_bytes())
     }
 
+    fn words(words: &[u64]) -> ModelText {
+        ModelText { words: words.to_vec(), link_domains: Vec::new() }
+    }
+
     #[test]
     fn the_sender_is_the_from_address_unless_it_failed_a_check() {
-        let plain = features(&[1, 2, 3], &tokens("From: Ann <Ann@Example.org>\r\n\r\nbody"));
-        let again = features(&[9], &tokens("From: ann@example.org\r\nSubject: other\r\n\r\nbody"));
+        let plain = features(&words(&[1, 2, 3]), &tokens("From: Ann <Ann@Example.org>\r\n\r\nbody"));
+        let again = features(&words(&[9]), &tokens("From: ann@example.org\r\nSubject: other\r\n\r\nbody"));
         assert!(plain.sender().is_some());
         assert_eq!(plain.sender(), again.sender(), "the address, whatever the name, case or content");
-        let other = features(&[1, 2, 3], &tokens("From: bob@example.org\r\n\r\nbody"));
+        let other = features(&words(&[1, 2, 3]), &tokens("From: bob@example.org\r\n\r\nbody"));
         assert_ne!(plain.sender(), other.sender());
         let forged = "Authentication-Results: mx.example.com; spf=fail\r\nFrom: ann@example.org\r\n\r\nbody";
-        assert_eq!(features(&[1], &tokens(forged)).sender(), None, "a From that failed SPF, DKIM or DMARC");
-        assert_eq!(features(&[1], &tokens("Subject: no sender\r\n\r\nbody")).sender(), None);
+        assert_eq!(features(&words(&[1]), &tokens(forged)).sender(), None, "a From that failed SPF, DKIM or DMARC");
+        assert_eq!(features(&words(&[1]), &tokens("Subject: no sender\r\n\r\nbody")).sender(), None);
         // Stored and read back with it.
         assert_eq!(Features::from_bytes(&plain.to_bytes()), Some(plain));
+    }
+
+    #[test]
+    fn either_classifier_sure_files_but_never_a_known_sender_or_before_ready() {
+        let opinion = |p: f32, linear: f32, ready: bool, known_sender: bool| Opinion {
+            probability: p,
+            threshold: 0.98,
+            linear,
+            linear_threshold: 0.9,
+            ready,
+            known_sender,
+            evidence: Vec::new(),
+        };
+        assert!(opinion(0.99, 0.1, true, false).sure(), "the counting classifier");
+        assert!(opinion(0.5, 0.95, true, false).sure(), "the linear classifier");
+        assert!(!opinion(0.97, 0.9, true, false).sure(), "neither: the linear one must be above its threshold");
+        assert!(!opinion(0.99, 0.95, true, true).sure(), "a known sender");
+        assert!(!opinion(0.99, 0.95, false, false).sure(), "too few examples");
+        let explained = opinion(0.5, 0.95, true, false).explain();
+        assert!(explained.contains("linear 0.9500 (threshold 0.9000)"), "{explained}");
+    }
+
+    #[test]
+    fn the_domains_a_message_links_to_are_features() {
+        let headers = tokens("From: ann@example.org\r\n\r\nbody");
+        let linking = |domains: &[&str]| {
+            let text = ModelText { link_domains: domains.iter().map(|d| d.to_string()).collect(), ..words(&[1, 2]) };
+            features(&text, &headers)
+        };
+        let none = linking(&[]);
+        let one = linking(&["shop.example"]);
+        assert_eq!(one.len(), none.len() + 1);
+        assert!(none.ids().iter().all(|id| one.ids().contains(id)));
+        assert_ne!(one, linking(&["other.example"]), "each domain is its own feature");
     }
 }

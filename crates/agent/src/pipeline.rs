@@ -434,8 +434,8 @@ fn analyse(
     header_tokens: Option<&Vec<String>>,
 ) -> (starling_fingerprint::Fingerprints, Option<starling_model::Features>) {
     let Some(header_tokens) = header_tokens else { return (fingerprinter.fingerprint(raw), None) };
-    let (fingerprints, words) = fingerprinter.fingerprint_with_words(raw);
-    let features = crate::learning::features(&words, header_tokens);
+    let (fingerprints, text) = fingerprinter.fingerprint_with_words(raw);
+    let features = crate::learning::features(&text, header_tokens);
     (fingerprints, Some(features))
 }
 

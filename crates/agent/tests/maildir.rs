@@ -449,8 +449,8 @@ async fn the_local_model_files_unknown_spam_except_where_it_is_switched_off() {
     for round in 0..30 {
         for (label, raw) in ham.iter().map(|m| ("ham", &m.1)).chain(spam.iter().map(|m| ("spam", &m.1))) {
             let raw = with_message_id(raw, &format!("{round}@examples"));
-            let (_, words) = fingerprinter.fingerprint_with_words(&raw);
-            let features = starling_agent::learning::features(&words, &header_tokens(&raw)).to_bytes();
+            let (_, text) = fingerprinter.fingerprint_with_words(&raw);
+            let features = starling_agent::learning::features(&text, &header_tokens(&raw)).to_bytes();
             examples += 1;
             c.execute(
                 "INSERT INTO model_examples (mailbox, key, label, source, features, at) VALUES ('carol', ?1, ?2, ?3, ?4, 0)",

@@ -12,8 +12,8 @@ use starling_model::Features;
 use starling_testkit::testdata;
 
 fn features(raw: &[u8]) -> Features {
-    let (_, words) = Fingerprinter::new(&Key::DEVELOPMENT).fingerprint_with_words(raw);
-    learning::features(&words, &header_tokens(raw))
+    let (_, text) = Fingerprinter::new(&Key::DEVELOPMENT).fingerprint_with_words(raw);
+    learning::features(&text, &header_tokens(raw))
 }
 
 /// The test corpus as (key, spam?, features).
@@ -125,4 +125,59 @@ async fn a_user_changing_their_mind_and_a_poisoning_user_are_bounded() {
     // Automatic sources never overrule what a user said.
     learner.learn("mallory", key, Source::Network, features.clone()).await;
     assert_eq!((learner.status().spam, learner.status().ham), (4, 1));
+}
+
+/// A message of `words` from `from`, with a subject.
+fn synthetic(from: &str, subject: &str, words: &[String]) -> Features {
+    let raw = format!("From: {from}\r\nTo: staff@example.com\r\nSubject: {subject}\r\n\r\n{}\r\n", words.join(" "));
+    features(raw.as_bytes())
+}
+
+/// Ham about work from many colleagues, spam selling pills from throwaway
+/// senders; each message has words of its own.
+fn synthetic_examples(spam: usize, ham: usize) -> Vec<(String, bool, Features)> {
+    const HAM: [&str; 8] = ["meeting", "agenda", "budget", "review", "project", "deadline", "minutes", "report"];
+    const SPAM: [&str; 8] = ["cheap", "pills", "discount", "pharmacy", "order", "online", "offer", "prescription"];
+    let text = |vocabulary: &[&str], i: usize| -> Vec<String> {
+        (0..40).map(|j| if j % 3 == 0 { format!("w{i}x{j}") } else { vocabulary[(i + j) % 8].to_owned() }).collect()
+    };
+    let mut out = Vec::new();
+    for i in 0..ham {
+        out.push((format!("ham-{i}"), false, synthetic(&format!("colleague{i}@example.com"), "Weekly notes", &text(&HAM, i))));
+    }
+    for i in 0..spam {
+        out.push((format!("spam-{i}"), true, synthetic(&format!("x{i}@spam{i}.example"), "Best offer", &text(&SPAM, i))));
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_linear_classifier_is_fitted_when_asked_and_at_start_and_files_what_it_is_sure_of() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, learner) = open(dir.path()).await;
+    let examples = synthetic_examples(40, 260);
+    teach(&learner, &examples).await;
+    // Not fitted until asked: no linear threshold yet.
+    let status = learner.status();
+    assert!(status.linear_threshold > 1.0 && status.linear_examples == 0, "{status:?}");
+    learner.refit().await;
+    let status = learner.status();
+    assert_eq!(status.linear_examples, 300);
+    assert!(status.linear_threshold <= 1.0 && status.ready, "{status:?}");
+    // A new message of each kind: the spam is filed (by the linear
+    // classifier, whose features explain it), the ham is not.
+    let fresh = synthetic_examples(41, 261);
+    let (spam, ham) = (&fresh[300].2, &fresh[259].2);
+    let opinion = learner.opinion(spam);
+    assert!(opinion.sure() && opinion.linear > opinion.linear_threshold, "{opinion:?}");
+    assert!(!learner.opinion(ham).sure(), "{:?}", learner.opinion(ham));
+    // A known sender's spam-like mail is still never filed by the model.
+    let known = synthetic("colleague7@example.com", "Best offer", &vec!["pills".to_owned(); 40]);
+    assert!(learner.opinion(&known).known_sender && !learner.opinion(&known).sure());
+    // At start the classifier is fitted again: the same opinions.
+    let linear = learner.opinion(spam).linear;
+    drop(learner);
+    let (_, learner) = open(dir.path()).await;
+    assert_eq!(learner.status().linear_examples, 300);
+    assert_eq!(learner.opinion(spam).linear, linear);
 }

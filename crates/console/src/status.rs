@@ -220,8 +220,14 @@ pub fn metrics_text(status: &Status, last_day: &[stats::Bucket]) -> String {
         gauge(
             &mut registry,
             "model_threshold",
-            "The local model's calibrated filing threshold",
+            "The local model's counting classifier's calibrated filing threshold",
             f64::from(l.model.threshold),
+        );
+        gauge(
+            &mut registry,
+            "model_linear_threshold",
+            "The local model's linear classifier's filing threshold, as a probability (above 1: none yet)",
+            f64::from(l.model.linear_threshold),
         );
         gauge(
             &mut registry,

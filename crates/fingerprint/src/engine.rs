@@ -31,7 +31,19 @@ impl fmt::Debug for Fingerprinter {
     }
 }
 
-/// The normalised words of a message body, hashed.
+/// What the local model reads of a message beside its fingerprints
+/// ([`Fingerprinter::fingerprint_with_words`]). It never leaves the agent
+/// and is not part of [`Fingerprints`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModelText {
+    /// The normalised body words, hashed under [`MODEL_WORD_SEED`] (a fixed
+    /// seed, independent of the network key).
+    pub words: Vec<u64>,
+    /// The registrable domains the body links to (`example.com`), distinct
+    /// and sorted, at most [`limits::MAX_URLS`].
+    pub link_domains: Vec<String>,
+}
+
 /// Whether `text` has a character a reader would see: not whitespace, not a
 /// zero-width or other invisible format character.
 fn has_visible_char(text: &str) -> bool {
@@ -76,18 +88,19 @@ impl Fingerprinter {
         self.fingerprint_inner(raw, None)
     }
 
-    /// Fingerprints one message and also returns its normalised words
-    /// hashed under [`MODEL_WORD_SEED`] — a fixed seed, independent of the
-    /// network key, so a local model's features stay the same whatever
-    /// network the agent talks to. The words never leave the agent: they
-    /// are not part of [`Fingerprints`].
-    pub fn fingerprint_with_words(&self, raw: &[u8]) -> (Fingerprints, Vec<u64>) {
-        let mut words = Vec::new();
-        let fingerprints = self.fingerprint_inner(raw, Some(&mut words));
-        (fingerprints, words)
+    /// Fingerprints one message and also returns what the local model reads
+    /// of it: its normalised words hashed under [`MODEL_WORD_SEED`] — a
+    /// fixed seed, independent of the network key, so a local model's
+    /// features stay the same whatever network the agent talks to — and the
+    /// domains it links to. They never leave the agent: they are not part
+    /// of [`Fingerprints`].
+    pub fn fingerprint_with_words(&self, raw: &[u8]) -> (Fingerprints, ModelText) {
+        let mut text = ModelText::default();
+        let fingerprints = self.fingerprint_inner(raw, Some(&mut text));
+        (fingerprints, text)
     }
 
-    fn fingerprint_inner(&self, raw: &[u8], model_words: Option<&mut Vec<u64>>) -> Fingerprints {
+    fn fingerprint_inner(&self, raw: &[u8], model_text: Option<&mut ModelText>) -> Fingerprints {
         let mut problems = Vec::new();
         let mut stats = Stats { bytes: raw.len(), ..Stats::default() };
         let raw = if raw.len() > MAX_MESSAGE_BYTES {
@@ -115,10 +128,7 @@ impl Fingerprinter {
         let personal = mime::personal(&message);
         let mut skipped = Vec::new();
 
-        let words = self.body_words(&message, &deep, &personal, model_words.is_some(), &mut problems);
-        if let Some(sink) = model_words {
-            sink.extend_from_slice(&words.model);
-        }
+        let words = self.body_words(&message, &deep, &personal, model_text.is_some(), &mut problems);
         // Counting stops once no floor can fail: the count is exact whenever
         // it is reported in a "too short" reason.
         let floors = &self.settings.floors;
@@ -135,6 +145,10 @@ impl Fingerprinter {
         if urls.is_empty() {
             skipped.push(Skipped { kind: Kind::Url, reason: SkipReason::NoLinks });
             skipped.push(Skipped { kind: Kind::Domain, reason: SkipReason::NoLinks });
+        }
+        if let Some(sink) = model_text {
+            sink.words = words.model;
+            sink.link_domains = domains.iter().cloned().collect();
         }
         let urls = urls.iter().map(|u| key::digest(&self.keys.url, u.as_bytes())).collect();
         let domains = domains.iter().map(|d| key::digest(&self.keys.domain, d.as_bytes())).collect();

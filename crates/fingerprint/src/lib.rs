@@ -90,7 +90,7 @@ pub use matching::{Evidence, Match, MatchRule, MemoryIndex, ReportClass};
 pub use minhash::{BANDS, GRAM_BYTES, MinHash, ROWS_PER_BAND, SLOTS, Similarity};
 
 #[cfg(feature = "engine")]
-pub use engine::{Fingerprinter, MODEL_WORD_SEED};
+pub use engine::{Fingerprinter, MODEL_WORD_SEED, ModelText};
 
 /// The version of the fingerprint algorithm. Fingerprints of different
 /// versions never match. Version 2 changed the fuzzy signature (character

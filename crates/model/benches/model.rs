@@ -1,5 +1,5 @@
 //! The model's cost per message on one core: feature extraction, learning
-//! and classification over the SpamAssassin development groups (or
+//! and classification (and the linear classifier's fit and decision) over the SpamAssassin development groups (or
 //! synthetic messages when the corpus is absent), and the memory after
 //! training 100,000 synthetic messages.
 //!
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use starling_fingerprint::{Fingerprinter, Key};
-use starling_model::{Features, Label, Model, ModelConfig};
+use starling_model::{Features, Label, Linear, MAX_FIT_EXAMPLES, Model, ModelConfig};
 
 /// One message's inputs: hashed words, header tokens, label.
 struct Input {
@@ -37,7 +37,7 @@ fn load_corpus() -> Vec<Input> {
         paths.sort();
         for path in paths {
             let Ok(raw) = std::fs::read(&path) else { continue };
-            let (_, words) = fingerprinter.fingerprint_with_words(&raw);
+            let (_, text) = fingerprinter.fingerprint_with_words(&raw);
             let subject = raw.split(|&b| b == b'\n').find(|l| l.starts_with(b"Subject:")).unwrap_or(b"");
             let headers = String::from_utf8_lossy(subject)
                 .split(|c: char| !c.is_alphanumeric())
@@ -45,7 +45,7 @@ fn load_corpus() -> Vec<Input> {
                 .filter(|w| !w.is_empty())
                 .map(|w| format!("subject:{}", w.to_lowercase()))
                 .collect();
-            inputs.push(Input { words, headers, label });
+            inputs.push(Input { words: text.words, headers, label });
         }
     }
     // Interleave the classes the way mail arrives.
@@ -113,6 +113,26 @@ fn bench(c: &mut Criterion) {
     let filed = all.iter().filter(|(f, _)| model.would_file(&model.classify(f))).count();
     println!("trained on all: threshold {:.6}, {filed} of {} filed", model.threshold(), all.len());
 
+    // The linear classifier: one fit (six, with the cross-validation) on
+    // the whole set and on the most it ever fits (the set repeated), timed
+    // once; its decision per message below.
+    let started = std::time::Instant::now();
+    let linear = Linear::fit(&all);
+    let fit_all = started.elapsed();
+    let most: Vec<(Features, Label)> = all.iter().cycle().take(MAX_FIT_EXAMPLES).cloned().collect();
+    let started = std::time::Instant::now();
+    let _ = black_box(Linear::fit(&most));
+    println!(
+        "linear fit: {} examples {:.2} s, {} examples {:.2} s; threshold {:.4}; {} of {} above it",
+        all.len(),
+        fit_all.as_secs_f64(),
+        most.len(),
+        started.elapsed().as_secs_f64(),
+        linear.threshold(),
+        all.iter().filter(|(f, _)| linear.files(linear.decision(f))).count(),
+        all.len()
+    );
+
     let mut group = c.benchmark_group("model");
     let mut i = 0;
     group.bench_function("extract", |b| {
@@ -125,6 +145,12 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % all.len();
             black_box(model.classify(&all[i].0))
+        })
+    });
+    group.bench_function("linear decision", |b| {
+        b.iter(|| {
+            i = (i + 1) % all.len();
+            black_box(linear.decision(&all[i].0))
         })
     });
     group.bench_function("learn", |b| {

@@ -15,6 +15,10 @@
 //!   ([`would_file`](Model::would_file)) at a threshold it calibrates itself.
 //!   It is saved crash-safely with a checksum ([`Model::save`],
 //!   [`Model::load`], [`LoadError`]).
+//! - [`Linear`] is a linear support-vector machine on the same features,
+//!   fitted in batch on stored examples with a threshold above every
+//!   held-out ham score; the agent files when either classifier is sure
+//!   (see its module for why and for its bounds).
 //! - Known senders: features may carry a hashed sender
 //!   ([`Features::with_sender`]); the model counts each sender's spam and
 //!   ham examples, and never files mail of a sender with ham and more than
@@ -86,6 +90,7 @@
 mod calibration;
 mod combine;
 mod features;
+mod linear;
 mod model;
 mod persist;
 mod senders;
@@ -93,6 +98,7 @@ mod senders;
 pub use calibration::{CALIBRATION_CONFIDENCE, CALIBRATION_WINDOW, MIN_CALIBRATION_HAM, NEVER_FILE};
 pub use combine::{CLASS_BALANCE_EXPONENT, EVIDENCE_SCALE, MAX_CLUES, MIN_CLUE_STRENGTH, ROBINSON_S, ROBINSON_X};
 pub use features::{Features, MAX_FEATURES, MAX_HEADER_TOKEN_BYTES, MAX_HEADER_TOKENS, MAX_WORDS, OSB_WINDOW};
+pub use linear::{COST, DECISION_SCALE, FOLDS, Linear, MAX_EPOCHS, MAX_FIT_EXAMPLES, MARGIN_SCALE, MIN_HELD_OUT_HAM, WEIGHT_BITS};
 pub use model::{EVIDENCE, MAX_TABLE_BITS, MIN_TABLE_BITS, Model, ModelConfig, SATURATION_LIMIT, Score};
 pub use persist::{FORMAT_VERSION, LoadError};
 pub use senders::MAX_SENDERS;

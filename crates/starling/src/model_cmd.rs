@@ -52,11 +52,13 @@ pub(crate) fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
                     let ready = if live["ready"].as_bool() == Some(true) { "ready to file" } else { "still learning" };
                     writeln!(
                         out,
-                        "model: {} ({ready}); {} spam and {} ham learnt; files at p >= {:.4}; {} known senders (never filed by the model); {:.1} MB",
+                        "model: {} ({ready}); {} spam and {} ham learnt; files at p >= {:.4} (counting) or above {:.4} (linear, fitted on {} examples); {} known senders (never filed by the model); {:.1} MB",
                         live["mode"].as_str().unwrap_or("?"),
                         live["spam"],
                         live["ham"],
                         live["threshold"].as_f64().unwrap_or(1.0),
+                        live["linear_threshold"].as_f64().unwrap_or(1.0),
+                        live["linear_examples"],
                         live["known_senders"],
                         live["memory_bytes"].as_f64().unwrap_or(0.0) / 1e6,
                     )?;

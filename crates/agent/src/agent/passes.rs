@@ -30,10 +30,11 @@ impl Supervisor {
         }
     }
 
-    /// When the model learnt something, the mail it is now sure of is
-    /// looked at again: once the model has settled ([`MODEL_SETTLED`], at
-    /// most [`MODEL_PASS_MAX_WAIT`]), and at most one pass per ten times
-    /// its cost.
+    /// When the model learnt something, its linear classifier is fitted
+    /// again and the mail it is now sure of is looked at again: once the
+    /// model has settled ([`MODEL_SETTLED`], at most
+    /// [`MODEL_PASS_MAX_WAIT`]), and at most one pass per ten times its
+    /// cost.
     pub(super) async fn model_pass(&mut self) {
         let version = self.learner.version();
         let now = tokio::time::Instant::now();
@@ -42,18 +43,23 @@ impl Supervisor {
         }
         let settled = now.duration_since(self.model_seen.1) >= MODEL_SETTLED
             || self.model_seen.2.is_some_and(|owed| now.duration_since(owed) >= MODEL_PASS_MAX_WAIT);
-        if !self.config.retro.enabled
-            || self.config.policy.model != crate::config::ModelMode::File
-            || version == self.model_version
-            || !settled
-            || now < self.model_pass_after
-            || !self.learner.ready()
-        {
+        if version == self.model_version || !settled || now < self.model_pass_after {
             return;
         }
+        // The linear classifier follows what was learnt (whatever the
+        // policy: `suggest` reports its opinion too); its fit counts in the
+        // pass's cost.
+        let started = std::time::Instant::now();
+        self.learner.refit().await;
         self.model_seen.2 = None;
         self.model_version = version;
-        let started = std::time::Instant::now();
+        if !self.config.retro.enabled
+            || self.config.policy.model != crate::config::ModelMode::File
+            || !self.learner.ready()
+        {
+            self.model_pass_after = now + (started.elapsed() * 10).max(Duration::from_secs(2));
+            return;
+        }
         let mut after = 0;
         let mut sure = Vec::new();
         loop {
