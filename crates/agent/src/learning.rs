@@ -126,9 +126,7 @@ impl Opinion {
     /// Whether the model would file it: it has learnt enough, the sender
     /// is not known, and either classifier is sure.
     pub fn sure(&self) -> bool {
-        self.ready
-            && !self.known_sender
-            && (self.probability >= self.threshold || self.linear > self.linear_threshold)
+        self.ready && !self.known_sender && (self.probability >= self.threshold || self.linear > self.linear_threshold)
     }
 
     /// The explanation kept with a filing: probability, threshold and the
@@ -177,7 +175,7 @@ struct Inner {
     model: Model,
     /// The linear classifier, fitted on the examples as they were at
     /// `fitted` (a [`Learner::version`]).
-    linear: Arc<Linear>,
+    linear: Linear,
     fitted: Option<u64>,
     /// The last `model_log` row the model has applied.
     applied: i64,
@@ -252,7 +250,7 @@ impl Learner {
         let learner = Learner {
             inner: Mutex::new(Inner {
                 model: Model::new(model_config.clone()),
-                linear: Arc::new(Linear::empty()),
+                linear: Linear::empty(),
                 fitted: None,
                 applied: 0,
                 dirty: false,
@@ -307,7 +305,8 @@ impl Learner {
 
     /// Fits the linear classifier again on the newest stored examples, if
     /// anything was learnt or forgotten since its last fit (on a blocking
-    /// thread: a fit takes up to a few seconds). The agent calls it once
+    /// thread: a fit of the most it takes, 8,000 examples, is about 0.6 s
+    /// on one core). The agent calls it once
     /// the model has settled, before its retro pass, and at start.
     pub async fn refit(&self) {
         let version = self.version();
@@ -322,14 +321,16 @@ impl Learner {
             }
         };
         let fitted = tokio::task::spawn_blocking(move || {
-            let examples: Vec<(Features, Label)> =
-                examples.into_iter().filter_map(|(label, bytes)| Some((Features::from_bytes(&bytes)?, label))).collect();
+            let examples: Vec<(Features, Label)> = examples
+                .into_iter()
+                .filter_map(|(label, bytes)| Some((Features::from_bytes(&bytes)?, label)))
+                .collect();
             Linear::fit(&examples)
         })
         .await;
         if let Ok(linear) = fitted {
             let mut inner = self.lock();
-            inner.linear = Arc::new(linear);
+            inner.linear = linear;
             inner.fitted = Some(version);
         }
     }

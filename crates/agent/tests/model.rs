@@ -143,10 +143,18 @@ fn synthetic_examples(spam: usize, ham: usize) -> Vec<(String, bool, Features)> 
     };
     let mut out = Vec::new();
     for i in 0..ham {
-        out.push((format!("ham-{i}"), false, synthetic(&format!("colleague{i}@example.com"), "Weekly notes", &text(&HAM, i))));
+        out.push((
+            format!("ham-{i}"),
+            false,
+            synthetic(&format!("colleague{i}@example.com"), "Weekly notes", &text(&HAM, i)),
+        ));
     }
     for i in 0..spam {
-        out.push((format!("spam-{i}"), true, synthetic(&format!("x{i}@spam{i}.example"), "Best offer", &text(&SPAM, i))));
+        out.push((
+            format!("spam-{i}"),
+            true,
+            synthetic(&format!("x{i}@spam{i}.example"), "Best offer", &text(&SPAM, i)),
+        ));
     }
     out
 }

@@ -113,8 +113,8 @@ impl Linear {
         }
         linear.held_out_ham = held_out.len();
         let margin = MARGIN_SCALE / (held_out.len().max(1) as f32).sqrt();
-        linear.threshold = (held_out.len() >= MIN_HELD_OUT_HAM)
-            .then(|| held_out.iter().copied().fold(0.0f32, f32::max) + margin);
+        linear.threshold =
+            (held_out.len() >= MIN_HELD_OUT_HAM).then(|| held_out.iter().copied().fold(0.0f32, f32::max) + margin);
         linear
     }
 
