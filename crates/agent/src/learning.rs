@@ -112,6 +112,9 @@ pub struct Opinion {
     /// The score it files above now (above 1: not yet fitted and
     /// calibrated).
     pub linear_threshold: f32,
+    /// The linear classifier is above its threshold (compared on its
+    /// decision value, which the probability rounds near 1).
+    pub linear_sure: bool,
     /// It has learnt enough of both classes to file.
     pub ready: bool,
     /// The sender is one the organisation corresponds with: the model
@@ -126,7 +129,7 @@ impl Opinion {
     /// Whether the model would file it: it has learnt enough, the sender
     /// is not known, and either classifier is sure.
     pub fn sure(&self) -> bool {
-        self.ready && !self.known_sender && (self.probability >= self.threshold || self.linear > self.linear_threshold)
+        self.ready && !self.known_sender && (self.probability >= self.threshold || self.linear_sure)
     }
 
     /// The explanation kept with a filing: probability, threshold and the
@@ -288,18 +291,20 @@ impl Learner {
     pub fn opinion(&self, features: &Features) -> Opinion {
         let inner = self.lock();
         let Score { probability, evidence, known_sender } = inner.model.classify(features);
-        let linear = Linear::probability(inner.linear.decision(features));
+        let decision = inner.linear.decision(features);
+        let linear_sure = inner.linear.files(decision);
         // The linear classifier's strongest features when it is the one
         // that is sure.
-        let linear_sure = linear > inner.linear.threshold() && probability < inner.model.threshold();
+        let linear_decides = linear_sure && probability < inner.model.threshold();
         Opinion {
             probability,
             threshold: inner.model.threshold(),
-            linear,
+            linear: Linear::probability(decision),
             linear_threshold: inner.linear.threshold(),
+            linear_sure,
             ready: inner.model.ready(),
             known_sender,
-            evidence: if linear_sure { inner.linear.evidence(features, starling_model::EVIDENCE) } else { evidence },
+            evidence: if linear_decides { inner.linear.evidence(features, starling_model::EVIDENCE) } else { evidence },
         }
     }
 
@@ -644,6 +649,7 @@ mod tests {
             threshold: 0.98,
             linear,
             linear_threshold: 0.9,
+            linear_sure: linear > 0.9,
             ready,
             known_sender,
             evidence: Vec::new(),

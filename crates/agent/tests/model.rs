@@ -177,7 +177,7 @@ async fn the_linear_classifier_is_fitted_when_asked_and_at_start_and_files_what_
     let fresh = synthetic_examples(41, 261);
     let (spam, ham) = (&fresh[300].2, &fresh[259].2);
     let opinion = learner.opinion(spam);
-    assert!(opinion.sure() && opinion.linear > opinion.linear_threshold, "{opinion:?}");
+    assert!(opinion.sure() && opinion.linear_sure && opinion.linear > opinion.linear_threshold, "{opinion:?}");
     assert!(!learner.opinion(ham).sure(), "{:?}", learner.opinion(ham));
     // A known sender's spam-like mail is still never filed by the model.
     let known = synthetic("colleague7@example.com", "Best offer", &vec!["pills".to_owned(); 40]);
