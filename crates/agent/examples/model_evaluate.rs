@@ -198,23 +198,18 @@ fn run(messages: &[Message], settings: &Settings, seed: u64) -> (Tally, Tally) {
             linear = Linear::fit(&learnt);
         }
         let message = &messages[index];
-        let mut score = model.classify(&message.features);
-        // As the agent decides (`learning::Opinion::sure`): either
-        // classifier sure, never a known sender's mail.
-        let bayes_files = model.would_file(&score);
-        let filed = if settings.refit > 0 {
-            let decision = linear.decision(&message.features);
-            score.probability = Linear::probability(decision);
-            bayes_files || (!score.known_sender && model.ready() && linear.files(decision))
-        } else {
-            bayes_files
-        };
+        // The agent's own decision (either classifier sure, never a known
+        // sender's mail); the oracle line reads the linear classifier's
+        // score when there is one.
+        let opinion = learning::opinion_of(&model, &linear, &message.features);
+        let filed = opinion.sure();
+        let score = if settings.refit > 0 { opinion.linear } else { opinion.probability };
         all.add(message, filed);
         if step >= order.len() / 2 {
             second.add(message, filed);
-            oracle.add(message.label, score.probability);
-            if std::env::var_os("EVAL_SHOW").is_some() && message.label == Label::Ham && score.probability > 0.99 {
-                println!("  high ham {:.6} {}", score.probability, message.path.display());
+            oracle.add(message.label, score);
+            if std::env::var_os("EVAL_SHOW").is_some() && message.label == Label::Ham && score > 0.99 {
+                println!("  high ham {score:.6} {}", message.path.display());
             }
         }
         match message.label {

@@ -290,22 +290,7 @@ impl Learner {
     /// The model's opinion of a message.
     pub fn opinion(&self, features: &Features) -> Opinion {
         let inner = self.lock();
-        let Score { probability, evidence, known_sender } = inner.model.classify(features);
-        let decision = inner.linear.decision(features);
-        let linear_sure = inner.linear.files(decision);
-        // The linear classifier's strongest features when it is the one
-        // that is sure.
-        let linear_decides = linear_sure && probability < inner.model.threshold();
-        Opinion {
-            probability,
-            threshold: inner.model.threshold(),
-            linear: Linear::probability(decision),
-            linear_threshold: inner.linear.threshold(),
-            linear_sure,
-            ready: inner.model.ready(),
-            known_sender,
-            evidence: if linear_decides { inner.linear.evidence(features, starling_model::EVIDENCE) } else { evidence },
-        }
+        opinion_of(&inner.model, &inner.linear, features)
     }
 
     /// Fits the linear classifier again on the newest stored examples, if
@@ -318,7 +303,7 @@ impl Learner {
         if self.lock().fitted == Some(version) {
             return;
         }
-        let examples = match self.state.call(|c| newest_examples(c, MAX_FIT_EXAMPLES)).await {
+        let examples = match self.state.call(|c| examples(c, Some(MAX_FIT_EXAMPLES))).await {
             Ok(examples) => examples,
             Err(e) => {
                 self.events.emit(events::STATE_ERROR, None, format!("the model was not fitted: {e}"));
@@ -447,7 +432,7 @@ impl Learner {
     /// Rebuilds the model from the stored examples, in the order they were
     /// learnt (`starling model retrain`, or a missing snapshot).
     pub async fn rebuild(&self) -> Result<(), StateError> {
-        let (examples, last_log) = self.state.call(|c| Ok((all_examples(c)?, last_log(c)?))).await?;
+        let (examples, last_log) = self.state.call(|c| Ok((examples(c, None)?, last_log(c)?))).await?;
         let mut model = Model::new(self.model_config.clone());
         for (label, features) in &examples {
             if let Some(features) = Features::from_bytes(features) {
@@ -479,6 +464,27 @@ fn apply(model: &mut Model, features: &[u8], label: Label, learn: bool) {
     }
 }
 
+/// What the two classifiers say of a message: the decision the agent
+/// acts on ([`Opinion::sure`]), also used by the model's evaluation.
+pub fn opinion_of(model: &Model, linear: &Linear, features: &Features) -> Opinion {
+    let Score { probability, evidence, known_sender } = model.classify(features);
+    let decision = linear.decision(features);
+    let linear_sure = linear.files(decision);
+    // The linear classifier's strongest features when it is the one that is
+    // sure.
+    let linear_decides = linear_sure && probability < model.threshold();
+    Opinion {
+        probability,
+        threshold: model.threshold(),
+        linear: Linear::probability(decision),
+        linear_threshold: linear.threshold(),
+        linear_sure,
+        ready: model.ready(),
+        known_sender,
+        evidence: if linear_decides { linear.evidence(features, starling_model::EVIDENCE) } else { evidence },
+    }
+}
+
 type LogRow = (i64, Label, bool, Vec<u8>);
 
 fn log_after(c: &Connection, after: i64) -> rusqlite::Result<Vec<LogRow>> {
@@ -491,20 +497,17 @@ fn last_log(c: &Connection) -> rusqlite::Result<i64> {
     c.query_row("SELECT coalesce(max(id), 0) FROM model_log", [], |r| r.get(0))
 }
 
-/// The newest `limit` examples, oldest first.
-fn newest_examples(c: &Connection, limit: usize) -> rusqlite::Result<Vec<(Label, Vec<u8>)>> {
+/// The stored examples in the order they were learnt: all of them, or the
+/// newest `limit`.
+fn examples(c: &Connection, limit: Option<usize>) -> rusqlite::Result<Vec<(Label, Vec<u8>)>> {
+    // SQLite reads a negative LIMIT as none.
+    let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
     c.prepare(
         "SELECT label, features FROM \
          (SELECT id, label, features FROM model_examples ORDER BY id DESC LIMIT ?1) ORDER BY id",
     )?
-    .query_map([limit as i64], |r| Ok((label_of(&r.get::<_, String>(0)?), r.get(1)?)))?
+    .query_map([limit], |r| Ok((label_of(&r.get::<_, String>(0)?), r.get(1)?)))?
     .collect()
-}
-
-fn all_examples(c: &Connection) -> rusqlite::Result<Vec<(Label, Vec<u8>)>> {
-    c.prepare("SELECT label, features FROM model_examples ORDER BY id")?
-        .query_map([], |r| Ok((label_of(&r.get::<_, String>(0)?), r.get(1)?)))?
-        .collect()
 }
 
 fn log(c: &Connection, label: Label, learn: bool, features: &[u8]) -> rusqlite::Result<()> {

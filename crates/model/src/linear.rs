@@ -89,6 +89,13 @@ struct Row {
     sign: f32,
 }
 
+impl Row {
+    /// The example's decision value under `weights` and `bias`.
+    fn decision(&self, weights: &[f32], bias: f32) -> f32 {
+        self.entries.iter().map(|&e| weights[e as usize]).sum::<f32>() * self.scale + bias
+    }
+}
+
 fn entry(id: u32) -> u32 {
     id >> (32 - WEIGHT_BITS)
 }
@@ -108,7 +115,7 @@ impl Linear {
             let (test, train): (Vec<usize>, Vec<usize>) = all.iter().partition(|&&i| fold_of(i) == fold);
             let part = Linear::train(&rows, &train);
             held_out.extend(
-                test.into_iter().filter(|&i| examples[i].1 == Label::Ham).map(|i| part.decision(&examples[i].0)),
+                test.into_iter().filter(|&i| rows[i].sign < 0.0).map(|i| rows[i].decision(&part.weights, part.bias)),
             );
         }
         linear.held_out_ham = held_out.len();
@@ -144,8 +151,7 @@ impl Linear {
             for &k in &order {
                 let row = &rows[use_rows[k]];
                 let diagonal = 1.0 / (2.0 * cost(row.sign));
-                let dot = row.entries.iter().map(|&e| weights[e as usize]).sum::<f32>() * row.scale + bias;
-                let gradient = row.sign * dot - 1.0 + diagonal * alpha[k];
+                let gradient = row.sign * row.decision(&weights, bias) - 1.0 + diagonal * alpha[k];
                 let projected = if alpha[k] > 0.0 { gradient } else { gradient.min(0.0) };
                 largest = largest.max(projected.abs());
                 if projected != 0.0 {

@@ -212,11 +212,11 @@ impl Processor {
 
     /// Counts a failed action and says what happened: the message stays
     /// where it was. A lost connection stops the batch at that message.
-    fn action_failed(&self, error: &ActionError, failed: &Target<'_>, outcome: &mut Outcome, counters: &mut Counters) {
-        let name = failed.mailbox;
+    fn action_failed(&self, error: &ActionError, target: &Target<'_>, outcome: &mut Outcome, counters: &mut Counters) {
+        let name = target.mailbox;
         match error {
             ActionError::Connection(_) => {
-                let at = outcome.stopped_at.map_or(failed.index, |at| at.min(failed.index));
+                let at = outcome.stopped_at.map_or(target.index, |at| at.min(target.index));
                 outcome.stopped_at = Some(at);
             }
             ActionError::Vanished => {}
@@ -237,9 +237,9 @@ impl Processor {
                     Some(name),
                     format!(
                         "{} of message {} in {}: {reason}",
-                        action_name(failed.action),
-                        failed.item.locator,
-                        failed.folder
+                        action_name(target.action),
+                        target.item.locator,
+                        target.folder
                     ),
                 );
             }
