@@ -68,6 +68,11 @@ async fn cyrus_files_live_learns_from_moves_and_rescans() {
     agent.wait_checked("bob", 1);
     assert_eq!(cyrus.imap_user("bob", &["move", "<campaign@spam>", "INBOX", SPAM]).unwrap(), 1);
     eventually("bob's report", &cyrus, || agent.counters("bob").blocked == 1);
+    // Counted when recorded; sent to the network by the feedback task.
+    let deadline = std::time::Instant::now() + WAIT;
+    while node.verdict(&campaign).await.unwrap() != Class::Spam && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(node.verdict(&campaign).await.unwrap(), Class::Spam, "bob's report reached the network");
 
     // Spam unknown at delivery, known later: the rescan files it, and

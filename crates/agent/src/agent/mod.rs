@@ -246,6 +246,9 @@ impl Parts {
             MailStoreKind::Maildir => None,
         };
         let network = Network::start(settings, events.clone(), state.clone()).await?;
+        // At once, so that what the network says (its Hello) is in the live
+        // view by the time its events are.
+        live.set_network(network.clone());
         let activation =
             crate::activation::Activation::open(&config.activation, &config.notify, state.clone(), events.clone())
                 .await?;
@@ -326,7 +329,6 @@ impl Parts {
     /// Tells the live view what runs, and logs the start.
     fn announce(&self, config: &AgentConfig, recent: Arc<crate::retro::Index>) {
         self.live.set_learning(self.learner.clone(), recent, config.policy.model);
-        self.live.set_network(self.network.clone());
         let (store, place) = match config.mail_store {
             MailStoreKind::Maildir => ("Maildir", format!("Maildir {}", config.maildir.root.display())),
             MailStoreKind::Imap => ("IMAP", format!("IMAP {}:{}", config.imap.host, config.imap.port())),
