@@ -3,7 +3,7 @@
 
 use crate::Label;
 use crate::calibration::{self, NEVER_FILE, Window};
-use crate::combine::{self, Clue, MIN_CLUE_STRENGTH, Norm};
+use crate::combine::{self, Clue, Norm};
 use crate::features::{Features, MAX_FEATURES};
 use crate::senders::Senders;
 
@@ -266,21 +266,26 @@ impl Model {
     /// strongest [`MAX_CLUES`](crate::MAX_CLUES) kept, the [`EVIDENCE`]
     /// strongest first and in order.
     fn clues(&self, features: &Features) -> Vec<Clue> {
-        let ids = features.ids();
-        // First all the loads, independent of each other, so the CPU keeps
-        // many cache misses in flight; then the arithmetic.
-        let counts: Vec<[u16; 2]> = ids.iter().map(|&id| self.table[self.bucket(id)]).collect();
+        /// The loads of a chunk are made first, independent of each other,
+        /// so the CPU keeps many cache misses in flight; then the arithmetic.
+        const CHUNK: usize = 64;
         let norm = Norm::new(self.weights[0], self.weights[1]);
-        let mut clues = Vec::with_capacity(ids.len().min(1024));
-        for (&id, &[spam, ham]) in ids.iter().zip(&counts) {
-            if spam == 0 && ham == 0 {
-                continue;
+        let mut clues = Vec::with_capacity(features.len().min(1024));
+        for chunk in features.ids().chunks(CHUNK) {
+            let mut counts = [[0u16; 2]; CHUNK];
+            for (count, &id) in counts.iter_mut().zip(chunk) {
+                *count = self.table[self.bucket(id)];
             }
-            let prob = norm.prob(spam, ham);
-            let strength = (prob - 0.5).abs();
-            if strength >= MIN_CLUE_STRENGTH {
-                clues.push(Clue { id, prob, strength });
+            // Every feature is written, and the next one overwrites it
+            // unless it was a clue (see `Norm::clue`).
+            let mut kept = [Clue { id: 0, prob: 0.5, strength: 0.0 }; CHUNK];
+            let mut k = 0;
+            for (&id, &[spam, ham]) in chunk.iter().zip(&counts) {
+                let (prob, clue) = norm.clue(spam, ham);
+                kept[k] = Clue { id, prob, strength: (prob - 0.5).abs() };
+                k += usize::from(clue);
             }
+            clues.extend_from_slice(&kept[..k]);
         }
         combine::strongest(&mut clues, EVIDENCE);
         clues
