@@ -44,8 +44,12 @@
 //!   TOML (default `[model] ham_after_minutes = 2`: the corpus's years are
 //!   minutes here; not `[rescan]`, which is set already), `DEPLOY_LIMIT=N`
 //!   delivers every k-th message of the date order (N in all) to try it
-//!   quickly, `DEPLOY_RUNS=burst|trickle|burst,trickle`. About 25 minutes
-//!   with the full split.
+//!   quickly, `DEPLOY_RUNS=burst|trickle|burst,trickle`, `DEPLOY_DUMP=DIR`
+//!   writes each message's outcome to `DIR/deploy-<run>.tsv`. About 25
+//!   minutes with the full split.
+//!
+//! For every part, `BENCH_LOG=FILE` writes the agent's log to FILE
+//! (`RUST_LOG` filters it, default `info`): each filing's line says why.
 //!
 //! - `soak USERS` (default 10,000; `scripts/soak agent`): USERS mailboxes
 //!   on one Dovecot watched by one agent for `SOAK_MINUTES` (default 60),
@@ -88,6 +92,14 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let what = args.first().map(String::as_str).unwrap_or("all");
     let count = |default: usize| args.get(1).and_then(|n| n.parse().ok()).unwrap_or(default);
+    // BENCH_LOG=FILE: the agent's log (RUST_LOG, default `info`) in FILE,
+    // e.g. to see why each message was filed.
+    if let Some(path) = std::env::var_os("BENCH_LOG") {
+        let file = std::fs::File::create(path)?;
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(file).try_init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         match what {

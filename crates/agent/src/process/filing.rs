@@ -162,6 +162,8 @@ impl Processor {
             mailbox = target.mailbox,
             folder = target.folder,
             message = %item.locator,
+            message_id = evaluation.facts.message_id.as_deref().unwrap_or(""),
+            pass = pass.as_str(),
             class = class_name(evaluation.class),
             reason = reason_name(&evaluation.reason),
             action = action_name(target.action),
