@@ -62,7 +62,7 @@ impl Norm {
         num / den
     }
 
-    /// The feature's probability ([`Norm::prob`]) and whether it is a clue:
+    /// The feature's probability (Robinson's f(w)) and whether it is a clue:
     /// seen, and at least [`MIN_CLUE_STRENGTH`] from ½ (the probability is
     /// meaningless when it is not). No branch: whether a feature is a clue
     /// is as good as random, and a mispredicted branch per feature cost
