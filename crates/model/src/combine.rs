@@ -52,17 +52,7 @@ impl Norm {
         Norm { rate, weight: rate.map(|r| r.powf(CLASS_BALANCE_EXPONENT)) }
     }
 
-    /// Robinson's f(w) = (s·x + n·p(w)) / (s + n), where p(w) is the share
-    /// of spam among the feature's occurrences after each class count is
-    /// divided by its class size, and n is the number of occurrences, each
-    /// discounted by its class size (see [`CLASS_BALANCE_EXPONENT`]).
-    #[cfg(test)]
-    pub fn prob(self, spam: u16, ham: u16) -> f32 {
-        let (num, den) = self.fraction(spam, ham);
-        num / den
-    }
-
-    /// The feature's probability (Robinson's f(w)) and whether it is a clue:
+    /// The feature's probability and whether it is a clue:
     /// seen, and at least [`MIN_CLUE_STRENGTH`] from ½ (the probability is
     /// meaningless when it is not). No branch: whether a feature is a clue
     /// is as good as random, and a mispredicted branch per feature cost
@@ -74,7 +64,11 @@ impl Norm {
         (num / den, (den > 0.0) & ((num - 0.5 * den).abs() >= MIN_CLUE_STRENGTH * den))
     }
 
-    /// Robinson's f(w) as a fraction: with a = spam·rₛ + ham·rₕ (the
+    /// Robinson's f(w) = (s·x + n·p(w)) / (s + n), where p(w) is the share
+    /// of spam among the feature's occurrences after each class count is
+    /// divided by its class size, and n is the number of occurrences, each
+    /// discounted by its class size (see [`CLASS_BALANCE_EXPONENT`]); as a
+    /// fraction: with a = spam·rₛ + ham·rₕ (the
     /// normalised occurrences), p(w) = spam·rₛ / a, so
     /// f(w) = (s·x·a + n·spam·rₛ) / ((s + n)·a).
     #[inline]
@@ -279,12 +273,12 @@ mod tests {
     fn robinson_normalises_class_sizes() {
         let norm = Norm::new(10, 1000);
         // Seen in every spam and in 1 % of ham: strongly spammy.
-        assert!(norm.prob(10, 10) > 0.9);
+        assert!(norm.clue(10, 10).0 > 0.9);
         // One sighting in the smaller class is some evidence, one in the
         // larger class hardly any.
-        let spam_once = norm.prob(1, 0);
+        let spam_once = norm.clue(1, 0).0;
         assert!(spam_once > 0.8 && spam_once < 0.85);
-        let ham_once = norm.prob(0, 1);
+        let ham_once = norm.clue(0, 1).0;
         assert!(ham_once > 0.4 && ham_once < 0.5);
     }
 }

@@ -92,12 +92,23 @@ struct Row {
 impl Row {
     /// The example's decision value under `weights` and `bias`.
     fn decision(&self, weights: &[f32], bias: f32) -> f32 {
-        self.entries.iter().map(|&e| weights[e as usize]).sum::<f32>() * self.scale + bias
+        decision_of(weights, bias, self.entries.iter().copied(), self.scale)
     }
 }
 
 fn entry(id: u32) -> u32 {
     id >> (32 - WEIGHT_BITS)
+}
+
+/// Each message's ids count as a vector of unit length: 1/√n each.
+fn unit_scale(ids: usize) -> f32 {
+    if ids == 0 { 0.0 } else { 1.0 / (ids as f32).sqrt() }
+}
+
+/// The decision value: the weights of a message's entries, scaled, plus
+/// the bias.
+fn decision_of(weights: &[f32], bias: f32, entries: impl Iterator<Item = u32>, scale: f32) -> f32 {
+    entries.map(|e| weights[e as usize]).sum::<f32>() * scale + bias
 }
 
 impl Linear {
@@ -177,8 +188,7 @@ impl Linear {
         if self.weights.is_empty() || features.is_empty() {
             return 0.0;
         }
-        let scale = 1.0 / (features.len() as f32).sqrt();
-        features.ids().iter().map(|&id| self.weights[entry(id) as usize]).sum::<f32>() * scale + self.bias
+        decision_of(&self.weights, self.bias, features.ids().iter().map(|&id| entry(id)), unit_scale(features.len()))
     }
 
     /// The decision value as a probability ([`DECISION_SCALE`]).
@@ -227,7 +237,7 @@ impl Linear {
 
 fn row(features: &Features, label: Label) -> Row {
     let entries: Vec<u32> = features.ids().iter().map(|&id| entry(id)).collect();
-    let scale = if entries.is_empty() { 0.0 } else { 1.0 / (entries.len() as f32).sqrt() };
+    let scale = unit_scale(entries.len());
     Row { entries, scale, sign: if label == Label::Spam { 1.0 } else { -1.0 } }
 }
 
