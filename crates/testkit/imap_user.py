@@ -15,6 +15,7 @@ A person reading their mail (the deployment benchmark's reporters):
     imap_user.py PORT USER PASSWORD round TRUTH_FILE SPAM_FOLDER
     imap_user.py PORT USER PASSWORD inventory FOLDER...
     imap_user.py PORT USER PASSWORD spam-folder
+    imap_user.py PORT USER PASSWORD append FOLDER FILE FLAGS DAYS_AGO
 
 ``round`` reads every unread message of INBOX (``FETCH BODY[]``, which sets
 ``\Seen``), moves the spam among INBOX's messages to SPAM_FOLDER and the
@@ -23,6 +24,9 @@ line ``MESSAGE-ID<TAB>spam|ham`` per message the person can tell apart
 (Message-IDs without angle brackets; others are left alone). It prints JSON:
 ``{"read": N, "spam_moved": [[ID, UNIX_TIME], ...], "ham_rescued": [...]}``,
 counting only the messages the server says it moved (``COPYUID``).
+``append FOLDER FILE FLAGS DAYS_AGO`` appends the message in FILE with
+FLAGS (e.g. ``(\\Seen)``, or empty) and an INTERNALDATE DAYS_AGO days back:
+mail a user had long before the agent came.
 ``inventory`` prints ``{"FOLDER": [MESSAGE-ID, ...], ...}`` (examined, never
 changed; a missing folder is empty). ``spam-folder`` prints the folder with
 the ``\Junk`` special use, else ``Spam`` when it exists, else nothing.
@@ -153,11 +157,21 @@ def person(imap, argv):
             result[key] = [[mid, at] for uid, mid in listed if uid in moved]
         print(json.dumps(result))
         return 0
+    if command == "append":
+        folder, path, flags, days_ago = argv[5], argv[6], argv[7], float(argv[8])
+        with open(path, "rb") as f:
+            raw = f.read()
+        when = imaplib.Time2Internaldate(time.time() - days_ago * 86400)
+        status, data = imap.append(quote(folder), flags or None, when, raw)
+        if status != "OK":
+            raise SystemExit(f"append failed: {data}")
+        print(1)
+        return 0
     raise SystemExit(f"unknown command {command}")
 
 
 def main(argv):
-    if len(argv) >= 5 and argv[4] in ("round", "inventory", "spam-folder"):
+    if len(argv) >= 5 and argv[4] in ("round", "inventory", "spam-folder", "append"):
         imap = imaplib.IMAP4("127.0.0.1", int(argv[1]), timeout=120)
         try:
             imap.login(argv[2], argv[3])

@@ -302,6 +302,14 @@ catalogue! {
         text: "The local model's snapshot could not be written."
         cause: "The state directory is full or not writable."
         remedy: "Free space in the state directory; nothing learnt is lost (the examples are in the state database).";
+    MODEL_LEARNT_EXISTING = 732 "model_learnt_existing_mail" Info
+        text: "The local model learnt from the mail a user already had: their spam folder as spam and, if it held any, the read mail kept in their inbox as ham."
+        cause: "The agent saw the mailbox for the first time with the model on (`model.history_messages` above 0); it happens once per mailbox."
+        remedy: "Nothing to do; `starling model status` counts the examples by source.";
+    MODEL_EXISTING_UNREAD = 733 "model_existing_mail_unread" Notice
+        text: "The mail a user already had could not be read for the local model; it is tried again at the next start."
+        cause: "The mail server was unreachable, refused the login or failed a command while the agent read the spam folder or the inbox (the details say which)."
+        remedy: "Nothing to do if the server was only briefly away; otherwise see the mail store's own events. Filtering is not affected.";
     RESCAN_STARTED = 710 "rescan_started" Info
         text: "A rescan of a mailbox started."
         cause: "The daily rescan ([rescan] time), or one asked for with `starling rescan`."

@@ -43,6 +43,11 @@ pub enum Source {
     Network,
     /// Left in the inbox, unmoved (and read), by a user who reports spam.
     Implicit,
+    /// In the user's spam folder when the agent first saw the mailbox.
+    ExistingSpam,
+    /// Read and kept in the inbox, when the agent first saw the mailbox,
+    /// by a user whose spam folder held mail.
+    ExistingHam,
 }
 
 impl Source {
@@ -53,14 +58,16 @@ impl Source {
             Source::UserHam => "user-ham",
             Source::Network => "network",
             Source::Implicit => "implicit",
+            Source::ExistingSpam => "existing-spam",
+            Source::ExistingHam => "existing-ham",
         }
     }
 
     /// The label it teaches.
     pub fn label(self) -> Label {
         match self {
-            Source::UserSpam | Source::Network => Label::Spam,
-            Source::UserHam | Source::Implicit => Label::Ham,
+            Source::UserSpam | Source::Network | Source::ExistingSpam => Label::Spam,
+            Source::UserHam | Source::Implicit | Source::ExistingHam => Label::Ham,
         }
     }
 }
@@ -358,7 +365,8 @@ impl Learner {
     /// Learns that the message `key` of `mailbox` is what `source` says.
     /// A message learnt before with the other label is unlearnt first; the
     /// same label again changes nothing. Automatic sources (the network,
-    /// implicit ham) never replace what a user said.
+    /// implicit ham, the mail a user already had) never replace what a
+    /// user said.
     pub async fn learn(&self, mailbox: &str, key: &str, source: Source, features: Features) {
         let (mailbox, key) = (mailbox.to_owned(), key.to_owned());
         let cap = self.config.max_examples_per_mailbox;
@@ -536,7 +544,7 @@ fn record(
         .optional()?;
     if let Some((id, old_label, old_source, old_features)) = existing {
         let user_said = old_source.starts_with("user-");
-        if old_label == label_name(label) || (user_said && matches!(source, Source::Network | Source::Implicit)) {
+        if old_label == label_name(label) || (user_said && !source.as_str().starts_with("user-")) {
             return Ok(false);
         }
         log(&tx, label_of(&old_label), false, &old_features)?;
@@ -613,6 +621,23 @@ pub fn example_counts(c: &Connection) -> rusqlite::Result<Vec<(String, String, u
     c.prepare("SELECT label, source, count(*) FROM model_examples GROUP BY label, source ORDER BY label, source")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?
         .collect()
+}
+
+/// Whether the model learnt the mail `mailbox` had when the agent first
+/// saw it.
+pub fn existing_learnt(c: &Connection, mailbox: &str) -> rusqlite::Result<bool> {
+    c.query_row("SELECT count(*) > 0 FROM model_history WHERE mailbox = ?1", [mailbox], |r| r.get(0))
+}
+
+/// Records that the model learnt `mailbox`'s existing mail: `spam` from
+/// its spam folder, `ham` from its inbox. A mailbox with spam there counts
+/// as one whose user reports spam (its unmoved mail is implicit ham).
+pub fn existing_done(c: &Connection, mailbox: &str, spam: u32, ham: u32) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT OR REPLACE INTO model_history (mailbox, at, spam, ham) VALUES (?1, ?2, ?3, ?4)",
+        params![mailbox, jiff::Timestamp::now().as_second(), spam, ham],
+    )
+    .map(|_| ())
 }
 
 /// A shared learner.

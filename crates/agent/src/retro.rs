@@ -111,11 +111,16 @@ pub fn by_mailbox(rows: Vec<Located>) -> BTreeMap<String, Vec<Located>> {
     grouped
 }
 
-/// Mailboxes whose users report spam: only their unmoved mail says ham.
+/// Mailboxes whose users report spam (they moved spam into the spam
+/// folder while the agent watched, or it held mail when the agent first
+/// saw it): only their unmoved mail says ham.
 pub fn reporting_mailboxes(c: &rusqlite::Connection) -> rusqlite::Result<BTreeSet<String>> {
-    c.prepare_cached("SELECT DISTINCT mailbox FROM feedback WHERE opinion = 'spam'")?
-        .query_map([], |r| r.get(0))?
-        .collect()
+    c.prepare_cached(
+        "SELECT DISTINCT mailbox FROM feedback WHERE opinion = 'spam'
+         UNION SELECT mailbox FROM model_history WHERE spam > 0",
+    )?
+    .query_map([], |r| r.get(0))?
+    .collect()
 }
 
 /// Whether a Maildir unique name (with its `:2,` info) has the Seen flag.

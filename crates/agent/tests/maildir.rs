@@ -571,3 +571,94 @@ async fn a_full_disk_under_the_state_leaves_mail_in_place_and_recovers_when_spac
     let verdict: String = c.query_row("PRAGMA integrity_check", [], |row| row.get(0)).expect("check");
     assert_eq!(verdict, "ok");
 }
+
+/// Writes a message into a Maildir folder's `cur` as a mail client leaves
+/// it (with `flags`), delivered `days_ago` days back.
+fn keep(folder: &Path, name: &str, raw: &[u8], flags: &str, days_ago: f64) {
+    std::fs::create_dir_all(folder.join("cur")).expect("cur");
+    std::fs::create_dir_all(folder.join("new")).expect("new");
+    std::fs::create_dir_all(folder.join("tmp")).expect("tmp");
+    let path = folder.join("cur").join(format!("{name}:2,{flags}"));
+    std::fs::write(&path, raw).expect("write");
+    let at = std::time::SystemTime::now() - Duration::from_secs_f64(days_ago * 86_400.0);
+    std::fs::File::options().write(true).open(&path).and_then(|f| f.set_modified(at)).expect("mtime");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_learns_the_mail_users_already_had_and_files_from_the_first_day() {
+    let setup = setup(&["alice", "bob"]);
+    let node = Node::start().await.expect("node");
+    let (alice, bob) = (setup.root.join("alice"), setup.root.join("bob"));
+    let (spam, ham) = (testdata(true), testdata(false));
+    // Alice sorts her spam out: a month of it in her spam folder, and the
+    // mail she read and kept in her inbox. Bob never uses his spam folder.
+    let mut kept_ham = 0;
+    for round in 0..30 {
+        let days = 30.0 - f64::from(round);
+        for (i, (_, raw)) in spam.iter().enumerate() {
+            let raw = with_message_id(raw, &format!("s{round}-{i}@history"));
+            keep(&alice.join(".Spam"), &format!("s{round}-{i}"), &raw, "S", days - 0.5);
+        }
+        for (i, (_, raw)) in ham.iter().enumerate() {
+            let raw = with_message_id(raw, &format!("h{round}-{i}@history"));
+            keep(&alice, &format!("h{round}-{i}"), &raw, "S", days);
+            keep(&bob, &format!("h{round}-{i}"), &raw, "S", days);
+            kept_ham += 1;
+        }
+    }
+    // Neither an unread message nor one that arrived an hour ago says ham.
+    keep(&alice, "unread", &with_message_id(&ham[0].1, "unread@history"), "", 3.0);
+    keep(&alice, "young", &with_message_id(&ham[0].1, "young@history"), "S", 1.0 / 24.0);
+    let spam_kept = 30 * spam.len();
+    assert!(kept_ham >= 250, "enough ham for a calibrated threshold: {kept_ham}");
+    let history_messages = spam_kept.max(kept_ham) + 10;
+
+    let extra = format!("[users]\nsource = \"maildir\"\n\n[model]\nhistory_messages = {history_messages}\n");
+    let (stop, task) = start(config(&setup, &node, &extra), &node);
+    wait_watching(&setup.state, "alice", 0);
+    wait_watching(&setup.state, "bob", 0);
+    let c = state::open(&setup.state.join("state.sqlite3")).expect("db");
+    let learnt = |mailbox: &str, source: &str| -> i64 {
+        c.query_row(
+            "SELECT count(*) FROM model_examples WHERE mailbox = ?1 AND source = ?2",
+            rusqlite::params![mailbox, source],
+            |r| r.get(0),
+        )
+        .expect("count")
+    };
+    let looked = wait_until(WAIT, || events(&setup.state, 732) == 2);
+    if !looked {
+        for e in state::events(&c, 0, None, 100).unwrap_or_default() {
+            eprintln!("{e:?}");
+        }
+    }
+    assert!(looked, "both mailboxes' existing mail looked at");
+    assert_eq!(learnt("alice", "existing-spam"), spam_kept as i64, "alice's spam folder");
+    assert_eq!(learnt("alice", "existing-ham"), kept_ham as i64, "alice's read, older mail; not the unread or young");
+    assert_eq!(learnt("bob", "existing-ham"), 0, "bob does not sort spam out: his inbox vouches for nothing");
+    let reporting = c
+        .query_row("SELECT count(*) FROM model_history WHERE mailbox = 'alice' AND spam > 0", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .expect("history");
+    assert_eq!(reporting, 1, "alice counts as a user who reports spam");
+
+    // Spam the network was never told of is filed on the first day.
+    assert_eq!(node.verdict(&spam[1].1).await.expect("check"), Class::Clean, "unknown to the network");
+    deliver(&alice, "new.test", &with_message_id(&spam[1].1, "fresh@model-history"));
+    let filed = wait_until(WAIT, || count(&alice.join(".Spam")) == spam_kept + 1);
+    if !filed {
+        for e in state::events(&c, 0, None, 100).unwrap_or_default() {
+            eprintln!("{e:?}");
+        }
+    }
+    assert!(filed, "the model filed the new spam");
+    finish(stop, task).await;
+
+    // It happens once: a restart does not learn it again.
+    let (stop, task) = start(config(&setup, &node, &extra), &node);
+    let now = jiff::Timestamp::now().as_second();
+    wait_watching(&setup.state, "alice", now - 1);
+    finish(stop, task).await;
+    assert_eq!(events(&setup.state, 732), 2, "learnt once");
+}

@@ -99,3 +99,54 @@ async fn a_campaign_one_user_reports_is_filed_for_everybody_within_seconds() {
     assert_eq!(in_erins_spam, 0, "nothing duplicated");
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_learns_the_mail_users_already_had_over_imap() {
+    let dovecot = Dovecot::start(&["alice", "bob"], DovecotOptions::default()).expect("dovecot");
+    let node = Node::start().await.expect("node");
+    let (spam, ham) = (testdata(true), testdata(false));
+    dovecot.create_folder("alice", "Spam").expect("folder");
+    dovecot.create_folder("bob", "Spam").expect("folder");
+    // Alice sorts her spam out; Bob's spam folder is empty.
+    for (i, (_, raw)) in spam.iter().take(6).enumerate() {
+        let raw = with_message_id(raw, &format!("s{i}@history"));
+        dovecot.append_old("alice", "Spam", &raw, "(\\Seen)", 10.0 - i as f64).expect("append");
+    }
+    for (i, (_, raw)) in ham.iter().take(4).enumerate() {
+        let raw = with_message_id(raw, &format!("h{i}@history"));
+        dovecot.append_old("alice", "INBOX", &raw, "(\\Seen)", 9.5 - i as f64).expect("append");
+        dovecot.append_old("bob", "INBOX", &raw, "(\\Seen)", 9.5 - i as f64).expect("append");
+    }
+    // Unread, marked junk, or arrived an hour ago: none of them says ham.
+    dovecot.append_old("alice", "INBOX", &with_message_id(&ham[5].1, "unread@history"), "", 3.0).expect("append");
+    dovecot
+        .append_old("alice", "INBOX", &with_message_id(&ham[6].1, "junk@history"), "(\\Seen $Junk)", 3.0)
+        .expect("a");
+    dovecot.append_old("alice", "INBOX", &with_message_id(&ham[7].1, "young@history"), "(\\Seen)", 0.04).expect("a");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = Agent::start(config(&dovecot, &node, dir.path(), &["alice", "bob"], ""), &node.credential);
+    eventually("both mailboxes' existing mail looked at", &dovecot, || agent.events(732).len() == 2);
+    let learnt = |mailbox: &str, source: &str| -> i64 {
+        agent
+            .db()
+            .query_row(
+                "SELECT count(*) FROM model_examples WHERE mailbox = ?1 AND source = ?2",
+                rusqlite::params![mailbox, source],
+                |r| r.get(0),
+            )
+            .expect("count")
+    };
+    assert_eq!(learnt("alice", "existing-spam"), 6, "alice's spam folder");
+    assert_eq!(learnt("alice", "existing-ham"), 4, "alice's read, older mail only");
+    assert_eq!(learnt("bob", "existing-ham") + learnt("bob", "existing-spam"), 0, "bob's inbox vouches for nothing");
+    let text = agent.events(732).into_iter().find(|e| e.mailbox.as_deref() == Some("alice")).expect("alice's").text;
+    assert!(text.contains("6 message(s) of the spam folder") && text.contains("4 read in the inbox"), "{text}");
+    // Everything stayed where it was.
+    assert_eq!(dovecot.messages("alice", "Spam").unwrap().len(), 6);
+    assert_eq!(dovecot.messages("alice", "INBOX").unwrap().len(), 7);
+    let inbox = dovecot.messages("alice", "INBOX").unwrap();
+    let unread = inbox.iter().find(|m| m.message_id == "<unread@history>").expect("the unread message");
+    assert!(!unread.flags.iter().any(|f| f.contains("Seen")), "looking marked nothing read: {:?}", unread.flags);
+    agent.stop().await;
+}

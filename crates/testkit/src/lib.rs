@@ -329,6 +329,17 @@ impl Dovecot {
         imap_user(self.imap_port, &format!("{user}*{MASTER_USER}"), MASTER_PASSWORD, args)
     }
 
+    /// Appends a message as `user`'s mail client would, with `flags`
+    /// (e.g. `(\\Seen)`, or empty) and an INTERNALDATE `days_ago` days
+    /// back: mail the user had long before the agent came.
+    pub fn append_old(&self, user: &str, folder: &str, raw: &[u8], flags: &str, days_ago: f64) -> anyhow::Result<()> {
+        let file = tempfile::NamedTempFile::new()?;
+        std::fs::write(file.path(), raw)?;
+        let path = file.path().to_string_lossy().into_owned();
+        let days = days_ago.to_string();
+        self.imap_user_output(user, &["append", folder, &path, flags, &days]).map(|_| ())
+    }
+
     /// Delivers a message over LMTP, as an MTA would.
     pub fn lmtp_deliver(&self, user: &str, raw: &[u8]) -> anyhow::Result<()> {
         lmtp_deliver(self.lmtp_port, user, raw)

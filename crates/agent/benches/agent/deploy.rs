@@ -126,26 +126,37 @@ pub(super) async fn deploy(user_count: usize) -> anyhow::Result<()> {
     // configuration is wrong.
     AgentConfig::from_toml(&format!("[users]\nsource = \"list\"\nlist = [\"x\"]\n\n{agent_extra}"))
         .map_err(|problems| anyhow::anyhow!("DEPLOY_AGENT_CONFIG: {problems:?}"))?;
-    let mail = dev_split(limit)?;
+    let all = dev_split(limit)?;
+    // DEPLOY_HISTORY=F: the oldest share F of the split is mail the users
+    // already had when the agent came (the rest is delivered).
+    let history_share = match std::env::var("DEPLOY_HISTORY") {
+        Ok(text) => text.parse::<f64>().map_err(|e| anyhow::anyhow!("DEPLOY_HISTORY={text:?}: {e}"))?,
+        Err(_) => 0.0,
+    };
+    anyhow::ensure!((0.0..0.9).contains(&history_share), "DEPLOY_HISTORY must be at least 0 and below 0.9");
+    let (history, mail) = all.split_at((all.len() as f64 * history_share) as usize);
     eprintln!(
-        "deploy: {} messages of the dev split ({} spam), {user_count} users; runs: {}",
+        "deploy: {} messages of the dev split ({} spam) delivered, {} ({} spam) already there; {user_count} users; runs: {}",
         mail.len(),
         mail.iter().filter(|m| m.spam).count(),
+        history.len(),
+        history.iter().filter(|m| m.spam).count(),
         runs.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
     );
     let mut results = Vec::new();
     for arrival in runs {
         let started = Instant::now();
-        let result = deploy_run(arrival, &mail, user_count, &agent_extra).await?;
+        let result = deploy_run(arrival, history, mail, user_count, &agent_extra).await?;
         eprintln!("deploy: {} run done in {:.0} s", arrival.name(), started.elapsed().as_secs_f64());
         results.push(result);
     }
-    print_deploy(&results, &mail, limit, &agent_extra);
+    print_deploy(&results, mail, history, limit, &agent_extra);
     Ok(())
 }
 
 pub(super) async fn deploy_run(
     arrival: Arrival,
+    history: &[Mail],
     mail: &[Mail],
     user_count: usize,
     agent_extra: &str,
@@ -191,6 +202,10 @@ pub(super) async fn deploy_run(
         tokio::task::spawn_blocking(move || dovecot.imap_user_output(&user, &["spam-folder"])).await??
     };
     anyhow::ensure!(!spam_folder.is_empty(), "Dovecot has no \\Junk folder (junk_special_use)");
+
+    if !history.is_empty() {
+        place_history(&dovecot, &users, &reporters, &spam_folder, history).await?;
+    }
 
     let agent = Agent::start_with(&dovecot, &node, &users, &node.credential, agent_extra)?;
     let db_path = agent.state_dir.path().join("state.sqlite3");
@@ -584,4 +599,45 @@ pub(super) async fn deploy_run(
     let mut node = node;
     node.stop().await;
     Ok(run)
+}
+
+/// The mail users had before the agent came, spread over the 30 days
+/// before the run in its date order: every user read their ham and kept it
+/// in the inbox; the reporting users had moved their spam into the spam
+/// folder, the others left it unread in the inbox.
+async fn place_history(
+    dovecot: &std::sync::Arc<Dovecot>,
+    users: &[String],
+    reporters: &[usize],
+    spam_folder: &str,
+    history: &[Mail],
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut seed = Seeded(0x4157_0000_5eed_0001);
+    let mut placed = Vec::with_capacity(history.len());
+    for (i, m) in history.iter().enumerate() {
+        let user = (seed.next() % users.len() as u64) as usize;
+        let (folder, flags) = match (m.spam, reporters.contains(&user)) {
+            (true, true) => (spam_folder.to_owned(), "(\\Seen)"),
+            (true, false) => ("INBOX".to_owned(), ""),
+            (false, _) => ("INBOX".to_owned(), "(\\Seen)"),
+        };
+        let days_ago = 30.0 - 29.0 * i as f64 / history.len() as f64;
+        let raw = with_message_id(&m.raw, &format!("h{i:05}@history.starling.test"));
+        placed.push((users[user].clone(), folder, flags, days_ago, raw));
+    }
+    let dovecot = dovecot.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        for (user, folder, flags, days_ago, raw) in placed {
+            dovecot.append_old(&user, &folder, &raw, flags, days_ago)?;
+        }
+        Ok(())
+    })
+    .await??;
+    eprintln!(
+        "deploy: {} messages placed as the users' history in {:.0} s",
+        history.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

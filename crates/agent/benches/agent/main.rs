@@ -45,8 +45,12 @@
 //!   minutes here; not `[rescan]`, which is set already), `DEPLOY_LIMIT=N`
 //!   delivers every k-th message of the date order (N in all) to try it
 //!   quickly, `DEPLOY_RUNS=burst|trickle|burst,trickle`, `DEPLOY_DUMP=DIR`
-//!   writes each message's outcome to `DIR/deploy-<run>.tsv`. About 25
-//!   minutes with the full split.
+//!   writes each message's outcome to `DIR/deploy-<run>.tsv`,
+//!   `DEPLOY_HISTORY=F` makes the oldest share F of the split the mail
+//!   users already had when the agent came (appended over IMAP with dates
+//!   over the previous 30 days: ham read in inboxes, the reporters' spam in
+//!   their spam folders, the others' unread in inboxes) and measures the
+//!   rest. About 25 minutes with the full split.
 //!
 //! For every part, `BENCH_LOG=FILE` writes the agent's log to FILE
 //! (`RUST_LOG` filters it, default `info`): each filing's line says why.

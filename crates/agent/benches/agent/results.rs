@@ -56,8 +56,22 @@ pub(super) fn ratio(a: usize, b: usize) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 
-pub(super) fn print_deploy(results: &[DeployRun], mail: &[Mail], limit: Option<usize>, agent_extra: &str) {
+pub(super) fn print_deploy(
+    results: &[DeployRun],
+    mail: &[Mail],
+    history: &[Mail],
+    limit: Option<usize>,
+    agent_extra: &str,
+) {
     let Some(first) = results.first() else { return };
+    if !history.is_empty() {
+        println!(
+            "deploy: DEPLOY_HISTORY: the oldest {} messages of the split ({} spam) were the users' mail before the agent came \
+             (ham read in the inbox; reporters' spam in the spam folder, others' unread in the inbox); the figures are of the rest",
+            history.len(),
+            history.iter().filter(|m| m.spam).count()
+        );
+    }
     println!(
         "deploy: {} users ({} reporting: every {DEPLOY_ROUND_SECONDS} s they read INBOX, move spam to the spam folder, rescue ham), \
          {} messages of the dev split (spam-1, easy-ham-1, hard-ham-1{}) in Date order, seeded-random over users: {} spam, {} ham",

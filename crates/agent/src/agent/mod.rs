@@ -270,6 +270,8 @@ impl Parts {
             live: live.clone(),
             recent: recent.clone(),
             unrecorded: Default::default(),
+            learning: config.model.clone(),
+            existing_permits: tokio::sync::Semaphore::new(crate::process::EXISTING_AT_ONCE),
         });
         let mut parts = Parts {
             live,

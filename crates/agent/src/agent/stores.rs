@@ -88,6 +88,7 @@ impl ImapStore {
             first_scan_hours: if spam { 0 } else { kit.first_scan_hours },
             work,
             events: kit.events.clone(),
+            existing_asked: false,
         };
         tokio::spawn(watcher.run(kit.stop.clone()))
     }
@@ -237,6 +238,9 @@ impl MailStore for MaildirStore {
             // Without complete watches, the folder is looked at more often.
             poll: if complete { Duration::from_secs(600) } else { Duration::from_secs(60) },
             recent: maildir::Recent::default(),
+            spam_folder: wanted
+                .feedback
+                .then(|| if kit.spam_folder.is_empty() { "Spam".to_owned() } else { kit.spam_folder.clone() }),
         };
         (tokio::spawn(worker.run(work, kit.stop.clone())), watched)
     }

@@ -80,6 +80,11 @@ pub struct LearningConfig {
     /// The model's table: 2^bits counters of each class (memory is fixed:
     /// 4 × 2^bits bytes).
     pub table_bits: u8,
+    /// When the agent first sees a mailbox, the model learns up to this
+    /// many of the newest messages of its spam folder as spam and, if that
+    /// folder held any, as many of the read messages older than
+    /// `ham_after_minutes` in its inbox as ham (0: none).
+    pub history_messages: u32,
 }
 
 impl Default for LearningConfig {
@@ -93,6 +98,7 @@ impl Default for LearningConfig {
             target_false_positive_rate: 0.001,
             max_examples_per_mailbox: 1000,
             table_bits: 22,
+            history_messages: 500,
         }
     }
 }

@@ -3,6 +3,11 @@
 
 use super::*;
 
+/// The most messages of each class the model learns of a mailbox's
+/// existing mail (bounded: it is fetched and read at the mailbox's first
+/// sight).
+const MAX_HISTORY_MESSAGES: u32 = 5_000;
+
 /// The checks of every section.
 impl AgentConfig {
     /// Everything wrong with this configuration, each with its key path.
@@ -133,6 +138,12 @@ impl AgentConfig {
         }
         if m.ham_after_minutes == 0 {
             problems.push("model.ham_after_minutes: must be at least 1".into());
+        }
+        if m.history_messages > MAX_HISTORY_MESSAGES {
+            problems.push(format!(
+                "model.history_messages: must be at most {MAX_HISTORY_MESSAGES}, got {}",
+                m.history_messages
+            ));
         }
         if !self.activation.public_key.is_empty()
             && starling_proto::activation::parse_public_key(&self.activation.public_key).is_none()

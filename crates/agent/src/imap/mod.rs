@@ -23,6 +23,7 @@
 
 mod actions;
 mod connect;
+mod existing;
 mod idle;
 mod inbox;
 mod spam;
@@ -119,6 +120,9 @@ pub struct Watcher {
     pub work: mpsc::Receiver<Work>,
     /// Events.
     pub events: Events,
+    /// Whether the mail the mailbox already had was asked for (once per
+    /// start: a look that failed is tried again at the next).
+    pub existing_asked: bool,
 }
 
 impl Watcher {
@@ -281,22 +285,31 @@ struct MessageMeta {
 
 impl Connected {
     fn new(session: Session, watcher: &Watcher) -> Connected {
+        let mut connected = Connected::of(session, &watcher.server, &watcher.context.name, &watcher.processor);
+        connected.selected = watcher.folder.clone();
+        connected.marker = watcher.marker.clone();
+        connected.events = watcher.events.clone();
+        connected
+    }
+
+    /// A session of `mailbox` with nothing selected.
+    fn of(session: Session, server: &Server, mailbox: &str, processor: &Processor) -> Connected {
         Connected {
             session: Some(session),
-            timeout: watcher.server.timeout(),
-            idle_time: Duration::from_secs(watcher.server.config.idle_seconds),
-            max_bytes: watcher.server.config.max_message_bytes,
+            timeout: server.timeout(),
+            idle_time: Duration::from_secs(server.config.idle_seconds),
+            max_bytes: server.config.max_message_bytes,
             caps: Capabilities::default(),
             folders: HashSet::new(),
             junk: None,
             trash: None,
             validity: 0,
-            selected: watcher.folder.clone(),
+            selected: String::new(),
             meta: HashMap::new(),
-            mailbox: watcher.context.name.to_string(),
-            marker: watcher.marker.clone(),
-            state: watcher.processor.state.clone(),
-            events: watcher.events.clone(),
+            mailbox: mailbox.to_owned(),
+            marker: processor.pipeline.marker().clone(),
+            state: processor.state.clone(),
+            events: processor.events.clone(),
             told_uidplus: false,
             modseq: None,
             expunged: false,

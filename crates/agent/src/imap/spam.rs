@@ -29,6 +29,12 @@ impl Connected {
         watcher.folder = spam.clone();
         let next = self.select(&spam).await?;
         let mut last = self.start_position(watcher, next).await?;
+        if !watcher.existing_asked {
+            watcher.existing_asked = true;
+            if watcher.processor.wants_existing(&self.mailbox).await {
+                existing::read_existing_later(watcher, spam.clone(), last, stop.clone());
+            }
+        }
         let first = last.saturating_sub(PRESENT_MAX as u32) + 1;
         let mut present: std::collections::BTreeMap<u32, String> =
             self.message_ids(&format!("{first}:{last}")).await?.into_iter().collect();

@@ -244,6 +244,43 @@ pub fn list_since(dir: &Path, after: i64) -> std::io::Result<Vec<(String, i64)>>
     Ok(out)
 }
 
+/// The newest `most` messages of a folder delivered at or before `before`
+/// (Unix seconds), oldest first, as (file, delivery time in seconds);
+/// with `seen_only`, only those with the Seen flag. Messages marked
+/// trashed are left out.
+pub fn newest(dir: &Path, before: i64, most: usize, seen_only: bool) -> std::io::Result<Vec<(PathBuf, i64)>> {
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        let entries = match std::fs::read_dir(dir.join(sub)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries.flatten() {
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            let flags = if sub == "new" { "" } else { flags_of(&name) };
+            if name.starts_with('.') || flags.contains('T') || (seen_only && !flags.contains('S')) {
+                continue;
+            }
+            let Ok(metadata) = entry.metadata() else { continue };
+            let at = metadata
+                .modified()
+                .ok()
+                .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .and_then(|d| i64::try_from(d.as_secs()).ok());
+            if let (true, Some(at)) = (metadata.is_file(), at)
+                && at <= before
+            {
+                out.push((entry.path(), at));
+            }
+        }
+    }
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+    out.truncate(most);
+    out.reverse();
+    Ok(out)
+}
+
 /// Reads a message file, at most `limit` bytes; (bytes, cut).
 pub fn read_message(path: &Path, limit: u64) -> std::io::Result<(Vec<u8>, bool)> {
     use std::io::Read as _;

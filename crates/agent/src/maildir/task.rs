@@ -11,9 +11,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{self, Events};
+use crate::learning::Source;
 use crate::maildir;
 use crate::pipeline::MailboxContext;
-use crate::process::{Item, Moved, Pass, Processor, Work};
+use crate::process::{ExistingExample, Item, Moved, Pass, Processor, Work};
 use crate::state::{self, Cursor};
 use crate::tagging::Marker;
 
@@ -71,6 +72,10 @@ pub(crate) struct MaildirWorker {
     pub(crate) poll: Duration,
     /// Names handled lately.
     pub(crate) recent: Recent,
+    /// The mailbox's spam folder, when this task watches its inbox and
+    /// users' moves: the model learns the mail already there (and in the
+    /// inbox) at the mailbox's first sight.
+    pub(crate) spam_folder: Option<String>,
 }
 
 impl MaildirWorker {
@@ -82,6 +87,11 @@ impl MaildirWorker {
             self.events.emit(events::STATE_ERROR, Some(&name), e.to_string());
         }
         let dir = maildir::folder_dir(&self.maildir, &self.folder);
+        if let Some(spam) = &self.spam_folder
+            && self.processor.wants_existing(&name).await
+        {
+            self.read_existing_later(spam, &dir, stop.clone());
+        }
         let position = self.start_position(&name).await;
         let mut position = self.scan(&dir, position).await;
         // Watching from here on (the watch was set before the task started).
@@ -354,6 +364,48 @@ impl MaildirWorker {
         }
     }
 
+    /// Reads the mail the mailbox already has for the model — the spam
+    /// folder's newest messages (the agent's own filings left out) and, if
+    /// there were any, the newest read messages of `inbox` older than
+    /// `model.ham_after_minutes` — in a task of its own (new mail is
+    /// filed meanwhile), at most
+    /// [`EXISTING_AT_ONCE`](crate::process::EXISTING_AT_ONCE) mailboxes at
+    /// a time.
+    fn read_existing_later(&self, spam: &str, inbox: &Path, stop: CancellationToken) {
+        let processor = self.processor.clone();
+        let mailbox = self.context.name.to_string();
+        let (spam_dir, inbox) = (maildir::folder_dir(&self.maildir, spam), inbox.to_owned());
+        let limit = self.max_bytes;
+        tokio::spawn(async move {
+            let _permit = tokio::select! {
+                permit = processor.existing_permits.acquire() => permit,
+                () = stop.cancelled() => return,
+            };
+            if !processor.wants_existing(&mailbox).await {
+                return;
+            }
+            let started = std::time::Instant::now();
+            let learning = &processor.learning;
+            let (most, read) = (learning.history_messages as usize, learning.ham_requires_read);
+            let before = jiff::Timestamp::now().as_second() - i64::from(learning.ham_after_minutes) * 60;
+            let read_spam =
+                examples_in(&processor, &mailbox, spam_dir, i64::MAX, most, false, limit, Source::ExistingSpam);
+            let mut examples = match read_spam.await {
+                Ok(examples) => examples,
+                Err(e) => return processor.events.emit(events::MODEL_EXISTING_UNREAD, Some(&mailbox), e.to_string()),
+            };
+            if !examples.is_empty() {
+                match examples_in(&processor, &mailbox, inbox, before, most, read, limit, Source::ExistingHam).await {
+                    Ok(ham) => examples.extend(ham),
+                    Err(e) => {
+                        return processor.events.emit(events::MODEL_EXISTING_UNREAD, Some(&mailbox), e.to_string());
+                    }
+                }
+            }
+            processor.learn_existing(&mailbox, examples, started).await;
+        });
+    }
+
     fn save_cursor(&self, position: i64) {
         let (mailbox, folder) = (self.context.name.to_string(), self.folder.clone());
         self.processor.state.send(move |c| state::set_cursor(c, &mailbox, &folder, Cursor { validity: 0, position }));
@@ -384,4 +436,54 @@ fn gather<T>(
         }
     }
     Some(all)
+}
+
+/// The newest messages of a Maildir folder ([`maildir::newest`]) as
+/// examples of `source`, read (each up to `limit` bytes) 64 at a time;
+/// from the spam folder, the agent's own filings are left out.
+#[allow(clippy::too_many_arguments)]
+async fn examples_in(
+    processor: &Processor,
+    mailbox: &str,
+    dir: PathBuf,
+    before: i64,
+    most: usize,
+    seen_only: bool,
+    limit: u64,
+    source: Source,
+) -> std::io::Result<Vec<ExistingExample>> {
+    let listed = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || maildir::newest(&dir, before, most, seen_only))
+            .await
+            .map_err(std::io::Error::other)??
+    };
+    let mut examples = Vec::with_capacity(listed.len());
+    for chunk in listed.chunks(64) {
+        let chunk = chunk.to_vec();
+        let items = tokio::task::spawn_blocking(move || {
+            chunk
+                .into_iter()
+                .filter_map(|(path, at)| {
+                    // A message moved meanwhile is simply not learnt.
+                    let (raw, truncated) = maildir::read_message(&path, limit).ok()?;
+                    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                    let locator = maildir::unique_of(name).to_owned();
+                    Some((at, Item { locator, raw: Arc::from(raw), truncated, identity: None }))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        let items = if source == Source::ExistingSpam {
+            let ids =
+                items.iter().map(|(_, item)| crate::facts::Facts::from_message(&item.raw, 0).message_id).collect();
+            let worth = processor.worth_a_look(mailbox, ids, Moved::IntoSpam).await;
+            items.into_iter().zip(worth).filter(|(_, w)| *w).map(|(item, _)| item).collect()
+        } else {
+            items
+        };
+        examples.extend(processor.existing_examples(items, source).await);
+    }
+    Ok(examples)
 }

@@ -218,6 +218,12 @@ pub struct Processor {
     pub recent: Arc<crate::retro::Index>,
     /// Messages a state-database failure left where they were.
     pub unrecorded: Unrecorded,
+    /// The local model's settings (what it learns of the mail users
+    /// already have).
+    pub learning: crate::config::LearningConfig,
+    /// Mailboxes whose existing mail is being read for the model
+    /// ([`EXISTING_AT_ONCE`] at most).
+    pub existing_permits: tokio::sync::Semaphore,
 }
 
 /// Messages left in place because the state database refused a write (a
@@ -597,6 +603,82 @@ impl Processor {
             })
             .collect();
         self.learn(mailbox, examples).await;
+    }
+}
+
+/// At most this many mailboxes' existing mail is read at once: it is read
+/// at each mailbox's first sight, and at 10,000 mailboxes a first start
+/// must not fetch it all together (each look holds the features of up to
+/// twice `model.history_messages` messages, about 3 KB each, and one
+/// fetch batch of messages).
+pub const EXISTING_AT_ONCE: usize = 2;
+
+/// A message of the mail a user already had, as the model learns it.
+pub struct ExistingExample {
+    /// When it arrived (Unix seconds).
+    pub at: i64,
+    /// Its key (Message-ID, or text fingerprint).
+    pub key: String,
+    /// Where it was: [`Source::ExistingSpam`] or [`Source::ExistingHam`].
+    pub source: Source,
+    /// Its features.
+    pub features: Features,
+}
+
+impl Processor {
+    /// Whether the model should learn this mailbox's existing mail: it is
+    /// on, asked to (`model.history_messages`), and has not learnt it yet.
+    pub async fn wants_existing(&self, mailbox: &str) -> bool {
+        if self.learning.history_messages == 0 || self.pipeline.learner().is_none() {
+            return false;
+        }
+        let name = mailbox.to_owned();
+        self.state.call(move |c| crate::learning::existing_learnt(c, &name)).await.is_ok_and(|learnt| !learnt)
+    }
+
+    /// Messages of a user's existing mail (a batch read from the mail
+    /// store, each with when it arrived) as examples of `source`: only
+    /// their features are kept.
+    pub async fn existing_examples(&self, items: Vec<(i64, Item)>, source: Source) -> Vec<ExistingExample> {
+        let (ats, raws): (Vec<i64>, Vec<Arc<[u8]>>) = items.into_iter().map(|(at, item)| (at, item.raw)).unzip();
+        let identified = self.pipeline.identify(raws).await;
+        ats.into_iter()
+            .zip(identified)
+            .filter_map(|(at, message)| {
+                Some(ExistingExample { at, key: message.key()?, source, features: message.features? })
+            })
+            .collect()
+    }
+
+    /// Learns the mail a user already had — the spam folder's as spam, the
+    /// inbox's read and kept mail as ham — oldest first, so the
+    /// calibration scores each ham before it learns it, as it does for mail
+    /// that arrives later; then remembers the mailbox as done (it happens
+    /// once, and a mailbox with spam there counts as one whose user reports
+    /// spam). What a user said of a message since is never overruled.
+    pub async fn learn_existing(&self, mailbox: &str, mut examples: Vec<ExistingExample>, started: std::time::Instant) {
+        let Some(learner) = self.pipeline.learner() else { return };
+        examples.sort_by_key(|e| e.at);
+        let (mut spam, mut ham) = (0u32, 0u32);
+        for example in examples {
+            match example.source {
+                Source::ExistingSpam => spam += 1,
+                _ => ham += 1,
+            }
+            learner.learn(mailbox, &example.key, example.source, example.features).await;
+        }
+        let name = mailbox.to_owned();
+        match self.state.call(move |c| crate::learning::existing_done(c, &name, spam, ham)).await {
+            Ok(()) => self.events.emit(
+                events::MODEL_LEARNT_EXISTING,
+                Some(mailbox),
+                format!(
+                    "{spam} message(s) of the spam folder learnt as spam, {ham} read in the inbox as ham, in {:.1} s.",
+                    started.elapsed().as_secs_f64()
+                ),
+            ),
+            Err(e) => self.events.emit(events::STATE_ERROR, Some(mailbox), e.to_string()),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use rusqlite::Connection;
 
-pub(super) const SCHEMA_VERSION: i64 = 6;
+pub(super) const SCHEMA_VERSION: i64 = 7;
 
 /// The per-mailbox hourly counters' table as schema 4 has it (keyed by
 /// mailbox, then hour), under a name: in [`SCHEMA`] and [`MIGRATE_4`].
@@ -223,6 +223,12 @@ CREATE TABLE IF NOT EXISTS model_log (
     label TEXT NOT NULL,
     learn INTEGER NOT NULL,
     features BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS model_history (
+    mailbox TEXT PRIMARY KEY,
+    at INTEGER NOT NULL,
+    spam INTEGER NOT NULL,
+    ham INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS model_requests (
     id INTEGER PRIMARY KEY,
