@@ -585,6 +585,33 @@ mod tests {
     }
 
     #[test]
+    fn the_newest_messages_are_the_read_old_enough_and_untrashed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure_folder(dir.path(), "INBOX").unwrap();
+        let now = std::time::SystemTime::now();
+        let put = |sub: &str, name: &str, hours_ago: u64| {
+            let path = dir.path().join(sub).join(name);
+            std::fs::write(&path, b"Subject: x\r\n\r\nbody\r\n").unwrap();
+            let at = now - std::time::Duration::from_secs(hours_ago * 3600);
+            std::fs::File::options().write(true).open(&path).unwrap().set_modified(at).unwrap();
+        };
+        put("cur", "a:2,S", 50);
+        put("cur", "b:2,RS", 40);
+        put("cur", "c:2,", 30);
+        put("cur", "d:2,ST", 20);
+        put("new", "e", 10);
+        put("cur", "f:2,S", 1);
+        let names = |found: Vec<(PathBuf, i64)>| -> Vec<String> {
+            found.iter().map(|(p, _)| unique_of(p.file_name().unwrap().to_str().unwrap()).to_owned()).collect()
+        };
+        let before = jiff::Timestamp::now().as_second() - 5 * 3600;
+        assert_eq!(names(newest(dir.path(), before, 10, true).unwrap()), ["a", "b"], "read, old enough, not trashed");
+        assert_eq!(names(newest(dir.path(), before, 1, true).unwrap()), ["b"], "the newest of them");
+        assert_eq!(names(newest(dir.path(), i64::MAX, 10, false).unwrap()), ["a", "b", "c", "e", "f"], "oldest first");
+        assert!(newest(&dir.path().join("missing"), i64::MAX, 10, false).unwrap().is_empty());
+    }
+
+    #[test]
     fn discovery_follows_the_layout() {
         let root = tempfile::tempdir().unwrap();
         for user in ["alice", "bob"] {
