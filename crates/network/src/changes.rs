@@ -103,6 +103,18 @@ impl ChangeLog {
         }
     }
 
+    /// Forgets every key and moves past the current cursor: every reader
+    /// is answered `reset` (and rescans) — for when this node missed
+    /// changes it cannot name.
+    pub fn reset(&self) {
+        let mut ring = self.ring.lock();
+        ring.first = ring.next() + 1;
+        ring.keys.clear();
+        let next = ring.next();
+        drop(ring);
+        self.head.send_modify(|(head, _)| *head = next);
+    }
+
     /// Up to `max` keys after `cursor` (0 = from now: no keys, the current
     /// cursor).
     pub fn read(&self, cursor: u64, max: usize) -> Read {
@@ -182,6 +194,23 @@ mod tests {
         let restarted = ChangeLog::with_epoch(3, 8);
         assert!(matches!(restarted.read(middle, 10), Read::Reset { .. }), "another epoch");
         assert!(matches!(log.read(log.current() + 5, 10), Read::Reset { .. }), "a cursor from the future");
+    }
+
+    #[test]
+    fn after_a_reset_every_reader_is_told_to_rescan_and_new_keys_flow() {
+        let log = ChangeLog::with_epoch(100, 7);
+        let start = log.current();
+        log.append([key(1)]);
+        let caught_up = log.current();
+        let rx = log.subscribe();
+        log.reset();
+        assert!(rx.has_changed().unwrap(), "waiters wake");
+        for cursor in [start, caught_up] {
+            assert!(matches!(log.read(cursor, 10), Read::Reset { cursor } if cursor == log.current()), "{cursor}");
+        }
+        let after = log.current();
+        log.append([key(2)]);
+        assert_eq!(keys(log.read(after, 10)).0, vec![key(2)]);
     }
 
     #[tokio::test]

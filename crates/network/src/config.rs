@@ -133,6 +133,10 @@ pub struct StoreConfig {
     /// Redis Cluster: replicas each write batch waits for before reports
     /// are acknowledged (`WAIT`; 0: acknowledged once on the masters).
     pub redis_wait_replicas: u32,
+    /// Redis Cluster: announcements (the index keys each write batch
+    /// added, for the other nodes' filters) kept in the stream the nodes
+    /// follow; a node further behind warms its filter from the store again.
+    pub redis_stream_keep: usize,
     /// Page cache of the embedded store, in MiB.
     pub cache_mb: usize,
     /// Reported messages the in-memory key filter is sized for at start-up
@@ -156,6 +160,7 @@ impl Default for StoreConfig {
         StoreConfig {
             url: String::new(),
             redis_wait_replicas: 0,
+            redis_stream_keep: crate::store::redis::DEFAULT_STREAM_KEEP,
             cache_mb: 32,
             expected_entries: 100_000,
             expire_after_days: 90,

@@ -93,8 +93,10 @@ pub async fn start(config: NodeConfig) -> Result<Running, NodeError> {
         let store = Embedded::open(&data.join(STORE_FILE), config.store.cache_mb << 20)?;
         return start_on(config, store).await;
     }
-    let options =
-        RedisOptions::from_url(&config.store.url, config.store.expected_entries, config.store.redis_wait_replicas)?;
+    let options = RedisOptions {
+        stream_keep: config.store.redis_stream_keep,
+        ..RedisOptions::from_url(&config.store.url, config.store.expected_entries, config.store.redis_wait_replicas)?
+    };
     let store = tokio::task::spawn_blocking(move || RedisStore::open(&options))
         .await
         .map_err(|e| NodeError::Store(StoreError::transient(e.to_string())))??;
@@ -180,6 +182,18 @@ fn follow<S: Store>(engine: &Engine<S>, changes: &ChangeLog, mut cursor: String,
     while !stop.is_cancelled() {
         match engine.store().follow(&mut cursor, Duration::from_millis(500)) {
             Ok(Some(announced)) => {
+                if announced.gap {
+                    // What was dropped is unknown: every key again, and
+                    // agents following `Changes` here look again by rescan.
+                    tracing::warn!("fell behind the other nodes' announcements; warming the key filter from the store");
+                    match engine.rewarm() {
+                        Ok(keys) => tracing::info!(keys, "key filter warmed from the store"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not warm the key filter; it catches up at the next start")
+                        }
+                    }
+                    changes.reset();
+                }
                 engine.adopt(&announced.filter);
                 let keys: Vec<IndexKey> = announced.changes.iter().filter_map(|k| IndexKey::from_bytes(k)).collect();
                 if !keys.is_empty() {

@@ -499,3 +499,47 @@ async fn a_cluster_write_batch_reads_its_queued_writes_and_counts_them() {
     let stats = r.stats().expect("stats");
     assert_eq!((stats.entries, stats.reports, stats.index_keys), (0, 0, 0));
 }
+
+/// A node that falls further behind the other nodes' announcements than
+/// the stream keeps is told so (it then warms its key filter from the store
+/// and tells its `Changes` readers to rescan); a node that keeps up is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_further_behind_than_the_announcements_kept_is_told() {
+    use starling_network::store::Store;
+    use starling_network::store::redis::{RedisOptions, RedisStore};
+
+    let _serial = SERIAL.lock().await;
+    let cluster = RedisCluster::start().expect("a Redis Cluster");
+    let options = RedisOptions { stream_keep: 1_000, ..RedisOptions::from_url(&cluster.url(), 1_000, 0).expect("url") };
+    let (writer, behind, keeping_up) = (
+        RedisStore::open(&options).expect("open"),
+        RedisStore::open(&options).expect("open"),
+        RedisStore::open(&options).expect("open"),
+    );
+    let wait = Duration::from_millis(10);
+    let (mut far, mut near) = (String::new(), String::new());
+    behind.follow(&mut far, wait).expect("start following");
+    keeping_up.follow(&mut near, wait).expect("start following");
+    let mut seen = 0;
+    for round in 0u32..4_000 {
+        writer.announce(&[round.to_be_bytes().to_vec()], &[]).expect("announce");
+        if round % 100 == 99 {
+            let announced = keeping_up.follow(&mut near, wait).expect("follow").expect("shared");
+            assert!(!announced.gap, "a node that keeps up misses nothing");
+            seen += announced.filter.len();
+        }
+    }
+    assert_eq!(seen, 4_000, "it read every announcement");
+    let announced = behind.follow(&mut far, wait).expect("follow").expect("shared");
+    assert!(announced.gap, "announcements it never read were trimmed");
+    // What is still kept is read on.
+    let mut read = announced.filter.len();
+    loop {
+        let more = behind.follow(&mut far, wait).expect("follow").expect("shared");
+        if more.filter.is_empty() {
+            break;
+        }
+        read += more.filter.len();
+    }
+    assert!((1_000..4_000).contains(&read), "the kept announcements: {read}");
+}

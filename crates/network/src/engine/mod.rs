@@ -674,6 +674,19 @@ impl<S: Store> Engine<S> {
         }
     }
 
+    /// Puts every index key of the store into the filter again: this node
+    /// missed announcements of keys other nodes added (a maintenance read
+    /// of the whole store, as at start-up). Returns the keys read.
+    pub fn rewarm(&self) -> Result<usize> {
+        let reader = self.store.reader()?;
+        let mut keys = 0;
+        reader.each_index_key(&mut |key| {
+            self.filter.insert(key_hash(key));
+            keys += 1;
+        })?;
+        Ok(keys)
+    }
+
     /// Index keys another node sharing the store added (their byte form).
     pub fn adopt(&self, keys: &[Vec<u8>]) {
         for key in keys {

@@ -152,6 +152,11 @@ pub struct Announced {
     pub filter: Vec<Vec<u8>>,
     /// Index keys that became spam (for `Changes`).
     pub changes: Vec<Vec<u8>>,
+    /// Announcements after the cursor were dropped before this node read
+    /// them (it was away or slower than the store keeps them): what they
+    /// said is unknown, so the node's key filter must be warmed from the
+    /// store again and its `Changes` readers told to rescan.
+    pub gap: bool,
 }
 
 /// Reads.

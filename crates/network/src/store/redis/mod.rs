@@ -54,7 +54,9 @@
 //! index keys a write batch created (each node keeps its own in-memory key
 //! filter, which would otherwise answer "clean" for a campaign another node
 //! learnt) and the keys that became spam (for `Changes`). A node follows it
-//! and is at most one poll behind (`docs/network.md`, "Redis Cluster").
+//! and is at most one poll behind (`docs/network.md`, "Redis Cluster"); the
+//! stream keeps `store.redis_stream_keep` entries, and a node that fell
+//! further behind is told ([`Announced::gap`]) and warms its filter again.
 
 use std::cell::RefCell;
 use std::sync::Mutex;
@@ -81,9 +83,13 @@ const ORGANISATION_NAMES: &[u8] = b"{s}n";
 const STREAM: &[u8] = b"{s}a";
 /// The metadata key of the number of posting buckets.
 const BUCKETS_META: &str = "redis_posting_buckets";
-/// Stream entries kept (approximately): a node further behind rebuilds its
-/// filter from the store.
-const STREAM_KEEP: usize = 200_000;
+/// Stream entries kept by default (`store.redis_stream_keep`; at least, as
+/// Redis trims whole nodes of the stream): a node further behind warms its
+/// filter from the store again (see [`RedisStore::follow`]).
+pub const DEFAULT_STREAM_KEEP: usize = 10_000;
+/// Announcements one `XREAD` takes: fewer than any stream keeps, so a node
+/// that missed trimmed entries always gets a full page first.
+const FOLLOW_PAGE: usize = 1000;
 
 /// Appends an entry id to a posting list in a bucket: deduplicated, the
 /// newest `max` kept. Answers 2 when the index key is new, 1 when added, 0
@@ -141,6 +147,7 @@ pub struct RedisStore {
     pool: Mutex<Vec<ClusterConnection>>,
     buckets: u32,
     wait_replicas: u32,
+    stream_keep: usize,
     node: u64,
 }
 
@@ -153,6 +160,9 @@ pub struct RedisOptions {
     pub buckets: u32,
     /// Replicas each write batch waits for (0: none).
     pub wait_replicas: u32,
+    /// Announcements kept in the stream the nodes follow (at least
+    /// [`FOLLOW_PAGE`]).
+    pub stream_keep: usize,
     /// How long one command may take.
     pub timeout: Duration,
 }
@@ -171,7 +181,13 @@ impl RedisOptions {
         // About 40 index keys per bucket: small enough for listpacks.
         let keys = expected_entries.saturating_mul(2 + starling_fingerprint::BANDS) / 40;
         let buckets = (keys.max(1024) as u32).next_power_of_two().min(1 << 28);
-        Ok(RedisOptions { seeds, buckets, wait_replicas, timeout: Duration::from_secs(2) })
+        Ok(RedisOptions {
+            seeds,
+            buckets,
+            wait_replicas,
+            stream_keep: DEFAULT_STREAM_KEEP,
+            timeout: Duration::from_secs(2),
+        })
     }
 }
 
@@ -232,6 +248,7 @@ impl RedisStore {
             pool: Mutex::new(Vec::new()),
             buckets: 0,
             wait_replicas: options.wait_replicas,
+            stream_keep: options.stream_keep.max(FOLLOW_PAGE),
             node: u64::from_le_bytes(node),
         };
         let wanted = options.buckets.to_be_bytes().to_vec();
@@ -377,7 +394,7 @@ impl Store for RedisStore {
             .arg(STREAM)
             .arg("MAXLEN")
             .arg("~")
-            .arg(STREAM_KEEP)
+            .arg(self.stream_keep)
             .arg("*")
             .arg("n")
             .arg(self.node)
@@ -401,15 +418,23 @@ impl Store for RedisStore {
         }
         let command = redis::cmd("XREAD")
             .arg("COUNT")
-            .arg(1000)
+            .arg(FOLLOW_PAGE)
             .arg("BLOCK")
             .arg(wait.as_millis() as u64)
             .arg("STREAMS")
             .arg(STREAM)
             .arg(cursor.as_str())
             .clone();
+        let read_from = cursor.clone();
         let reply: Option<Vec<StreamReply>> = connection.run(&command)?;
         let mut announced = Announced::default();
+        // A full page: this node is behind, perhaps further than the
+        // stream keeps. Redis says the newest id it trimmed; past the
+        // cursor, announcements were lost.
+        if reply.as_ref().is_some_and(|streams| streams.iter().any(|(_, entries)| entries.len() >= FOLLOW_PAGE)) {
+            let info: Value = connection.run(redis::cmd("XINFO").arg("STREAM").arg(STREAM))?;
+            announced.gap = trimmed_after(&info, &read_from);
+        }
         let unpack = |bytes: &[u8], out: &mut Vec<Vec<u8>>| {
             let mut rest = bytes;
             while let Some((&len, tail)) = rest.split_first() {
@@ -436,5 +461,73 @@ impl Store for RedisStore {
             }
         }
         Ok(Some(announced))
+    }
+}
+
+/// Whether `XINFO STREAM`'s answer (Redis 7) says announcements after
+/// `cursor` were trimmed: the oldest entry kept is newer than the cursor's
+/// (or, for a reader that started on an empty stream, anything was ever
+/// trimmed). Trimming takes the oldest first, so what follows the cursor
+/// went too — unless the cut fell exactly after it, a rare false alarm
+/// that costs one warming of the filter.
+fn trimmed_after(info: &Value, cursor: &str) -> bool {
+    let Value::Array(fields) = info else { return false };
+    let field = |wanted: &[u8]| {
+        fields.chunks(2).find_map(|pair| match pair {
+            [Value::BulkString(name), value] if name == wanted => Some(value),
+            _ => None,
+        })
+    };
+    let int = |wanted: &[u8]| match field(wanted) {
+        Some(Value::Int(n)) => Some(*n),
+        _ => None,
+    };
+    let first = match field(b"recorded-first-entry-id") {
+        Some(Value::BulkString(id)) => std::str::from_utf8(id).ok().and_then(stream_id),
+        _ => None,
+    };
+    let (Some(first), Some(cursor)) = (first, stream_id(cursor)) else { return false };
+    if cursor == (0, 0) {
+        return int(b"entries-added").zip(int(b"length")).is_some_and(|(added, kept)| added > kept);
+    }
+    first > cursor
+}
+
+/// A stream entry id `ms-seq` as a pair that orders like Redis's.
+fn stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    #[test]
+    fn entries_trimmed_after_the_cursor_are_a_gap() {
+        let info = |first: &str, added: i64, length: i64| {
+            Value::Array(vec![
+                Value::BulkString(b"length".to_vec()),
+                Value::Int(length),
+                Value::BulkString(b"max-deleted-entry-id".to_vec()),
+                Value::BulkString(b"0-0".to_vec()),
+                Value::BulkString(b"entries-added".to_vec()),
+                Value::Int(added),
+                Value::BulkString(b"recorded-first-entry-id".to_vec()),
+                Value::BulkString(first.as_bytes().to_vec()),
+            ])
+        };
+        assert!(trimmed_after(&info("1700000000123-4", 4000, 1000), "1700000000123-3"), "the cursor's entry is gone");
+        assert!(trimmed_after(&info("1700000000124-0", 4000, 1000), "1700000000123-9"));
+        assert!(!trimmed_after(&info("1700000000123-3", 4000, 1000), "1700000000123-3"), "the cursor's entry is kept");
+        assert!(!trimmed_after(&info("1700000000123-3", 4000, 1000), "1700000000125-0"));
+        assert!(
+            trimmed_after(&info("1700000000123-3", 4000, 1000), "0-0"),
+            "from an empty stream, something was trimmed"
+        );
+        assert!(!trimmed_after(&info("1700000000123-3", 1000, 1000), "0-0"), "from an empty stream, nothing was");
+        assert!(!trimmed_after(&Value::Nil, "1-1"), "an answer without the fields says nothing");
+        assert_eq!(stream_id("12-3"), Some((12, 3)));
+        assert_eq!(stream_id("12"), None);
     }
 }
