@@ -388,14 +388,14 @@ impl MaildirWorker {
             let learning = &processor.learning;
             let (most, read) = (learning.history_messages as usize, learning.ham_requires_read);
             let before = jiff::Timestamp::now().as_second() - i64::from(learning.ham_after_minutes) * 60;
-            let read_spam =
-                examples_in(&processor, &mailbox, spam_dir, i64::MAX, most, false, limit, Source::ExistingSpam);
-            let mut examples = match read_spam.await {
+            let spam = Look { dir: spam_dir, before: i64::MAX, most, seen_only: false, source: Source::ExistingSpam };
+            let mut examples = match examples_in(&processor, &mailbox, spam, limit).await {
                 Ok(examples) => examples,
                 Err(e) => return processor.events.emit(events::MODEL_EXISTING_UNREAD, Some(&mailbox), e.to_string()),
             };
             if !examples.is_empty() {
-                match examples_in(&processor, &mailbox, inbox, before, most, read, limit, Source::ExistingHam).await {
+                let ham = Look { dir: inbox, before, most, seen_only: read, source: Source::ExistingHam };
+                match examples_in(&processor, &mailbox, ham, limit).await {
                     Ok(ham) => examples.extend(ham),
                     Err(e) => {
                         return processor.events.emit(events::MODEL_EXISTING_UNREAD, Some(&mailbox), e.to_string());
@@ -438,26 +438,30 @@ fn gather<T>(
     Some(all)
 }
 
-/// The newest messages of a Maildir folder ([`maildir::newest`]) as
-/// examples of `source`, read (each up to `limit` bytes) 64 at a time;
-/// from the spam folder, the agent's own filings are left out.
-#[allow(clippy::too_many_arguments)]
-async fn examples_in(
-    processor: &Processor,
-    mailbox: &str,
+/// What a look at a folder's existing mail takes: its newest `most`
+/// messages delivered by `before` (Unix seconds), only read ones with
+/// `seen_only`, as examples of `source`.
+struct Look {
     dir: PathBuf,
     before: i64,
     most: usize,
     seen_only: bool,
-    limit: u64,
     source: Source,
+}
+
+/// The messages a [`Look`] takes ([`maildir::newest`]) as examples, read
+/// (each up to `limit` bytes) 64 at a time; from the spam folder, the
+/// agent's own filings are left out.
+async fn examples_in(
+    processor: &Processor,
+    mailbox: &str,
+    look: Look,
+    limit: u64,
 ) -> std::io::Result<Vec<ExistingExample>> {
-    let listed = {
-        let dir = dir.clone();
-        tokio::task::spawn_blocking(move || maildir::newest(&dir, before, most, seen_only))
-            .await
-            .map_err(std::io::Error::other)??
-    };
+    let Look { dir, before, most, seen_only, source } = look;
+    let listed = tokio::task::spawn_blocking(move || maildir::newest(&dir, before, most, seen_only))
+        .await
+        .map_err(std::io::Error::other)??;
     let mut examples = Vec::with_capacity(listed.len());
     for chunk in listed.chunks(64) {
         let chunk = chunk.to_vec();
