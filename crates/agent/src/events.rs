@@ -304,7 +304,7 @@ catalogue! {
         remedy: "Free space in the state directory; nothing learnt is lost (the examples are in the state database).";
     MODEL_LEARNT_EXISTING = 732 "model_learnt_existing_mail" Info
         text: "The local model learnt from the mail a user already had: their spam folder as spam and, if it held any, the read mail kept in their inbox as ham."
-        cause: "The agent saw the mailbox for the first time with the model on (`model.history_messages` above 0); it happens once per mailbox."
+        cause: "The agent saw the mailbox for the first time with the model on (`model.history_messages` above 0), or first started after an upgrade from a version without this; it happens once per mailbox."
         remedy: "Nothing to do; `starling model status` counts the examples by source.";
     MODEL_EXISTING_UNREAD = 733 "model_existing_mail_unread" Notice
         text: "The mail a user already had could not be read for the local model; it is tried again at the next start."
