@@ -84,7 +84,6 @@ impl ImapStore {
             role,
             context,
             processor: kit.processor.clone(),
-            marker: kit.marker.clone(),
             first_scan_hours: if spam { 0 } else { kit.first_scan_hours },
             work,
             events: kit.events.clone(),

@@ -16,13 +16,7 @@ pub(super) fn read_existing_later(watcher: &Watcher, spam: String, up_to: u32, s
         (watcher.server.clone(), watcher.account.clone(), watcher.context.name.to_string());
     let processor = watcher.processor.clone();
     tokio::spawn(async move {
-        let _permit = tokio::select! {
-            permit = processor.existing_permits.acquire() => permit,
-            () = stop.cancelled() => return,
-        };
-        if !processor.wants_existing(&mailbox).await {
-            return;
-        }
+        let Some(_turn) = processor.existing_turn(&mailbox, &stop).await else { return };
         let started = std::time::Instant::now();
         let read = async {
             let session = server.login(&account).await?;
@@ -129,19 +123,11 @@ impl Connected {
     ) -> Result<Vec<ExistingExample>, SessionError> {
         let sizes = self.sizes(uids).await?;
         let mut examples = Vec::with_capacity(uids.len());
-        let mut start = 0;
-        while start < uids.len() {
-            let mut end = start;
-            let mut bytes = 0;
-            while end < uids.len() && end - start < FETCH_BATCH && (end == start || bytes < FETCH_BYTES) {
-                bytes += sizes.get(&uids[end]).copied().unwrap_or(0).min(self.max_bytes);
-                end += 1;
-            }
-            let items = self.fetch_items(&uids[start..end], &sizes).await?;
+        for chunk in fetch_batches(uids, &sizes, self.max_bytes) {
+            let items = self.fetch_items(chunk, &sizes).await?;
             self.meta.clear();
             let dated = items.into_iter().map(|item| (item.identity.unwrap_or(0), item)).collect();
             examples.extend(processor.existing_examples(dated, source).await);
-            start = end;
         }
         Ok(examples)
     }

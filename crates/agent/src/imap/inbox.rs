@@ -225,15 +225,7 @@ impl Connected {
         let mut highest = 0;
         let mut acted = 0;
         let sizes = self.sizes(&uids).await?;
-        let mut start = 0;
-        while start < uids.len() {
-            let mut end = start;
-            let mut bytes = 0;
-            while end < uids.len() && end - start < FETCH_BATCH && (end == start || bytes < FETCH_BYTES) {
-                bytes += sizes.get(&uids[end]).copied().unwrap_or(0).min(self.max_bytes);
-                end += 1;
-            }
-            let chunk = &uids[start..end];
+        for chunk in fetch_batches(&uids, &sizes, self.max_bytes) {
             let items = self.fetch_items(chunk, &sizes).await?;
             let found: HashSet<String> = items.iter().map(|i| i.locator.clone()).collect();
             let outcome = watcher.processor.process(self, &watcher.context, &watcher.folder, items.clone(), pass).await;
@@ -257,7 +249,6 @@ impl Connected {
             }
             highest = highest.max(*chunk.last().unwrap_or(&0));
             self.meta.clear();
-            start = end;
         }
         Ok((highest, acted))
     }

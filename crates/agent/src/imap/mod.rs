@@ -112,8 +112,6 @@ pub struct Watcher {
     pub context: MailboxContext,
     /// Shared processing.
     pub processor: Arc<Processor>,
-    /// Tag marks.
-    pub marker: Marker,
     /// Messages younger than this are checked the first time.
     pub first_scan_hours: u32,
     /// Commands (re-check, stop).
@@ -287,8 +285,6 @@ impl Connected {
     fn new(session: Session, watcher: &Watcher) -> Connected {
         let mut connected = Connected::of(session, &watcher.server, &watcher.context.name, &watcher.processor);
         connected.selected = watcher.folder.clone();
-        connected.marker = watcher.marker.clone();
-        connected.events = watcher.events.clone();
         connected
     }
 
@@ -428,6 +424,25 @@ fn parse_locator(locator: &str) -> Option<(u32, u32)> {
 }
 
 /// A UID set in compact form (`1:5,7,9:10`) from ascending UIDs.
+/// `uids` cut into fetch batches: at most [`FETCH_BATCH`] messages, and
+/// no more than [`FETCH_BYTES`] of them (by `sizes`, each counted up to
+/// `max_bytes`) after the first.
+fn fetch_batches<'a>(uids: &'a [u32], sizes: &HashMap<u32, u64>, max_bytes: u64) -> Vec<&'a [u32]> {
+    let mut batches = Vec::new();
+    let mut start = 0;
+    while start < uids.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < uids.len() && end - start < FETCH_BATCH && (end == start || bytes < FETCH_BYTES) {
+            bytes += sizes.get(&uids[end]).copied().unwrap_or(0).min(max_bytes);
+            end += 1;
+        }
+        batches.push(&uids[start..end]);
+        start = end;
+    }
+    batches
+}
+
 fn uid_set(uids: &[u32]) -> String {
     let mut out = String::new();
     let mut i = 0;

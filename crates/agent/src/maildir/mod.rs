@@ -211,10 +211,10 @@ pub fn delivered_at(path: &Path) -> Option<i64> {
     i64::try_from(since.as_nanos()).ok()
 }
 
-/// Messages of a folder delivered after `after` (nanoseconds), oldest
-/// first, as (unique name, delivery time).
-pub fn list_since(dir: &Path, after: i64) -> std::io::Result<Vec<(String, i64)>> {
-    let mut out = Vec::new();
+/// Every message file of a folder (in `new` and `cur`, dot files left
+/// out) with its delivery time in nanoseconds: `f(sub-directory, file
+/// name, path, time)`.
+fn each_message(dir: &Path, mut f: impl FnMut(&str, &str, PathBuf, i64)) -> std::io::Result<()> {
     for sub in ["new", "cur"] {
         let entries = match std::fs::read_dir(dir.join(sub)) {
             Ok(entries) => entries,
@@ -227,19 +227,28 @@ pub fn list_since(dir: &Path, after: i64) -> std::io::Result<Vec<(String, i64)>>
                 continue;
             }
             let Ok(metadata) = entry.metadata() else { continue };
-            let Some(at) = metadata
+            let at = metadata
                 .modified()
                 .ok()
                 .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .and_then(|d| i64::try_from(d.as_nanos()).ok())
-            else {
-                continue;
-            };
-            if metadata.is_file() && at > after {
-                out.push((unique_of(&name).to_owned(), at));
+                .and_then(|d| i64::try_from(d.as_nanos()).ok());
+            if let (true, Some(at)) = (metadata.is_file(), at) {
+                f(sub, &name, entry.path(), at);
             }
         }
     }
+    Ok(())
+}
+
+/// Messages of a folder delivered after `after` (nanoseconds), oldest
+/// first, as (unique name, delivery time).
+pub fn list_since(dir: &Path, after: i64) -> std::io::Result<Vec<(String, i64)>> {
+    let mut out = Vec::new();
+    each_message(dir, |_, name, _, at| {
+        if at > after {
+            out.push((unique_of(name).to_owned(), at));
+        }
+    })?;
     out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
     Ok(out)
 }
@@ -250,31 +259,13 @@ pub fn list_since(dir: &Path, after: i64) -> std::io::Result<Vec<(String, i64)>>
 /// trashed are left out.
 pub fn newest(dir: &Path, before: i64, most: usize, seen_only: bool) -> std::io::Result<Vec<(PathBuf, i64)>> {
     let mut out = Vec::new();
-    for sub in ["new", "cur"] {
-        let entries = match std::fs::read_dir(dir.join(sub)) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        for entry in entries.flatten() {
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
-            let flags = if sub == "new" { "" } else { flags_of(&name) };
-            if name.starts_with('.') || flags.contains('T') || (seen_only && !flags.contains('S')) {
-                continue;
-            }
-            let Ok(metadata) = entry.metadata() else { continue };
-            let at = metadata
-                .modified()
-                .ok()
-                .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .and_then(|d| i64::try_from(d.as_secs()).ok());
-            if let (true, Some(at)) = (metadata.is_file(), at)
-                && at <= before
-            {
-                out.push((entry.path(), at));
-            }
+    each_message(dir, |sub, name, path, at| {
+        let flags = if sub == "new" { "" } else { flags_of(name) };
+        let at = at / 1_000_000_000;
+        if !flags.contains('T') && (!seen_only || flags.contains('S')) && at <= before {
+            out.push((path, at));
         }
-    }
+    })?;
     out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
     out.truncate(most);
     out.reverse();

@@ -377,13 +377,7 @@ impl MaildirWorker {
         let (spam_dir, inbox) = (maildir::folder_dir(&self.maildir, spam), inbox.to_owned());
         let limit = self.max_bytes;
         tokio::spawn(async move {
-            let _permit = tokio::select! {
-                permit = processor.existing_permits.acquire() => permit,
-                () = stop.cancelled() => return,
-            };
-            if !processor.wants_existing(&mailbox).await {
-                return;
-            }
+            let Some(_turn) = processor.existing_turn(&mailbox, &stop).await else { return };
             let started = std::time::Instant::now();
             let learning = &processor.learning;
             let (most, read) = (learning.history_messages as usize, learning.ham_requires_read);

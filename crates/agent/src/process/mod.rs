@@ -636,6 +636,21 @@ impl Processor {
         self.state.call(move |c| crate::learning::existing_learnt(c, &name)).await.is_ok_and(|learnt| !learnt)
     }
 
+    /// Waits for a turn to read `mailbox`'s existing mail
+    /// ([`EXISTING_AT_ONCE`] mailboxes at a time); `None` when the agent
+    /// stops first or the model learnt that mail meanwhile.
+    pub async fn existing_turn(
+        &self,
+        mailbox: &str,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let permit = tokio::select! {
+            permit = self.existing_permits.acquire() => permit.ok()?,
+            () = stop.cancelled() => return None,
+        };
+        self.wants_existing(mailbox).await.then_some(permit)
+    }
+
     /// Messages of a user's existing mail (a batch read from the mail
     /// store, each with when it arrived) as examples of `source`: only
     /// their features are kept.
