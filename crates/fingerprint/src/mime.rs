@@ -182,10 +182,10 @@ fn is_utf8_label(label: &str) -> bool {
 }
 
 /// Text from transfer-decoded bytes: by the trusted label, else as UTF-8 when
-/// valid, else as Windows-1252 when 8-bit bytes are rare (a stray accent or
-/// quote in English text), else by Firefox's charset detector (chardetng).
-/// Every step depends on the bytes alone, so the same text always decodes
-/// the same way.
+/// valid or when it is UTF-8 text with a few stray bytes in it, else as
+/// Windows-1252 when 8-bit bytes are rare (a stray accent or quote in English
+/// text), else by Firefox's charset detector (chardetng). Every step depends
+/// on the bytes alone, so the same text always decodes the same way.
 fn decode_charset(part: &MessagePart<'_>, bytes: &[u8]) -> String {
     let label = trusted_charset(part);
     if let Some(decode) = label.filter(|l| !is_utf8_label(l)).and_then(|l| charset_decoder(l.as_bytes())) {
@@ -193,6 +193,9 @@ fn decode_charset(part: &MessagePart<'_>, bytes: &[u8]) -> String {
     }
     if let Ok(text) = std::str::from_utf8(bytes) {
         return text.to_owned();
+    }
+    if mostly_utf8(bytes) {
+        return String::from_utf8_lossy(bytes).into_owned();
     }
     let eight_bit = bytes.iter().filter(|b| !b.is_ascii()).count();
     if eight_bit * 50 < bytes.len() {
@@ -203,6 +206,24 @@ fn decode_charset(part: &MessagePart<'_>, bytes: &[u8]) -> String {
     detector.feed(sample, sample.len() == bytes.len());
     let encoding = detector.guess(None, chardetng::Utf8Detection::Allow);
     encoding.decode_without_bom_handling(bytes).0.into_owned()
+}
+
+/// Whether bytes that are not valid UTF-8 are still UTF-8 text with a few
+/// stray bytes in it — a Windows-1252 dash pasted into a UTF-8 template, a
+/// line cut in the middle of a character: at least as many multi-byte
+/// characters decode as there are invalid sequences. Such text is decoded as
+/// UTF-8 with the stray bytes replaced; guessing a charset for the whole of
+/// it would turn every one of its non-ASCII letters into two or three others
+/// and split the words they sit in. Text in an 8-bit charset has almost no
+/// valid multi-byte sequences (an accented letter is one byte followed by
+/// ASCII), so it still goes to the detection.
+fn mostly_utf8(bytes: &[u8]) -> bool {
+    let (mut characters, mut invalid) = (0usize, 0usize);
+    for chunk in bytes.utf8_chunks() {
+        characters += chunk.valid().chars().filter(|c| !c.is_ascii()).count();
+        invalid += usize::from(!chunk.invalid().is_empty());
+    }
+    characters >= invalid
 }
 
 fn bounded<'t>(text: &'t str, problems: &mut Vec<Problem>) -> &'t str {
@@ -276,5 +297,46 @@ fn add_address_list(personal: &mut Personal, address: &Address<'_>) {
 pub(crate) fn note(problems: &mut Vec<Problem>, problem: Problem) {
     if !problems.contains(&problem) {
         problems.push(problem);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Fingerprinter, Key};
+
+    #[test]
+    fn utf8_text_with_a_few_stray_bytes_is_still_utf8() {
+        assert!(mostly_utf8(b"caf\xc3\xa9 \xe2\x80\x94 hitch \x96 free"));
+        assert!(mostly_utf8(
+            "\u{1d41e}".repeat(50).as_bytes().iter().copied().chain([0x96]).collect::<Vec<_>>().as_slice()
+        ));
+        // Windows-1252 (or Latin-1) text: single 8-bit bytes between ASCII.
+        assert!(!mostly_utf8(b"caf\xe9 cr\xe8me br\xfbl\xe9e \x96 na\xefve"));
+        assert!(!mostly_utf8(b"\xff\xfe"));
+    }
+
+    /// A UTF-8 template with look-alike letters and one Windows-1252 dash
+    /// pasted in: the text is the same as with a real dash, not a charset
+    /// guess that turns every look-alike into three other letters.
+    #[test]
+    fn a_stray_byte_does_not_change_how_utf8_text_decodes() {
+        let body = |dash: &[u8]| {
+            let mut raw = b"From: a@example.com\nSubject: offer\nMIME-Version: 1.0\n\
+                Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
+                .to_vec();
+            for _ in 0..8 {
+                raw.extend_from_slice("D\u{1d41e}ar friend, a succ\u{1d41e}ssful and hitch ".as_bytes());
+                raw.extend_from_slice(dash);
+                raw.extend_from_slice(" free transaction of gr\u{1d41a}at value awaits you today.\n".as_bytes());
+            }
+            raw
+        };
+        let fingerprinter = Fingerprinter::new(&Key::DEVELOPMENT);
+        let clean = fingerprinter.fingerprint(&body("\u{2013}".as_bytes()));
+        let stray = fingerprinter.fingerprint(&body(b"\x96"));
+        assert!(clean.text.is_some());
+        assert_eq!(clean.text, stray.text);
+        assert_eq!(clean.fuzzy, stray.fuzzy);
     }
 }
