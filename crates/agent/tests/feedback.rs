@@ -177,6 +177,45 @@ async fn moves_count_once_undo_revokes_trash_is_silent_and_keywords_count() {
     agent.stop().await;
 }
 
+/// Where the server has IMAP NOTIFY, a spam folder in which nothing happens
+/// needs no session of its own: the inbox's session is told of changes
+/// there, and a user's move into it, or out of it, while it had no session
+/// is reported as with one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_spam_folder_is_watched_through_the_inbox_session() {
+    let dovecot = Dovecot::start(&["alice"], DovecotOptions::default()).expect("dovecot");
+    let node = Node::start().await.expect("node");
+    dovecot.create_folder("alice", "Archive").expect("folder");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(&dovecot, &node, dir.path(), &["alice"], "");
+    config.imap.spam_session_quiet_seconds = 2;
+    let agent = Agent::start(config, &node.credential);
+
+    // A spam the network knows is filed; a campaign it does not know stays.
+    let known = unknown_spam(7, "known@spam");
+    node.report(ReportClass::Spam, &[&known]).await.expect("report");
+    let campaign = unknown_spam(2, "campaign@spam");
+    dovecot.lmtp_deliver("alice", &campaign).expect("lmtp");
+    dovecot.lmtp_deliver("alice", &known).expect("lmtp");
+    eventually("filed", &dovecot, || has(&dovecot, "alice", "Spam", "known@spam"));
+    agent.wait_seen("alice", "Spam", 1);
+    eventually("the spam folder's session closed", &dovecot, || dovecot.sessions("alice") == 1);
+
+    // Alice drags the campaign into the quiet spam folder: reported (the
+    // spam task looks again on its own only after 15 minutes).
+    assert_eq!(dovecot.imap_user("alice", &["move", "<campaign@spam>", "INBOX", "Spam"]).unwrap(), 1);
+    assert!(node.verdict_becomes(&campaign, Class::Spam, WAIT).await, "a move into a quiet spam folder reports");
+    eventually("reported once", &dovecot, || agent.counters("alice").blocked == 1);
+    eventually("quiet again", &dovecot, || dovecot.sessions("alice") == 1);
+
+    // She takes the filed message out to Archive while nothing watches the
+    // folder with a session: it is missed there, so it was rescued.
+    assert_eq!(dovecot.imap_user("alice", &["move", "<known@spam>", "Spam", "Archive"]).unwrap(), 1);
+    eventually("rescued from a quiet spam folder", &dovecot, || agent.counters("alice").unblocked == 1);
+    assert_eq!(agent.counters("alice").blocked, 1, "nothing reported twice");
+    agent.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rescan_files_what_became_spam_after_delivery_but_never_a_rescued_message() {
     let dovecot = Dovecot::start(&["dave"], DovecotOptions::default()).expect("dovecot");

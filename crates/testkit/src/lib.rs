@@ -263,6 +263,18 @@ impl Dovecot {
         std::fs::read_to_string(self.dir().join("dovecot.log")).unwrap_or_default()
     }
 
+    /// IMAP sessions of `user` logged in right now (`doveadm who`).
+    pub fn sessions(&self, user: &str) -> usize {
+        let out = self.doveadm().args(["who", "-1"]).output();
+        out.map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.split_whitespace().next() == Some(user) && l.contains("imap"))
+                .count()
+        })
+        .unwrap_or(0)
+    }
+
     /// Stops Dovecot (connections are closed).
     pub fn stop(&self) {
         let _ = Command::new("doveadm").arg("-c").arg(self.config()).arg("stop").output();

@@ -209,12 +209,18 @@ pub(super) async fn deploy_run(
 
     let agent = Agent::start_with(&dovecot, &node, &users, &node.credential, agent_extra)?;
     let db_path = agent.state_dir.path().join("state.sqlite3");
-    // Ready when every mailbox has its two sessions (INBOX, spam folder).
+    // Ready when every mailbox's inbox has its session and its spam folder
+    // was looked at (its session may close again while nothing happens
+    // there: IMAP NOTIFY tells the inbox's).
     let ready = Instant::now();
-    while who(&dovecot) < 2 * user_count {
+    while who(&dovecot) < user_count || spam_folders_watched(&db_path, &users, &spam_folder) < user_count {
         anyhow::ensure!(!agent.task.is_finished(), "the agent stopped at start");
         if ready.elapsed() > Duration::from_secs(120) {
-            eprintln!("deploy: only {} of {} IMAP sessions after 120 s; going on", who(&dovecot), 2 * user_count);
+            eprintln!(
+                "deploy: {} IMAP sessions, {} of {user_count} spam folders looked at after 120 s; going on",
+                who(&dovecot),
+                spam_folders_watched(&db_path, &users, &spam_folder)
+            );
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

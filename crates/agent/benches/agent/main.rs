@@ -311,21 +311,26 @@ async fn memory(count: usize) -> anyhow::Result<()> {
     one.stop().await?;
     let started = Instant::now();
     let agent = Agent::start(&dovecot, &node, &users)?;
-    // Wait until every mailbox is logged in and the numbers settle.
+    // Wait until every mailbox is logged in and its spam folder looked at,
+    // and the spam folders' sessions closed again (nothing happens there:
+    // the inbox's session is told of changes, IMAP NOTIFY).
+    let db = agent.state_dir.path().join("state.sqlite3");
     let mut logged_in = 0;
     while started.elapsed() < Duration::from_secs(600) {
         logged_in = who(&dovecot);
-        // Two sessions per mailbox: the inbox, and the spam folder for
-        // users' feedback.
-        if logged_in >= 2 * count {
+        if logged_in >= count && spam_folders_watched(&db, &users, "Spam") == count {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    while started.elapsed() < Duration::from_secs(600) && who(&dovecot) > count {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let settled = who(&dovecot);
     let all = rss_kib();
     println!(
-        "memory: {count} idle mailboxes ({logged_in} IMAP sessions after {:.1} s): RSS {base} KiB with one, {all} KiB with all = {:.1} KiB per idle mailbox",
+        "memory: {count} idle mailboxes ({logged_in} IMAP sessions at the start, {settled} once the spam folders are quiet, after {:.1} s): RSS {base} KiB with one, {all} KiB with all = {:.1} KiB per idle mailbox",
         started.elapsed().as_secs_f64() - 5.0,
         (all.saturating_sub(base)) as f64 / (count.saturating_sub(1)) as f64
     );
@@ -448,6 +453,16 @@ fn mutate(raw: &[u8], id: &str) -> Vec<u8> {
         .map(|l| if l.to_ascii_lowercase().starts_with("subject:") { format!("{l} [ref 48213]") } else { l.to_owned() })
         .collect();
     format!("{}\n\nHello Robert, your code is 55187.\n\n{body}", header.join("\n")).into_bytes()
+}
+
+/// How many of `users` have had their spam folder `folder` looked at by
+/// the agent (its cursor is kept): from then on a user's move is seen,
+/// whether the spam folder keeps a session of its own or, quiet, is watched
+/// through the inbox's (IMAP NOTIFY).
+fn spam_folders_watched(db: &Path, users: &[String], folder: &str) -> usize {
+    let Ok(connection) = rusqlite::Connection::open(db) else { return 0 };
+    let _ = connection.busy_timeout(Duration::from_secs(5));
+    users.iter().filter(|user| matches!(starling_agent::state::cursor(&connection, user, folder), Ok(Some(_)))).count()
 }
 
 async fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) -> anyhow::Result<()> {

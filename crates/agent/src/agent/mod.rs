@@ -374,7 +374,7 @@ impl Supervisor {
             .transpose()?;
         let was_filtering = parts.activation.standing().filtering;
         let store: Box<dyn MailStore> = match parts.imap {
-            Some(server) => Box::new(ImapStore { server }),
+            Some(server) => Box::new(ImapStore { server, spam_watches: HashMap::new() }),
             None => Box::new(MaildirStore::new(&config, fs_events, parts.events.clone())),
         };
         let supervisor = Supervisor {

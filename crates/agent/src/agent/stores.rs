@@ -64,12 +64,14 @@ pub(super) trait MailStore: Send + Sync {
 /// session on the spam folder.
 pub(super) struct ImapStore {
     pub(super) server: Arc<imap::Server>,
+    /// Per account: what its filter and spam tasks share (IMAP NOTIFY).
+    pub(super) spam_watches: HashMap<String, Arc<imap::SpamWatch>>,
 }
 
 impl ImapStore {
     /// Starts a session task of `role` on `wanted`'s account.
     fn start(
-        &self,
+        &mut self,
         kit: &TaskKit,
         wanted: &Wanted,
         role: imap::Role,
@@ -77,6 +79,7 @@ impl ImapStore {
         work: mpsc::Receiver<Work>,
     ) -> tokio::task::JoinHandle<()> {
         let spam = matches!(role, imap::Role::Spam { .. });
+        let spam_watch = self.spam_watches.entry(wanted.account.clone()).or_default().clone();
         let watcher = imap::Watcher {
             server: self.server.clone(),
             account: wanted.account.clone(),
@@ -88,6 +91,8 @@ impl ImapStore {
             work,
             events: kit.events.clone(),
             existing_asked: false,
+            spam_watch,
+            quiet: None,
         };
         tokio::spawn(watcher.run(kit.stop.clone()))
     }

@@ -245,6 +245,12 @@ impl AgentConfig {
         if i.timeout_seconds == 0 {
             problems.push("imap.timeout_seconds: must be at least 1".into());
         }
+        if i.spam_session_quiet_seconds > 86_400 {
+            problems.push(format!(
+                "imap.spam_session_quiet_seconds: must be 0..=86400, got {}",
+                i.spam_session_quiet_seconds
+            ));
+        }
         if i.idle_seconds < 60 || i.idle_seconds > 29 * 60 {
             problems.push(format!("imap.idle_seconds: must be 60..=1740, got {}", i.idle_seconds));
         }

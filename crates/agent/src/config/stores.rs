@@ -73,6 +73,11 @@ pub struct ImapConfig {
     pub reconnect_max_seconds: u64,
     /// Logins in progress at once (start-up of many mailboxes).
     pub max_concurrent_logins: usize,
+    /// Where the server has IMAP NOTIFY (RFC 5465), a spam folder in which
+    /// nothing happened for this long is watched through the inbox's session
+    /// (told of every change there) instead of a session of its own, which
+    /// is opened again when something happens. 0: always keep it.
+    pub spam_session_quiet_seconds: u64,
     /// Messages are fingerprinted from at most this many bytes.
     pub max_message_bytes: u64,
 }
@@ -93,6 +98,7 @@ impl Default for ImapConfig {
             reconnect_min_seconds: 1,
             reconnect_max_seconds: 300,
             max_concurrent_logins: 16,
+            spam_session_quiet_seconds: 120,
             max_message_bytes: 10 << 20,
         }
     }

@@ -229,6 +229,10 @@ pub enum SessionError {
     /// Shutting down.
     #[error("stopping")]
     Closed,
+    /// A spam folder's session closed because nothing happened there: the
+    /// inbox's session is told of changes (IMAP NOTIFY) and wakes it.
+    #[error("nothing happening: watched through the inbox's session")]
+    Quiet,
 }
 
 /// What the server offers.
@@ -238,6 +242,8 @@ pub(super) struct Capabilities {
     pub(super) uidplus: bool,
     pub(super) idle: bool,
     pub(super) condstore: bool,
+    /// RFC 5465: the session can be told of changes in other folders.
+    pub(super) notify: bool,
 }
 
 #[cfg(test)]

@@ -144,6 +144,7 @@ impl Connected {
             uidplus: caps.has_str("UIDPLUS"),
             idle: caps.has_str("IDLE"),
             condstore: caps.has_str("CONDSTORE"),
+            notify: caps.has_str("NOTIFY"),
         };
         if !self.caps.mv {
             // Told once per connection; the emitter folds the repeats.

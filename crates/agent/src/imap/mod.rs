@@ -15,6 +15,14 @@
 //! clients are found with CONDSTORE (`CHANGEDSINCE`) and count the same.
 //! The inbox task also runs rescans.
 //!
+//! Where the server has IMAP NOTIFY (RFC 5465), the inbox's session asks to
+//! be told of every change in the spam folder's tree as well ([`SpamWatch`]),
+//! and the spam task closes its own session once nothing happened there for
+//! `imap.spam_session_quiet_seconds`: it keeps what it knows of the folder
+//! (the messages present, the sub-folders' positions, the CONDSTORE
+//! position) and opens a session again when told of a change, or every
+//! [`QUIET_POLL`]. An idle mailbox then costs one session, not two.
+//!
 //! A move is `UID MOVE`, or `UID COPY` + `UID STORE +FLAGS (\Deleted)` +
 //! `UID EXPUNGE` of exactly that UID when the server lacks MOVE. A tag
 //! appends the rewritten message and removes the original only after the
@@ -98,6 +106,92 @@ const VANISHED_MAX: usize = 64;
 /// other than the inbox goes unnoticed.
 const PRESENT_MAX: usize = 2_000;
 
+/// Unsolicited responses `async-imap` keeps between two looks (its
+/// channel's capacity); more are dropped.
+const UNSOLICITED_KEPT: usize = 100;
+
+/// How often a quiet spam folder's task opens a session anyway: for what
+/// NOTIFY may not tell (a `$NotJunk` keyword set in a sub-folder, say).
+const QUIET_POLL: Duration = Duration::from_secs(15 * 60);
+
+/// What a mailbox's filter session and its spam task share: the spam
+/// folder's name, whether a filter session has NOTIFY on it, and a wake-up
+/// for the spam task when the server told of a change there.
+#[derive(Debug, Default)]
+pub struct SpamWatch {
+    folder: std::sync::Mutex<Option<String>>,
+    /// The spam folder became known: a filter session in IDLE asks for
+    /// NOTIFY now rather than at its next wake.
+    named: tokio::sync::Notify,
+    notifying: std::sync::atomic::AtomicUsize,
+    /// A filter session has NOTIFY now: a spam session waiting for nothing
+    /// in particular may close.
+    ready: tokio::sync::Notify,
+    changed: tokio::sync::Notify,
+}
+
+impl SpamWatch {
+    fn folder(&self) -> Option<String> {
+        self.folder.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_folder(&self, folder: &str) {
+        let mut known = self.folder.lock().unwrap_or_else(|e| e.into_inner());
+        if known.as_deref() != Some(folder) {
+            *known = Some(folder.to_owned());
+            self.named.notify_one();
+        }
+    }
+
+    /// Whether some filter session is told of changes in the spam folder.
+    fn notifying(&self) -> bool {
+        self.notifying.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+
+    /// Something changed in the spam folder: the spam task looks. A change
+    /// told while nobody waits is kept for the next wait, so none is lost.
+    fn changed(&self) {
+        self.changed.notify_one();
+    }
+}
+
+/// A filter session's NOTIFY on the spam folder, counted while the session
+/// lasts; when the last one ends, a quiet spam task is woken to keep a
+/// session of its own again.
+#[derive(Debug)]
+struct Notifying {
+    watch: Arc<SpamWatch>,
+    folder: String,
+}
+
+impl Notifying {
+    fn new(watch: Arc<SpamWatch>, folder: String) -> Notifying {
+        if watch.notifying.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            watch.ready.notify_one();
+        }
+        Notifying { watch, folder }
+    }
+}
+
+impl Drop for Notifying {
+    fn drop(&mut self) {
+        if self.watch.notifying.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            self.watch.changed();
+        }
+    }
+}
+
+/// What a spam task knows of its folder while it has no session: what it
+/// would otherwise have to learn again, and could not (a message that left
+/// meanwhile is only noticed against the list of those present before).
+#[derive(Debug)]
+pub struct Quiet {
+    validity: u32,
+    present: std::collections::BTreeMap<u32, String>,
+    sub_last: HashMap<String, u32>,
+    modseq: Option<u64>,
+}
+
 /// One watched folder of one mailbox.
 pub struct Watcher {
     /// The server.
@@ -121,6 +215,10 @@ pub struct Watcher {
     /// Whether the mail the mailbox already had was asked for (once per
     /// start: a look that failed is tried again at the next).
     pub existing_asked: bool,
+    /// Shared by the mailbox's filter and spam tasks.
+    pub spam_watch: Arc<SpamWatch>,
+    /// A spam task without a session: what it knew of its folder.
+    pub quiet: Option<Quiet>,
 }
 
 impl Watcher {
@@ -179,6 +277,13 @@ impl Watcher {
             };
             let error = match outcome {
                 Ok(()) | Err(SessionError::Closed) => return,
+                Err(SessionError::Quiet) => {
+                    self.processor.live.forget(&self.live_name());
+                    if !self.wait_quietly(&stop).await {
+                        return;
+                    }
+                    continue;
+                }
                 Err(error) => error,
             };
             self.processor.live.connection(&self.live_name(), false, &error.to_string());
@@ -210,7 +315,19 @@ impl Watcher {
                     )
                 }
             }
-            SessionError::Closed => {}
+            SessionError::Closed | SessionError::Quiet => {}
+        }
+    }
+
+    /// A quiet spam task without a session waits to be told of a change
+    /// (or for [`QUIET_POLL`], or a command). False when it must stop.
+    async fn wait_quietly(&mut self, stop: &CancellationToken) -> bool {
+        let watch = self.spam_watch.clone();
+        tokio::select! {
+            () = watch.changed.notified() => true,
+            () = tokio::time::sleep(jitter(QUIET_POLL)) => true,
+            () = stop.cancelled() => false,
+            work = self.work.recv() => !matches!(work, None | Some(Work::Stop)),
         }
     }
 
@@ -273,6 +390,12 @@ struct Connected {
     noselect: HashSet<String>,
     /// The hierarchy separator.
     delimiter: Option<String>,
+    /// Shared with the mailbox's other task.
+    spam_watch: Arc<SpamWatch>,
+    /// A filter session told of changes in the spam folder (NOTIFY).
+    notifying: Option<Notifying>,
+    /// The server refused NOTIFY in this session.
+    notify_refused: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -285,6 +408,7 @@ impl Connected {
     fn new(session: Session, watcher: &Watcher) -> Connected {
         let mut connected = Connected::of(session, &watcher.server, &watcher.context.name, &watcher.processor);
         connected.selected = watcher.folder.clone();
+        connected.spam_watch = watcher.spam_watch.clone();
         connected
     }
 
@@ -311,6 +435,9 @@ impl Connected {
             expunged: false,
             noselect: HashSet::new(),
             delimiter: None,
+            spam_watch: Arc::default(),
+            notifying: None,
+            notify_refused: false,
         }
     }
 
@@ -328,6 +455,7 @@ impl Connected {
     }
 
     async fn logout(&mut self) {
+        self.notifying = None;
         if let Some(mut session) = self.session.take() {
             let _ = tokio::time::timeout(Duration::from_secs(2), session.logout()).await;
         }
@@ -365,9 +493,17 @@ impl Connected {
         self.modseq = if condstore { mailbox.highest_modseq } else { None };
         self.expunged = false;
         self.meta.clear();
-        // Responses about the folder selected before are stale now.
+        // Responses about the folder selected before are stale now (news
+        // of the spam folder's is not).
         let unsolicited = self.session()?.unsolicited_responses.clone();
-        while unsolicited.try_recv().is_ok() {}
+        let mut drained = 0;
+        while let Ok(response) = unsolicited.try_recv() {
+            drained += 1;
+            if let UnsolicitedResponse::Status { mailbox, .. } = response {
+                self.spam_news(&mailbox);
+            }
+        }
+        self.maybe_dropped(drained);
         Ok(mailbox.uid_next.unwrap_or(1))
     }
 }

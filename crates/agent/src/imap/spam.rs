@@ -27,6 +27,7 @@ impl Connected {
             }
         };
         watcher.folder = spam.clone();
+        watcher.spam_watch.set_folder(&spam);
         let next = self.select(&spam).await?;
         let mut last = self.start_position(watcher, next).await?;
         if !watcher.existing_asked {
@@ -35,14 +36,42 @@ impl Connected {
                 existing::read_existing_later(watcher, spam.clone(), last, stop.clone());
             }
         }
-        let first = last.saturating_sub(PRESENT_MAX as u32) + 1;
-        let mut present: std::collections::BTreeMap<u32, String> =
-            self.message_ids(&format!("{first}:{last}")).await?.into_iter().collect();
-        let mut sub_last: HashMap<String, u32> = HashMap::new();
+        // After a quiet spell without a session: what was known then, so
+        // that what left the folder meanwhile is noticed.
+        let quiet = watcher.quiet.take().filter(|q| q.validity == self.validity);
+        let quiet_after = Duration::from_secs(watcher.server.config.spam_session_quiet_seconds);
+        // Woken by a change, the session stays a while (a user sorting
+        // mail moves one message after another); at a start, nothing has
+        // happened yet.
+        let mut news_at = match quiet {
+            Some(_) => tokio::time::Instant::now(),
+            None => tokio::time::Instant::now().checked_sub(quiet_after).unwrap_or_else(tokio::time::Instant::now),
+        };
+        let (mut present, mut sub_last) = match quiet {
+            Some(quiet) => {
+                if self.modseq.is_some() && quiet.modseq.is_some() {
+                    self.modseq = quiet.modseq;
+                }
+                self.expunged = true;
+                (quiet.present, quiet.sub_last)
+            }
+            None => {
+                let first = last.saturating_sub(PRESENT_MAX as u32) + 1;
+                let present = self.message_ids(&format!("{first}:{last}")).await?.into_iter().collect();
+                (present, HashMap::new())
+            }
+        };
         let mut next_poll = tokio::time::Instant::now();
         loop {
-            last = self.arrivals(watcher, last, &mut present).await?;
+            let modseq = self.modseq;
+            let looked;
+            (last, looked) = self.arrivals(watcher, last, &mut present).await?;
             self.keywords(watcher).await?;
+            // The agent's own filings are not news: a user's move, or a
+            // keyword set, is.
+            if looked || self.modseq != modseq {
+                news_at = tokio::time::Instant::now();
+            }
             let due = tokio::time::Instant::now() >= next_poll;
             // Looking elsewhere takes a second session: this one stays on
             // the spam folder (a server may stop notifying a session that
@@ -51,6 +80,7 @@ impl Connected {
                 self.expunged = false;
                 let gone = self.vanished(&mut present).await?;
                 if !gone.is_empty() {
+                    news_at = tokio::time::Instant::now();
                     let mut side = self.side(watcher).await?;
                     let result = side.find_elsewhere(watcher, &spam, gone).await;
                     side.logout().await;
@@ -60,6 +90,7 @@ impl Connected {
             if due {
                 let news = self.sub_folder_news(&spam, &mut sub_last).await?;
                 if !news.is_empty() {
+                    news_at = tokio::time::Instant::now();
                     let mut side = self.side(watcher).await?;
                     let result = side.sub_folders(watcher, news, &mut sub_last).await;
                     side.logout().await;
@@ -67,7 +98,16 @@ impl Connected {
                 }
                 next_poll = tokio::time::Instant::now() + SPAM_POLL;
             }
-            match self.wait(watcher, stop, Some(next_poll)).await? {
+            // Nothing happened for a while and the inbox's session is told
+            // of changes here: this session is not needed until one comes.
+            let may_rest = !quiet_after.is_zero() && watcher.spam_watch.notifying();
+            if may_rest && news_at.elapsed() >= quiet_after {
+                tracing::debug!(mailbox = self.mailbox, "nothing happens in the spam folder: its session closes");
+                watcher.quiet = Some(Quiet { validity: self.validity, present, sub_last, modseq: self.modseq });
+                return Err(SessionError::Quiet);
+            }
+            let wake_at = if may_rest { next_poll.min(news_at + quiet_after) } else { next_poll };
+            match self.wait(watcher, stop, Some(wake_at)).await? {
                 Wake::Work(Work::Stop) | Wake::Stopped => return Err(SessionError::Closed),
                 _ => {}
             }
@@ -75,14 +115,16 @@ impl Connected {
     }
 
     /// Messages that arrived in the spam folder after `last`, looked at as
-    /// users' moves; the new last UID. `present` (UID → Message-ID, the
-    /// newest [`PRESENT_MAX`]) learns them, to tell what later vanished.
+    /// users' moves; the new last UID, and whether any was not the agent's
+    /// own filing. `present` (UID → Message-ID, the newest [`PRESENT_MAX`])
+    /// learns them, to tell what later vanished.
     async fn arrivals(
         &mut self,
         watcher: &mut Watcher,
         mut last: u32,
         present: &mut std::collections::BTreeMap<u32, String>,
-    ) -> Result<u32, SessionError> {
+    ) -> Result<(u32, bool), SessionError> {
+        let mut looked = false;
         let newer = self.uids_after(last).await?;
         for chunk in newer.chunks(FETCH_BATCH) {
             // The header first: most arrivals are the agent's own
@@ -92,6 +134,7 @@ impl Connected {
             let worth = watcher.processor.worth_a_look(&self.mailbox, wanted, Moved::IntoSpam).await;
             let fetch: Vec<u32> = chunk.iter().zip(worth).filter(|(_, w)| *w).map(|(uid, _)| *uid).collect();
             if !fetch.is_empty() {
+                looked = true;
                 let items = self.fetch_items(&fetch, &HashMap::new()).await?;
                 self.meta.clear();
                 watcher.processor.moved(&self.mailbox, items, Moved::IntoSpam).await;
@@ -103,7 +146,7 @@ impl Connected {
             last = last.max(*chunk.last().unwrap_or(&0));
             self.save_cursor(last);
         }
-        Ok(last)
+        Ok((last, looked))
     }
 
     /// The spam folder's name: the server's `\Junk` folder, else `name`
