@@ -147,7 +147,7 @@ impl Connected {
             return Ok(());
         }
         let command = format!(
-            "NOTIFY SET (selected (MessageNew MessageExpunge FlagChange)) (subtree {} (MessageNew MessageExpunge))",
+            "NOTIFY SET (selected (MessageNew MessageExpunge FlagChange)) (subtree {} (MessageNew MessageExpunge FlagChange))",
             quote(&folder)
         );
         let timeout = self.timeout;

@@ -111,7 +111,8 @@ const PRESENT_MAX: usize = 2_000;
 const UNSOLICITED_KEPT: usize = 100;
 
 /// How often a quiet spam folder's task opens a session anyway: for what
-/// NOTIFY may not tell (a `$NotJunk` keyword set in a sub-folder, say).
+/// NOTIFY may not tell (Dovecot tells of messages arriving and leaving, not
+/// of a `$NotJunk` keyword set there).
 const QUIET_POLL: Duration = Duration::from_secs(15 * 60);
 
 /// What a mailbox's filter session and its spam task share: the spam

@@ -40,13 +40,11 @@ impl Connected {
         // that what left the folder meanwhile is noticed.
         let quiet = watcher.quiet.take().filter(|q| q.validity == self.validity);
         let quiet_after = Duration::from_secs(watcher.server.config.spam_session_quiet_seconds);
-        // Woken by a change, the session stays a while (a user sorting
-        // mail moves one message after another); at a start, nothing has
-        // happened yet.
-        let mut news_at = match quiet {
-            Some(_) => tokio::time::Instant::now(),
-            None => tokio::time::Instant::now().checked_sub(quiet_after).unwrap_or_else(tokio::time::Instant::now),
-        };
+        // Nothing has happened yet: a user's move or keyword found below
+        // keeps the session a while (someone sorting mail moves one message
+        // after another); a wake by the agent's own filing does not.
+        let mut news_at =
+            tokio::time::Instant::now().checked_sub(quiet_after).unwrap_or_else(tokio::time::Instant::now);
         let (mut present, mut sub_last) = match quiet {
             Some(quiet) => {
                 if self.modseq.is_some() && quiet.modseq.is_some() {
