@@ -127,11 +127,15 @@ impl Connected {
     /// of exactly those UIDs.
     pub(super) async fn move_messages(&mut self, uids: &str, destination: &str) -> Result<(), ActionError> {
         let quoted = quote(destination);
-        if self.caps.mv {
-            return self.command(format!("UID MOVE {uids} {quoted}")).await;
+        let verb = if self.caps.mv { "MOVE" } else { "COPY" };
+        self.command(format!("UID {verb} {uids} {quoted}")).await?;
+        // The spam task must see the agent's filings (to notice a rescue
+        // of one): a quiet one is woken, as a server need not tell a
+        // session of the changes it made itself.
+        if self.spam_watch.folder().is_some_and(|spam| self.in_tree(destination, &spam)) {
+            self.spam_watch.changed();
         }
-        self.command(format!("UID COPY {uids} {quoted}")).await?;
-        self.remove(uids).await
+        if self.caps.mv { Ok(()) } else { self.remove(uids).await }
     }
 
     /// Moves or deletes many messages in one command each.

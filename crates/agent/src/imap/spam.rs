@@ -61,13 +61,12 @@ impl Connected {
         };
         let mut next_poll = tokio::time::Instant::now();
         loop {
-            let modseq = self.modseq;
             let looked;
             (last, looked) = self.arrivals(watcher, last, &mut present).await?;
-            self.keywords(watcher).await?;
+            let marked = self.keywords(watcher).await?;
             // The agent's own filings are not news: a user's move, or a
             // keyword set, is.
-            if looked || self.modseq != modseq {
+            if looked || marked {
                 news_at = tokio::time::Instant::now();
             }
             let due = tokio::time::Instant::now() >= next_poll;
@@ -392,9 +391,9 @@ impl Connected {
 
     /// `$Junk` / `$NotJunk` set on messages of the selected folder since
     /// the last look (CONDSTORE): the same as moving them into or out of
-    /// the spam folder.
-    pub(super) async fn keywords(&mut self, watcher: &Watcher) -> Result<(), SessionError> {
-        let Some(since) = self.modseq else { return Ok(()) };
+    /// the spam folder. Whether there were any.
+    pub(super) async fn keywords(&mut self, watcher: &Watcher) -> Result<bool, SessionError> {
+        let Some(since) = self.modseq else { return Ok(false) };
         let timeout = self.timeout;
         let session = self.session()?;
         let fetch = async {
@@ -422,6 +421,7 @@ impl Connected {
             }
         }
         self.modseq = Some(highest);
+        let found = !junk.is_empty() || !not_junk.is_empty();
         for (uids, direction) in [(junk, Moved::IntoSpam), (not_junk, Moved::OutOfSpam)] {
             for chunk in uids.chunks(FETCH_BATCH) {
                 let items = self.fetch_items(chunk, &HashMap::new()).await?;
@@ -429,6 +429,6 @@ impl Connected {
                 watcher.processor.moved(&self.mailbox, items, direction).await;
             }
         }
-        Ok(())
+        Ok(found)
     }
 }
