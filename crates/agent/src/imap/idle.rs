@@ -36,12 +36,9 @@ impl Connected {
         // Messages leaving the spam folder matter to its task only.
         let watch_expunges = matches!(watcher.role, Role::Spam { .. });
         let mut pending = false;
-        let mut drained = 0;
-        while let Ok(response) = unsolicited.try_recv() {
-            drained += 1;
+        for response in self.sort_unsolicited(std::iter::from_fn(|| unsolicited.try_recv().ok()).collect()) {
             pending |= self.worth_waking(response, watch_expunges);
         }
-        self.maybe_dropped(drained);
         if pending {
             return Ok(Wake::Mail);
         }
@@ -53,17 +50,11 @@ impl Connected {
             Ok(Ok(())) => {}
         }
         // Mail that arrived while IDLE started was reported before it.
-        let mut drained = 0;
-        while let Ok(response) = unsolicited.try_recv() {
-            drained += 1;
+        for response in self.sort_unsolicited(std::iter::from_fn(|| unsolicited.try_recv().ok()).collect()) {
             let expunge = watch_expunges && matches!(response, UnsolicitedResponse::Expunge(_));
             self.expunged |= expunge;
-            if let UnsolicitedResponse::Status { mailbox, .. } = &response {
-                self.spam_news(mailbox);
-            }
             pending |= expunge || matches!(response, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_));
         }
-        self.maybe_dropped(drained);
         // A filter session without NOTIFY yet wakes when the spam folder
         // becomes known, to ask for it; a spam session that may close when
         // quiet, when a filter session has NOTIFY.
@@ -178,14 +169,26 @@ impl Connected {
         }
     }
 
-    /// `async-imap` keeps at most [`UNSOLICITED_KEPT`] responses between
-    /// two looks and drops the rest (a move of many messages is as many
-    /// EXPUNGEs): after a full queue, news of the spam folder may have been
-    /// among them, so its task looks.
-    pub(super) fn maybe_dropped(&self, drained: usize) {
-        if drained >= UNSOLICITED_KEPT && self.notifying.is_some() {
+    /// The unsolicited responses taken since the last look, less the news
+    /// of the spam folder (NOTIFY `STATUS`), which goes to its task.
+    /// `async-imap` keeps at most [`UNSOLICITED_KEPT`] of them and drops
+    /// the rest (a move of many messages is as many EXPUNGEs): after a full
+    /// queue, such news may have been among those dropped, so the spam task
+    /// looks too.
+    pub(super) fn sort_unsolicited(&self, responses: Vec<UnsolicitedResponse>) -> Vec<UnsolicitedResponse> {
+        if responses.len() >= UNSOLICITED_KEPT && self.notifying.is_some() {
             self.spam_watch.changed();
         }
+        responses
+            .into_iter()
+            .filter(|response| match response {
+                UnsolicitedResponse::Status { mailbox, .. } => {
+                    self.spam_news(mailbox);
+                    false
+                }
+                _ => true,
+            })
+            .collect()
     }
 
     /// Whether a response that came with an earlier command's reply means
@@ -198,10 +201,6 @@ impl Connected {
             UnsolicitedResponse::Expunge(_) if watch_expunges => {
                 self.expunged = true;
                 true
-            }
-            UnsolicitedResponse::Status { mailbox, .. } => {
-                self.spam_news(&mailbox);
-                false
             }
             _ => false,
         }

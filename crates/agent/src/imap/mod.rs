@@ -497,14 +497,7 @@ impl Connected {
         // Responses about the folder selected before are stale now (news
         // of the spam folder's is not).
         let unsolicited = self.session()?.unsolicited_responses.clone();
-        let mut drained = 0;
-        while let Ok(response) = unsolicited.try_recv() {
-            drained += 1;
-            if let UnsolicitedResponse::Status { mailbox, .. } = response {
-                self.spam_news(&mailbox);
-            }
-        }
-        self.maybe_dropped(drained);
+        self.sort_unsolicited(std::iter::from_fn(|| unsolicited.try_recv().ok()).collect());
         Ok(mailbox.uid_next.unwrap_or(1))
     }
 }
